@@ -1,0 +1,193 @@
+"""`HyperLoRA`: face conditions in, a kohya LoRA state dict out.
+
+This is the public entry point of the core::
+
+    hl = HyperLoRA.from_pretrained("models/hyper_lora/sdxl_hyper_id_lora_v1_fidelity")
+    lora = hl.generate_id_lora(clip_tokens, id_embeds)        # [B,257,1024], [B,512]
+    comfy.sd.load_lora_for_models(model, None, lora, 0.85, 0)
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from .basis import LoRABasis
+from .coefficients import normalize, photo_weights, weighted_mean
+from .config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
+from .errors import HyperLoRAError
+from .resampler import IDProjector, Resampler
+
+
+class HyperLoRA(nn.Module):
+    """Hypernetwork: ID projector + resampler(s) + LoRA basis (+ optional Base-LoRA branch)."""
+
+    def __init__(
+        self,
+        config: HyperLoRAConfig,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        small_dtype: torch.dtype | None = None,
+    ) -> None:
+        """`dtype` is the basis storage; `small_dtype` the resampler/projector (fp32 by default)."""
+        super().__init__()
+        self.config = config
+        shapes = config.layer_shapes()
+        small = {"device": device, "dtype": small_dtype or torch.float32}
+        with torch.device(device or "cpu"):
+            self.id_projector = IDProjector(config.id_projector).to(**small) if config.id_projector else None
+            self.resampler = Resampler(config.resampler).to(**small)
+            self.id_basis = LoRABasis(shapes, config.basis_size, config.rank, device=device, dtype=dtype)
+            if config.has_base:
+                self.base_resampler = Resampler(config.base_resampler).to(**small)
+                self.base_basis = LoRABasis(shapes, config.basis_size, config.base_rank, device=device, dtype=dtype)
+            else:
+                self.base_resampler = None
+                self.base_basis = None
+
+    # -- loading and saving (see checkpoint.py) ------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        dim_head: int | None = None,
+    ) -> HyperLoRA:
+        """Load a published checkpoint folder or one of our single `.safetensors` files."""
+        from .checkpoint import load_hyperlora
+
+        return load_hyperlora(path, device=device, dtype=dtype, dim_head=dim_head)
+
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float16) -> None:
+        """Write the published folder layout (JSON + four .safetensors)."""
+        from .checkpoint import save_published
+
+        save_published(self, folder, dtype=dtype)
+
+    def save_single_file(self, path: str | os.PathLike, dtype: torch.dtype | None = torch.float16) -> None:
+        """Write every part into one `.safetensors` with the config in its metadata."""
+        from .checkpoint import save_single_file
+
+        save_single_file(self, path, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.resampler.latents.device
+
+    # -- conditions -> tokens ------------------------------------------------------------------
+    def _check_conditions(self, clip_tokens: torch.Tensor | None, id_embeds: torch.Tensor | None) -> int:
+        rs = self.config.resampler
+        batch = None
+        if clip_tokens is not None:
+            width = rs.input_dims[-1] if rs.num_conditions == 2 or self.id_projector is None else None
+            if clip_tokens.ndim != 3 or (width is not None and clip_tokens.shape[-1] != width):
+                raise HyperLoRAError(
+                    f"clip_tokens must be [photos, tokens, {width}] (CLIP penultimate-layer tokens); got "
+                    f"{list(clip_tokens.shape)}. Use the CLIP vision model this checkpoint was trained with "
+                    "(ViT-L/14 for the published weights)."
+                )
+            batch = clip_tokens.shape[0]
+        if id_embeds is not None:
+            e = self.config.id_projector.embed_dim if self.config.id_projector else None
+            if id_embeds.ndim != 2 or id_embeds.shape[-1] != e:
+                raise HyperLoRAError(
+                    f"id_embeds must be [photos, {e}] (normalised face embeddings); got {list(id_embeds.shape)}."
+                )
+            if batch is not None and id_embeds.shape[0] != batch:
+                raise HyperLoRAError(
+                    f"got {batch} photos of CLIP tokens but {id_embeds.shape[0]} face embeddings; they must pair up."
+                )
+            batch = id_embeds.shape[0]
+        if not batch:
+            raise HyperLoRAError("no photos: give at least one photo's conditions.")
+        for name, t in (("clip_tokens", clip_tokens), ("id_embeds", id_embeds)):
+            if t is not None and not torch.isfinite(t).all():
+                raise HyperLoRAError(f"{name} contain NaN or infinite values; check the input photos.")
+        return batch
+
+    def id_tokens(self, clip_tokens: torch.Tensor | None, id_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Per-photo ID coefficient tokens `[B, Q, K]` (before averaging and normalisation).
+
+        With two condition streams the face tokens go to the first and CLIP to the second, as
+        published; `id_embeds=None` skips the face stream (the trainer's CLIP-only stage).
+        """
+        self._check_conditions(clip_tokens, id_embeds)
+        rs = self.resampler
+        dtype, device = rs.latents.dtype, rs.latents.device
+        id_in = None
+        if id_embeds is not None:
+            if self.id_projector is None:
+                raise HyperLoRAError("this checkpoint has no ID projector, so it takes no face embeddings.")
+            id_in = self.id_projector(id_embeds.to(device=device, dtype=dtype))
+        clip_in = clip_tokens.to(device=device, dtype=dtype) if clip_tokens is not None else None
+        if rs.config.num_conditions == 2:
+            return rs(id_in, clip_in)
+        stream = clip_in if self.id_projector is None else id_in
+        if stream is None:
+            raise HyperLoRAError("this checkpoint needs " + ("CLIP tokens." if self.id_projector is None else "face embeddings."))
+        return rs(stream)
+
+    def base_tokens(self, clip_tokens: torch.Tensor) -> torch.Tensor:
+        """Per-photo Base-LoRA coefficient tokens from CLIP tokens of the face-blurred crop."""
+        if self.base_resampler is None:
+            raise HyperLoRAError(
+                "this checkpoint has no Base-LoRA (the published ones distilled 0.25x of it into the ID-LoRA); "
+                "remove the Base-LoRA nodes or load a checkpoint trained with one."
+            )
+        rs = self.base_resampler
+        if clip_tokens.ndim != 3 or clip_tokens.shape[-1] != rs.config.input_dims[0]:
+            raise HyperLoRAError(
+                f"base clip_tokens must be [photos, tokens, {rs.config.input_dims[0]}]; got {list(clip_tokens.shape)}."
+            )
+        return rs(clip_tokens.to(device=rs.latents.device, dtype=rs.latents.dtype))
+
+    # -- tokens -> LoRA ------------------------------------------------------------------------
+    def lora_factors(
+        self, coeffs: torch.Tensor, kind: str = "id"
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Normalised coefficient tokens `[B, Q, K]` -> per-layer `downs [B,r,in]`, `ups [B,out,r]`."""
+        basis = self.id_basis if kind == "id" else self.base_basis
+        if basis is None:
+            raise HyperLoRAError("this checkpoint has no Base-LoRA basis.")
+        return basis.mix(coeffs[:, 0::2], coeffs[:, 1::2])
+
+    def lora_state_dict(self, coeffs: torch.Tensor, kind: str = "id") -> dict[str, torch.Tensor]:
+        """One normalised coefficient set `[1, Q, K]` -> kohya LoRA state dict (CPU tensors)."""
+        downs, ups = self.lora_factors(coeffs, kind)
+        rank = self.config.rank if kind == "id" else self.config.base_rank
+        alpha = torch.tensor(rank * 0.5)
+        out: dict[str, torch.Tensor] = {}
+        layer = 0
+        for spec in self.config.modules:
+            for proj in PROJECTIONS:
+                key = f"{spec.name}_{LORA_KEY_SUFFIX[proj]}"
+                out[f"{key}.alpha"] = alpha.clone()
+                out[f"{key}.lora_down.weight"] = downs[layer][0].cpu()
+                out[f"{key}.lora_up.weight"] = ups[layer][0].cpu()
+                layer += 1
+        return out
+
+    @torch.no_grad()
+    def generate_id_lora(
+        self,
+        clip_tokens: torch.Tensor,
+        id_embeds: torch.Tensor | None,
+        weights: torch.Tensor | list[float] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """ID-LoRA for one person from B photos; equal weights reproduce the published mean."""
+        batch = self._check_conditions(clip_tokens, id_embeds)
+        w = photo_weights(weights, batch) if weights is not None else None
+        coeffs = normalize(weighted_mean(self.id_tokens(clip_tokens, id_embeds).float(), w))
+        return self.lora_state_dict(coeffs, "id")
+
+    @torch.no_grad()
+    def generate_base_lora(
+        self, clip_tokens: torch.Tensor, weights: torch.Tensor | list[float] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Base-LoRA (background, clothing) from CLIP tokens of the face-blurred crops."""
+        tokens = self.base_tokens(clip_tokens)
+        w = photo_weights(weights, tokens.shape[0]) if weights is not None else None
+        return self.lora_state_dict(normalize(weighted_mean(tokens.float(), w)), "base")

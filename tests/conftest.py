@@ -1,0 +1,52 @@
+"""Test bootstrap: the real ComfyUI host on sys.path, CPU mode, deterministic threads.
+
+Tests run against the real host (never a stub): COMFYUI_PATH, or the one `make test` installed
+under .host/ComfyUI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _comfyui_path() -> Path:
+    if os.environ.get("COMFYUI_PATH"):
+        return Path(os.environ["COMFYUI_PATH"])
+    recorded = ROOT / ".venv" / ".comfyui_path"
+    if recorded.is_file():
+        return Path(recorded.read_text().strip())
+    return ROOT / ".host" / "ComfyUI"
+
+
+COMFYUI = _comfyui_path()
+if str(COMFYUI) not in sys.path:
+    sys.path.insert(0, str(COMFYUI))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import comfy.cli_args  # noqa: E402  (must precede comfy.model_management)
+
+comfy.cli_args.args.cpu = True
+comfy.cli_args.args.use_pytorch_cross_attention = True
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def comfyui_path() -> Path:
+    return COMFYUI
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    out = ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    return out
