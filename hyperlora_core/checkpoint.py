@@ -238,7 +238,9 @@ def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
         for kind, basis in (("id", model.id_basis), ("base", model.base_basis)):
             if basis is None:
                 continue
-            basis.load_published(lambda layer, part: f.get_tensor(f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis"))
+            basis.load_published(
+                lambda layer, part, kind=kind: f.get_tensor(f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis")
+            )
 
 
 # -- saving -------------------------------------------------------------------------------------

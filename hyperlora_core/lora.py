@@ -1,0 +1,143 @@
+"""Utilities on generated LoRAs (plain kohya state dicts): scale, add, mix, slide, save.
+
+A HyperLoRA LoRA is `{prefix}.lora_down.weight [r, in]`, `{prefix}.lora_up.weight [out, r]` and
+`{prefix}.alpha` per module; its update is `dW = alpha / r * up @ down`. Two ways to combine:
+
+* ``"delta"``: exact weighted sums of the updates, by stacking ranks (any LoRAs, rank grows);
+* ``"factors"``: weighted sums of the down and up factors separately. For LoRAs made by the same
+  HyperLoRA checkpoint this equals mixing their basis coefficients (the mix is linear in them),
+  i.e. interpolating in HyperLoRA's LoRA space; rank stays the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import HyperLoRAError
+from .safetensors_io import save_tensors_atomic
+
+LoRA = dict[str, torch.Tensor]
+
+
+def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+    """`prefix -> (down, up, alpha)`; alpha defaults to the rank (scale 1) as kohya does."""
+    out = {}
+    for key, down in lora.items():
+        if not key.endswith(".lora_down.weight"):
+            continue
+        prefix = key[: -len(".lora_down.weight")]
+        up = lora.get(f"{prefix}.lora_up.weight")
+        if up is None:
+            raise HyperLoRAError(f"LoRA module '{prefix}' has lora_down but no lora_up weight.")
+        alpha = lora.get(f"{prefix}.alpha")
+        out[prefix] = (down, up, float(alpha) if alpha is not None else float(down.shape[0]))
+    if not out:
+        raise HyperLoRAError("this LoRA has no '.lora_down.weight' keys; it is not a kohya LoRA state dict.")
+    return out
+
+
+def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]) -> LoRA:
+    out: LoRA = {}
+    for prefix, (down, up, alpha) in modules.items():
+        out[f"{prefix}.lora_down.weight"] = down
+        out[f"{prefix}.lora_up.weight"] = up
+        out[f"{prefix}.alpha"] = torch.tensor(float(alpha))
+    return out
+
+
+def delta_weight(lora: LoRA, prefix: str) -> torch.Tensor:
+    """The full update `alpha/r * up @ down` of one module (float32)."""
+    down, up, alpha = lora_modules(lora)[prefix]
+    return (alpha / down.shape[0]) * (up.float() @ down.float())
+
+
+def scale_lora(lora: LoRA, scale: float) -> LoRA:
+    """Every update multiplied by `scale` (applied to the up factor)."""
+    return _build({p: (d, u * scale, a) for p, (d, u, a) in lora_modules(lora).items()})
+
+
+def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> LoRA:
+    """Weighted combination of LoRAs; see the module docstring for the two modes."""
+    if not loras:
+        raise HyperLoRAError("no LoRAs to mix.")
+    if len(weights) != len(loras):
+        raise HyperLoRAError(f"got {len(weights)} weights for {len(loras)} LoRAs; give one weight per LoRA.")
+    parsed = [lora_modules(x) for x in loras]
+    prefixes = list(dict.fromkeys(p for mods in parsed for p in mods))
+    out = {}
+    if mode == "delta":
+        for p in prefixes:
+            downs, ups = [], []
+            for w, mods in zip(weights, parsed):
+                if p in mods and w != 0:
+                    d, u, a = mods[p]
+                    downs.append(d.float())
+                    ups.append(u.float() * (w * a / d.shape[0]))
+            if downs:
+                down, up = torch.cat(downs, 0), torch.cat(ups, 1)
+                out[p] = (down, up, float(down.shape[0]))
+    elif mode == "factors":
+        for p in prefixes:
+            present = [(w, mods[p]) for w, mods in zip(weights, parsed) if p in mods]
+            shapes = {(tuple(d.shape), tuple(u.shape), a) for _, (d, u, a) in present}
+            if len(shapes) != 1:
+                raise HyperLoRAError(
+                    f"'factors' mixing needs LoRAs of the same rank and alpha from the same HyperLoRA checkpoint; "
+                    f"module '{p}' differs ({sorted(shapes)[:2]}). Use mode 'delta' for unrelated LoRAs."
+                )
+            down = sum(w * d.float() for w, (d, _, _) in present)
+            up = sum(w * u.float() for w, (_, u, _) in present)
+            out[p] = (down, up, present[0][1][2])
+    else:
+        raise HyperLoRAError(f"unknown mix mode '{mode}'; use 'delta' or 'factors'.")
+    return _build(out)
+
+
+def add_loras(a: LoRA, b: LoRA) -> LoRA:
+    """`a + b` as one LoRA (exact: ranks are stacked)."""
+    return mix_loras([a, b], [1.0, 1.0], "delta")
+
+
+def interpolate_loras(a: LoRA, b: LoRA, t: float, mode: str = "factors") -> LoRA:
+    """`(1 - t) * a + t * b`: t=0 gives a, t=1 gives b."""
+    return mix_loras([a, b], [1.0 - t, t], mode)
+
+
+def slider_lora(a: LoRA, b: LoRA, scale: float) -> LoRA:
+    """Concept slider `scale * (b - a)`: the change from photo a to photo b, as a LoRA."""
+    return mix_loras([a, b], [-scale, scale], "delta")
+
+
+def lora_rank(lora: LoRA) -> int:
+    return max(d.shape[0] for d, _, _ in lora_modules(lora).values())
+
+
+def save_lora(
+    lora: LoRA,
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a kohya `.safetensors` LoRA with the usual `ss_*` metadata; never overwrites by default."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise HyperLoRAError(f"{path} already exists; choose another name (nothing was written).")
+    mods = lora_modules(lora)
+    first_down, _, first_alpha = next(iter(mods.values()))
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(first_down.shape[0]),
+        "ss_network_alpha": str(first_alpha),
+        "ss_base_model_version": "sdxl_base_v1-0",
+        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
+        "hyperlora.modules": str(len(mods)),
+    }
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    tensors = {k: (v.to(dtype) if v.is_floating_point() and not k.endswith(".alpha") else v) for k, v in lora.items()}
+    save_tensors_atomic(tensors, path, meta)
+    return path
