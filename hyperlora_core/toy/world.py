@@ -162,9 +162,14 @@ class Renders:
     identity: np.ndarray  # [N]
     attributes: np.ndarray  # [N, 6]
     render_index: np.ndarray  # [N]: which render of its identity (0 = the reference in evaluation)
+    base: np.ndarray  # [N, 7]: background r, g, b, pattern, clothing, dx, dy
 
     def __len__(self) -> int:
         return len(self.identity)
+
+    def subset(self, mask) -> Renders:
+        return Renders(self.images[mask], self.identity[mask], self.attributes[mask], self.render_index[mask],
+                       self.base[mask])
 
 
 def render_set(identities, renders_per_identity: int, seed: int) -> Renders:
@@ -177,11 +182,14 @@ def render_set(identities, renders_per_identity: int, seed: int) -> Renders:
     images = np.empty((len(identities) * renders_per_identity, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     ident = np.repeat(identities, renders_per_identity)
     index = np.tile(np.arange(renders_per_identity), len(identities))
+    base = np.empty((len(ident), 7), dtype=np.int64)
     for n, (i, j) in enumerate(zip(ident, index)):
-        rng = np.random.default_rng((seed, int(i), int(j)))
-        images[n] = render(int(i), sample_base(rng))
+        b = sample_base(np.random.default_rng((seed, int(i), int(j))))
+        images[n] = render(int(i), b)
+        base[n] = (*b.background, b.pattern, b.clothing, b.dx, b.dy)
     table = all_attributes()
-    return Renders(images=images, identity=ident, attributes=table[ident], render_index=index)
+    return Renders(images=images, identity=ident, attributes=table[ident], render_index=index, base=base)
+
 
 
 def face_mask(size: int = IMAGE_SIZE) -> np.ndarray:

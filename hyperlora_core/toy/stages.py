@@ -1,0 +1,371 @@
+"""Training the toy world's frozen parts: judge, ArcFace and CLIP analogues, VAE, base UNet.
+
+Each stage is a plain function `train_x(data, steps, ..., log) -> module` so the build script,
+the smoke test and a notebook call the same code. Only training identities are used; the held-out
+identities (`world.heldout_identities()`) appear in evaluation only. Stages are seeded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import world
+from .bridge import LATENT_SCALE, new_unet, new_vae_model, size_embedding
+from .caption import CaptionEncoder, token_ids
+from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP
+
+Log = Callable[[str], None]
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 `[N, H, W, 3]` -> float `[N, 3, H, W]` in 0..1."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def masked_reference(images: torch.Tensor) -> torch.Tensor:
+    """The background-greyed reference (`remove_background` analogue) that ToyCLIP reads."""
+    mask = torch.from_numpy(world.face_mask(images.shape[-1])).to(images)
+    return images * mask + 0.5 * (1 - mask)
+
+
+@dataclass
+class Data:
+    """Renders of the training identities (12 per identity) and the held-out identities."""
+
+    train: world.Renders
+    heldout: world.Renders
+
+    @classmethod
+    def make(cls, renders_per_identity: int = 12, seed: int = 0, identities_limit: int | None = None) -> Data:
+        train_ids, held_ids = world.train_identities(), world.heldout_identities()
+        if identities_limit:
+            train_ids, held_ids = train_ids[:identities_limit], held_ids[: max(8, identities_limit // 4)]
+        return cls(world.render_set(train_ids, renders_per_identity, seed),
+                   world.render_set(held_ids, renders_per_identity, seed))
+
+
+def _warmup_lr(opt: torch.optim.Optimizer, base: list[float], step: int, warmup: int, total: int) -> None:
+    if step < warmup:
+        f = (step + 1) / warmup
+    else:
+        f = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        f = 0.1 + 0.9 * f
+    for group, lr in zip(opt.param_groups, base):
+        group["lr"] = lr * f
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, noise: float = 0.06, blur_p: float = 0.3) -> torch.Tensor:
+    """Pixel noise, occasional blur and brightness jitter: robustness to generated-image artefacts."""
+    b = x.shape[0]
+    x = x * (1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) - 0.5))
+    blur = torch.rand(b, generator=gen) < blur_p
+    if blur.any():
+        x[blur] = F.avg_pool2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), 3, 1)
+    x = x + noise * torch.rand(b, 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
+    return x.clamp(0, 1)
+
+
+def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = x.clone()
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+# -- judge --------------------------------------------------------------------------------------
+def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 1, log: Log = print) -> AttributeJudge:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    judge = AttributeJudge().train()
+    opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
+    images, attrs = to_tensor(data.train.images), torch.from_numpy(data.train.attributes)
+    t0 = time.time()
+    for step in range(steps):
+        _warmup_lr(opt, [lr], step, 50, steps)
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        x = _augment(_flip(images[idx], gen), gen)
+        loss = sum(F.cross_entropy(lg, attrs[idx, a]) for a, lg in enumerate(judge(x)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"judge step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    return judge.eval()
+
+
+def judge_accuracy(judge: AttributeJudge, renders: world.Renders) -> np.ndarray:
+    """Per-attribute accuracy of the judge on clean renders."""
+    pred = judge.predict(to_tensor(renders.images)).numpy()
+    return (pred == renders.attributes).mean(0)
+
+
+# -- ArcFace analogue -----------------------------------------------------------------------------
+def _pairs(renders: world.Renders, identities: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of two different renders for `identities` random identities."""
+    per = int(renders.render_index.max()) + 1
+    n_id = len(renders) // per
+    identities = min(identities, n_id)
+    ids = torch.randperm(n_id, generator=gen)[:identities]
+    a = torch.randint(per, (identities,), generator=gen)
+    b = (a + torch.randint(1, per, (identities,), generator=gen)) % per
+    return ids * per + a, ids * per + b
+
+
+def train_arcface(data: Data, steps: int, identities: int = 96, lr: float = 2e-3, temperature: float = 0.1,
+                  seed: int = 2, log: Log = print) -> ToyArcFace:
+    """Contrastive (NT-Xent) training: two renders of one identity (different backgrounds,
+    clothes, pose) are positives, every other identity in the batch a negative."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = ToyArcFace().train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    images = to_tensor(data.train.images)
+    t0 = time.time()
+    for step in range(steps):
+        _warmup_lr(opt, [lr], step, 50, steps)
+        ia, ib = _pairs(data.train, identities, gen)
+        z = net(_augment(_flip(images[torch.cat([ia, ib])], gen), gen))
+        sim = z @ z.T / temperature
+        sim.fill_diagonal_(-1e4)
+        n = len(ia)
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+        loss = F.cross_entropy(sim, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"arcface step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    return net.eval()
+
+
+@torch.no_grad()
+def arcface_report(net: ToyArcFace, renders: world.Renders) -> dict[str, float]:
+    """Same/different-identity cosine and 1-NN identification (render 1 vs gallery of render 0)."""
+    per = int(renders.render_index.max()) + 1
+    z = torch.cat([net(to_tensor(renders.images[s : s + 512])) for s in range(0, len(renders), 512)])
+    z = z.view(-1, per, z.shape[-1])
+    same = (z[:, 0] * z[:, 1]).sum(-1).mean().item()
+    cross = z[:, 0] @ z[:, 1].T
+    n = cross.shape[0]
+    diff = (cross.sum() - cross.diag().sum()).item() / (n * (n - 1))
+    top1 = (cross.argmax(0) == torch.arange(n)).float().mean().item()
+    return {"cos_same": same, "cos_diff": diff, "top1": top1}
+
+
+# -- CLIP analogue ------------------------------------------------------------------------------
+CLIP_LABEL_SIZES = (*world.ATTRIBUTE_SIZES, 27, len(world.PATTERNS), 8, 5, 5)
+"""Caption factors ToyCLIP is trained against: 6 identity attributes, background colour (3 levels
+per channel), pattern, clothing colour, horizontal and vertical shift."""
+
+
+def clip_labels(renders: world.Renders) -> torch.Tensor:
+    b = renders.base
+    colour = (b[:, 0] // 86) * 9 + (b[:, 1] // 86) * 3 + b[:, 2] // 86
+    shift = b[:, 5:7] + world.MAX_SHIFT
+    return torch.from_numpy(np.column_stack([renders.attributes, colour, b[:, 3], b[:, 4], shift]))
+
+
+def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 3, log: Log = print) -> ToyCLIP:
+    """CLIP-style symmetric InfoNCE between images and their full factor captions."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net, text = ToyCLIP().train(), CaptionTower(CLIP_LABEL_SIZES).train()
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    params = [*net.parameters(), *text.parameters(), logit_scale]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    images, labels = to_tensor(data.train.images), clip_labels(data.train)
+    t0 = time.time()
+    for step in range(steps):
+        _warmup_lr(opt, [lr], step, 50, steps)
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        zi = net.image_embeds(_augment(images[idx], gen, noise=0.03, blur_p=0.1))
+        zt = text(labels[idx])
+        logits = logit_scale.exp().clamp(max=100) * zi @ zt.T
+        target = torch.arange(batch)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"clip step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    return net.eval()
+
+
+# -- VAE ----------------------------------------------------------------------------------------
+def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-4, seed: int = 4,
+              log: Log = print):
+    """ComfyUI AutoencoderKL trained with L1 + MSE + KL; returns the model with the latent scale folded."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    vae = new_vae_model().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    images = to_tensor(data.train.images) * 2 - 1
+    t0 = time.time()
+    for step in range(steps):
+        _warmup_lr(opt, [lr], step, 50, steps)
+        x = _flip(images[torch.randint(len(images), (batch,), generator=gen)], gen)
+        moments = vae.quant_conv(vae.encoder(x))
+        mean, logvar = moments.chunk(2, dim=1)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
+        rec = vae.decoder(vae.post_quant_conv(z))
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
+        loss = (rec - x).abs().mean() + (rec - x).pow(2).mean() + kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.1f} ({time.time() - t0:.0f}s)")
+    vae.eval()
+    fold_latent_scale(vae, images[:2048])
+    return vae
+
+
+@torch.no_grad()
+def fold_latent_scale(vae, images: torch.Tensor) -> float:
+    """Rescale so that raw latents x LATENT_SCALE have unit std (SDXL's latent_format applies)."""
+    mean = torch.cat([vae.quant_conv(vae.encoder(images[s : s + 256])).chunk(2, 1)[0] for s in range(0, len(images), 256)])
+    f = (1.0 / LATENT_SCALE) / mean.std().item()
+    c = mean.shape[1]
+    vae.quant_conv.weight[:c] *= f
+    vae.quant_conv.bias[:c] *= f
+    vae.quant_conv.bias[c:] += 2 * math.log(f)  # keep the posterior's relative width
+    vae.post_quant_conv.weight /= f
+    return f
+
+
+@torch.no_grad()
+def vae_encode(vae, images01: torch.Tensor) -> torch.Tensor:
+    """Images `[N, 3, 32, 32]` 0..1 -> raw latents (posterior mode), as `comfy.sd.VAE.encode` gives."""
+    out = []
+    for s in range(0, len(images01), 256):
+        out.append(vae.quant_conv(vae.encoder(images01[s : s + 256] * 2 - 1)).chunk(2, 1)[0])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Raw latents -> images 0..1."""
+    out = [vae.decoder(vae.post_quant_conv(latents[s : s + 256])) for s in range(0, len(latents), 256)]
+    return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+
+# -- base UNet + caption encoder -----------------------------------------------------------------
+@dataclass
+class BaseModel:
+    unet: object  # ComfyUI ModelPatcher (EMA weights)
+    captions: CaptionEncoder
+
+
+def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 0.3, empty: float = 0.2) -> torch.Tensor:
+    """Token ids for a batch: each attribute said with p = 1 - drop, the whole caption empty with p = empty."""
+    keep = torch.rand(attrs.shape, generator=gen) >= drop
+    keep &= (torch.rand(attrs.shape[0], 1, generator=gen) >= empty)
+    return torch.tensor([token_ids([int(v) if k else None for v, k in zip(a, kk)]) for a, kk in zip(attrs, keep)])
+
+
+def eps_loss(model, x0: torch.Tensor, context: torch.Tensor, adm: torch.Tensor, gen: torch.Generator,
+             t_min: int = 0) -> torch.Tensor:
+    """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps."""
+    sigmas = model.model_sampling.sigmas
+    t = torch.randint(t_min, len(sigmas), (x0.shape[0],), generator=gen)
+    sigma = sigmas[t].to(x0)
+    noise = torch.randn(x0.shape, generator=gen)
+    x = model.model_sampling.noise_scaling(sigma, noise, x0)
+    denoised = model.apply_model(x, sigma, c_crossattn=context, y=adm)
+    eps = (x - denoised) / sigma.view(-1, 1, 1, 1)
+    return F.mse_loss(eps, noise)
+
+
+def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3,
+               ema_decay: float = 0.999, seed: int = 5, log: Log = print, eval_every: int = 0,
+               evaluate: Callable[[BaseModel, int], None] | None = None) -> BaseModel:
+    """Tiny SDXL UNet + caption encoder on scaled latents `[N, 4, 16, 16]` (already x LATENT_SCALE)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    patcher = new_unet()
+    model = patcher.model
+    captions = CaptionEncoder()
+    ema_unet, ema_captions = new_unet(), CaptionEncoder()
+    params = [*model.diffusion_model.parameters(), *captions.parameters()]
+    ema_params = [*ema_unet.model.diffusion_model.parameters(), *ema_captions.parameters()]
+    with torch.no_grad():
+        for e, p in zip(ema_params, params):
+            e.copy_(p)
+    for p in params:
+        p.requires_grad_(True)
+    model.train()
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sizes = size_embedding(model)
+    t0 = time.time()
+    for step in range(steps):
+        _warmup_lr(opt, [lr], step, 200, steps)
+        idx = torch.randint(len(latents), (batch,), generator=gen)
+        context, pooled = captions(random_caption_ids(attrs[idx], gen))
+        adm = torch.cat([pooled, sizes.expand(batch, -1)], dim=1)
+        loss = eps_loss(model, latents[idx], context, adm, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema_params, params):
+                e.lerp_(p, 1 - decay)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"base step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        if evaluate is not None and eval_every and (step + 1) % eval_every == 0:
+            evaluate(BaseModel(ema_unet, ema_captions.eval()), step + 1)
+    for p in ema_params:
+        p.requires_grad_(False)
+    return BaseModel(ema_unet, ema_captions.eval())
+
+
+@torch.no_grad()
+def vae_report(vae, judge: AttributeJudge, renders: world.Renders, count: int = 512) -> tuple[float, float]:
+    """PSNR of reconstructions and the judge's mean accuracy on them (held-out renders)."""
+    x = to_tensor(renders.images[:count])
+    rec = vae_decode(vae, vae_encode(vae, x))
+    psnr = float(10 * torch.log10(1.0 / (rec - x).pow(2).mean()))
+    acc = (judge.predict(rec).numpy() == renders.attributes[:count]).mean()
+    return psnr, round(float(acc), 4)
+
+
+@torch.no_grad()
+def base_fidelity(model: BaseModel, vae, judge: AttributeJudge, count: int = 64, cfg: float = 2.0, seed: int = 0,
+                  steps: int = 20) -> np.ndarray:
+    """Per-attribute judge accuracy of samples prompted with random full captions (text fidelity)."""
+    gen = torch.Generator().manual_seed(seed)
+    attrs = torch.stack([torch.randint(n, (count,), generator=gen) for n in world.ATTRIBUTE_SIZES], dim=1)
+    images = sample_captions(model, vae, [token_ids(a.tolist()) for a in attrs], seed=seed, cfg=cfg, steps=steps)
+    return (judge.predict(images) == attrs).float().mean(0).numpy()
+
+
+@torch.no_grad()
+def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, cfg: float = 1.0, steps: int = 20,
+                    batch: int = 64) -> torch.Tensor:
+    """Images 0..1 `[N, 3, 32, 32]` for caption token ids (batched Euler, fixed noise per seed)."""
+    from .bridge import euler_sample
+
+    m = model.unet.model
+    sizes = size_embedding(m)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((len(ids), 4, 16, 16), generator=gen)
+    empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)]))
+    out = []
+    for s in range(0, len(ids), batch):
+        ctx, pooled = model.captions(torch.tensor(ids[s : s + batch]))
+        b = ctx.shape[0]
+        adm = torch.cat([pooled, sizes.expand(b, -1)], 1)
+        uadm = torch.cat([empty_pooled.expand(b, -1), sizes.expand(b, -1)], 1)
+        lat = euler_sample(m, noise[s : s + b], ctx, adm, empty_ctx.expand(b, -1, -1), uadm, steps=steps, cfg=cfg)
+        out.append(vae_decode(vae, lat / LATENT_SCALE))
+    return torch.cat(out)
