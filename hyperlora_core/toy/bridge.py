@@ -170,13 +170,18 @@ def conditioning(context: torch.Tensor, pooled: torch.Tensor) -> list:
     return [[context, {"pooled_output": pooled}]]
 
 
-def comfy_sample(model_patcher, positive, negative, seed: int, batch: int = 1, steps: int = 20, cfg: float = 1.0,
-                 sampler: str = "euler", scheduler: str = "karras") -> torch.Tensor:
-    """KSampler on an empty toy latent; returns latents `[batch, 4, 16, 16]` (what VAEDecode takes)."""
-    latent = torch.zeros(batch, 4, LATENT_SIZE, LATENT_SIZE)
-    noise = comfy.sample.prepare_noise(latent, seed)
+def comfy_sample(model_patcher, positive, negative, noise: torch.Tensor, seed: int = 0, steps: int = 20,
+                 cfg: float = 1.0, sampler: str = "euler", scheduler: str = "karras") -> torch.Tensor:
+    """ComfyUI's KSampler path (`comfy.sample.sample`) on an empty toy latent with the given noise;
+    returns latents `[B, 4, 16, 16]` as KSampler outputs them (what VAEDecode takes)."""
+    latent = torch.zeros(noise.shape[0], 4, LATENT_SIZE, LATENT_SIZE)
     return comfy.sample.sample(model_patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                disable_pbar=True, seed=seed)
+
+
+def toy_noise(count: int, seed: int) -> torch.Tensor:
+    """KSampler's noise for `count` toy latents and a seed (what the KSampler node would draw)."""
+    return comfy.sample.prepare_noise(torch.zeros(count, 4, LATENT_SIZE, LATENT_SIZE), seed)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -215,3 +220,57 @@ def euler_sample(model, noise: torch.Tensor, context: torch.Tensor, adm: torch.T
             den = model.apply_model(x, s, c_crossattn=context, y=adm)
         x = x + (x - den) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     return x
+
+
+# -- ComfyUI model folders ----------------------------------------------------------------------
+BUILTIN_WORLD = "(built-in) models/toy"
+
+
+def register_toy_folder() -> None:
+    """`models/toy_world` as a ComfyUI model folder (extra_model_paths.yaml may add more)."""
+    import os
+
+    import folder_paths
+
+    from .install import TOY_FOLDER
+
+    folder_paths.add_model_folder_path(TOY_FOLDER, os.path.join(folder_paths.models_dir, TOY_FOLDER))
+    paths, exts = folder_paths.folder_names_and_paths[TOY_FOLDER]
+    folder_paths.folder_names_and_paths[TOY_FOLDER] = (paths, set(exts) | {".safetensors"})
+
+
+def toy_world_choices() -> dict[str, Path]:
+    """Display name -> folder of every toy world ComfyUI can see (the pack's own copy first)."""
+    import folder_paths
+
+    from . import files
+    from .install import TOY_FOLDER
+
+    register_toy_folder()
+    found: dict[str, Path] = {}
+    if files.part_path("unet", files.DEFAULT_DIR).is_file():
+        found[BUILTIN_WORLD] = files.DEFAULT_DIR
+    for root in folder_paths.get_folder_paths(TOY_FOLDER):
+        root = Path(root)
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+            if (folder / files.FILES["unet"]).is_file():
+                found.setdefault(f"{TOY_FOLDER}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
+    return found
+
+
+def resolve_toy_world(name: str) -> Path:
+    choices = toy_world_choices()
+    if name not in choices:
+        raise HyperLoRAError(
+            f"toy world '{name}' not found (found: {', '.join(choices) or 'none'}). The pack ships one in "
+            "models/toy; rebuild it with `make toy-world` if it is missing."
+        )
+    return choices[name]
+
+
+def load_toy_models(folder: Path) -> tuple[object, object, object]:
+    """(MODEL, CLIP, VAE) of a toy world folder, as ComfyUI's loaders return them."""
+    from . import files
+
+    return (wrap_unet(files.load_part("unet", folder)), wrap_caption_encoder(files.load_part("caption_encoder", folder)),
+            wrap_vae(files.load_part("vae", folder)))

@@ -22,9 +22,10 @@ FILES = {
     "vae": "toy_vae.safetensors",
     "unet": "toy_unet.safetensors",
     "caption_encoder": "toy_caption_encoder.safetensors",
-    "hyperlora": "toy_hyperlora.safetensors",
+    "hyperlora": "hyper_lora/toy_hyperlora.safetensors",
 }
-"""Part name -> file name in the toy model folder."""
+"""Part name -> file name in the toy model folder. The HyperLoRA sits in its own sub-folder so that
+folder can be ComfyUI's `hyper_lora` model path (extra_model_paths.yaml) without listing the rest."""
 
 STATS_FILE = "toy_world.json"
 

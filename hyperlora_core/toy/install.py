@@ -1,0 +1,88 @@
+"""Putting the toy world where ComfyUI finds it, and writing held-out reference photos.
+
+Two ways, both used by `make demo` when no real weights are present:
+
+- `install_toy_world(models_dir)`: links (or copies) the files into a ComfyUI `models` folder:
+  `models/toy_world/*` (UNet, VAE, caption encoder, the ArcFace/CLIP analogues, the judge) and
+  `models/hyper_lora/toy_world/toy_hyperlora.safetensors` (found by the HyperLoRA Loader).
+- `extra_model_paths_yaml()`: the same without copying, as an `extra_model_paths.yaml` section.
+
+`write_reference_photos(folder)` writes PNG photos of held-out identities (never seen in any
+training stage) for LoadImage nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import HyperLoRAError
+from . import files, world
+
+TOY_FOLDER = "toy_world"
+"""ComfyUI model-folder name of the toy world's parts (`models/toy_world`)."""
+
+
+def install_toy_world(models_dir: str | os.PathLike, source: str | os.PathLike | None = None,
+                      mode: str = "link") -> dict[str, Path]:
+    """Make the toy world visible to ComfyUI's loaders under `models_dir`; returns part -> path."""
+    if mode not in ("link", "copy"):
+        raise HyperLoRAError(f"mode must be 'link' or 'copy', not {mode!r}.")
+    src_dir = files.world_dir(source)
+    models = Path(models_dir)
+    placed: dict[str, Path] = {}
+    for part, name in files.FILES.items():
+        src = (src_dir / name).resolve()
+        if not src.is_file():
+            raise HyperLoRAError(f"{src}: the toy world's {part} is missing; run `make toy-world` first.")
+        dst = (models / "hyper_lora" / TOY_FOLDER / Path(name).name if part == "hyperlora"
+               else models / TOY_FOLDER / Path(name).name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        if mode == "link":
+            dst.symlink_to(src)
+        else:
+            shutil.copy2(src, dst)
+        placed[part] = dst
+    return placed
+
+
+def extra_model_paths_yaml(source: str | os.PathLike | None = None, section: str = "hyperlora_toy_world") -> str:
+    """An extra_model_paths.yaml section that points ComfyUI at the toy world in place."""
+    src = files.world_dir(source).resolve()
+    return (f"{section}:\n"
+            f"    base_path: {src}\n"
+            f"    {TOY_FOLDER}: .\n"
+            f"    hyper_lora: {Path(files.FILES['hyperlora']).parent.as_posix()}\n")
+
+
+def write_reference_photos(folder: str | os.PathLike, identities: int = 8, refs: int = 4, seed: int = 0,
+                           scale: int = 1) -> list[Path]:
+    """PNG photos `heldout_<identity>_<j>.png` of held-out identities; returns the paths (identity-major)."""
+    held = world.heldout_identities()
+    ids = held[:: max(1, len(held) // identities)][:identities]
+    renders = world.render_set(ids, refs, seed)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for img, ident, j in zip(renders.images, renders.identity, renders.render_index):
+        p = out / f"heldout_{int(ident):04d}_{int(j)}.png"
+        pil = Image.fromarray(np.asarray(img))
+        if scale > 1:
+            pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+        pil.save(p)
+        paths.append(p)
+    return paths
+
+
+def read_photo(path: str | os.PathLike) -> np.ndarray:
+    """A reference photo as `[32, 32, 3]` uint8 (larger photos are resized with area averaging)."""
+    img = Image.open(path).convert("RGB")
+    if img.size != (world.IMAGE_SIZE, world.IMAGE_SIZE):
+        img = img.resize((world.IMAGE_SIZE, world.IMAGE_SIZE), Image.BOX)
+    return np.asarray(img, dtype=np.uint8)
