@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
 

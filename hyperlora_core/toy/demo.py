@@ -19,10 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identities", type=int, default=32, help="held-out identities to test")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", default=None, help="output folder (default output/toy_demo)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = parser.parse_args(argv)
     from .build import _boot
 
     _boot()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from ..lora import save_lora
     from . import files
     from .evaluate import ToyWorld, evaluate

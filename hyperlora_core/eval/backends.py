@@ -1,0 +1,160 @@
+"""Evaluation backends: the toy world, and real SDXL through ComfyUI as a library.
+
+Both generate with ComfyUI's own path: LoRAs from `HyperLoRA.generate_id_lora` applied with
+`comfy_bridge.apply_lora` (weight patches), `comfy.sample.sample`, the model's VAE decode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..comfy_bridge import apply_lora
+from ..errors import HyperLoRAError
+from ..model import HyperLoRA
+from .harness import Person
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def _patched(model, loras: list[tuple[dict, float]]):
+    for lora, strength in loras:
+        model = apply_lora(model, lora, strength)
+    return model
+
+
+class ToyBackend:
+    """The toy world (models/toy): held-out identities, the toy ArcFace analogue and the judge."""
+
+    name = "toy world"
+
+    def __init__(self, folder: str | os.PathLike | None = None, steps: int = 20, cfg: float = 1.0) -> None:
+        from ..toy.evaluate import ToyWorld
+
+        self.toy = ToyWorld.load(folder)
+        self.steps, self.cfg = steps, cfg
+        self.has_base = self.toy.hyperlora.config.has_base
+
+    @staticmethod
+    def heldout_persons(count: int = 16, refs: int = 4, seed: int = 0) -> list[Person]:
+        from ..toy import world
+
+        held = world.heldout_identities()
+        ids = held[:: max(1, len(held) // count)][:count]
+        renders = world.render_set(ids, refs, seed)
+        return [Person(f"identity {i}", list(renders.images[k * refs : (k + 1) * refs]), world.all_attributes()[i])
+                for k, i in enumerate(ids)]
+
+    def prepare(self, person: Person):
+        from ..toy.stages import to_tensor
+
+        return self.toy.conditioner(to_tensor(np.stack(person.photos)))
+
+    def id_lora(self, prepared, refs: int | None) -> dict:
+        tokens, embeds = prepared
+        k = refs or len(tokens)
+        return self.toy.hyperlora.generate_id_lora(tokens[:k], embeds[:k])
+
+    def base_lora(self, prepared, refs: int | None) -> dict | None:
+        if not self.has_base:
+            return None
+        tokens, _ = prepared
+        return self.toy.hyperlora.generate_base_lora(tokens[: refs or len(tokens)])
+
+    def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
+        from ..toy.bridge import comfy_sample, toy_noise
+
+        model = _patched(self.toy.unet, loras)
+        latent = comfy_sample(model, self.toy.encode_text(prompt), self.toy.encode_text(""), toy_noise(1, seed),
+                              seed=seed, steps=self.steps, cfg=self.cfg)
+        return _uint8(self.toy.vae.decode(latent).float())[0]
+
+    @torch.no_grad()
+    def face_embedding(self, image: np.ndarray) -> np.ndarray:
+        from ..toy.stages import to_tensor
+
+        return self.toy.conditioner.arcface(to_tensor(image[None])).numpy()[0]
+
+    def attribute_match(self, image: np.ndarray, person: Person) -> np.ndarray | None:
+        from ..toy.stages import to_tensor
+
+        if person.attributes is None:
+            return None
+        return self.toy.judge.predict(to_tensor(image[None])).numpy()[0] == person.attributes
+
+
+class SDXLBackend:
+    """A real SDXL checkpoint + HyperLoRA checkpoint + face pack + CLIP ViT-L/14 (all local files)."""
+
+    name = "SDXL"
+
+    def __init__(self, checkpoint: str | os.PathLike, hyperlora: str | os.PathLike, face_pack: str | os.PathLike,
+                 clip_vision: str | os.PathLike, size: int = 1024, steps: int = 20, cfg: float = 5.0,
+                 sampler: str = "euler", scheduler: str = "karras", negative: str = "", trigger_words: bool = True) -> None:
+        import comfy.sd
+
+        from ..comfy_bridge.clip_vision import load_clip_vision
+        from ..face.analyzer import FaceAnalyzer
+
+        if not Path(checkpoint).is_file():
+            raise HyperLoRAError(f"SDXL checkpoint '{checkpoint}' not found.")
+        self.unet, self.clip, self.vae = comfy.sd.load_checkpoint_guess_config(
+            str(checkpoint), output_vae=True, output_clip=True, embedding_directory=None)[:3]
+        self.hl = HyperLoRA.from_pretrained(hyperlora).eval()
+        self.has_base = self.hl.config.has_base
+        self.analyzer = FaceAnalyzer.load(face_pack)
+        self.clip_vision = load_clip_vision(clip_vision)
+        self.size, self.steps, self.cfg = size, steps, cfg
+        self.sampler, self.scheduler, self.negative = sampler, scheduler, negative
+        self.prefix = self.hl.config.trigger_words if trigger_words else ""
+
+    def prepare(self, person: Person):
+        from ..encode import encode_base, encode_id
+
+        cond = encode_id(person.photos, self.analyzer, self.clip_vision, on_no_face="skip")
+        base = encode_base(person.photos, self.analyzer, self.clip_vision, on_no_face="skip") if self.has_base else None
+        return cond, base
+
+    def id_lora(self, prepared, refs: int | None) -> dict:
+        cond, _ = prepared
+        k = refs or len(cond)
+        w = cond.weights[:k] if cond.weights is not None else None
+        return self.hl.generate_id_lora(cond.clip_tokens[:k], cond.id_embeds[:k], w)
+
+    def base_lora(self, prepared, refs: int | None) -> dict | None:
+        _, base = prepared
+        if base is None:
+            return None
+        return self.hl.generate_base_lora(base.clip_tokens[: refs or len(base.clip_tokens)])
+
+    def _encode(self, text: str) -> list:
+        cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
+        return [[cond, {"pooled_output": pooled}]]
+
+    @torch.no_grad()
+    def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
+        import comfy.sample
+
+        model = _patched(self.unet, loras)
+        latent = torch.zeros(1, 4, self.size // 8, self.size // 8)
+        noise = comfy.sample.prepare_noise(latent, seed)
+        out = comfy.sample.sample(model, noise, self.steps, self.cfg, self.sampler, self.scheduler,
+                                  self._encode(self.prefix + prompt), self._encode(self.negative), latent,
+                                  disable_pbar=True, seed=seed)
+        return _uint8(self.vae.decode(out).float())[0]
+
+    def face_embedding(self, image: np.ndarray) -> np.ndarray | None:
+        from ..encode import analyze_photo
+
+        analysis = analyze_photo(image, self.analyzer)
+        if analysis.face is None:
+            return None
+        return np.asarray(self.analyzer.embedding(np.ascontiguousarray(image[..., ::-1]), analysis.face))
+
+    def attribute_match(self, image: np.ndarray, person: Person) -> np.ndarray | None:  # noqa: ARG002
+        return None
