@@ -62,16 +62,24 @@ def main(argv: list[str] | None = None) -> dict:
     stats["data"] = {"train_images": len(data.train), "heldout_images": len(data.heldout), "seconds": time.time() - t0}
     log(f"data: {len(data.train)} train renders, {len(data.heldout)} held-out renders ({time.time() - t0:.1f}s)")
 
+    cpu_started: dict[float, float] = {}
+
+    def clock() -> float:
+        now = time.time()
+        cpu_started[now] = time.process_time()
+        return now
+
     def record(stage: str, started: float, **numbers) -> None:
-        stats["stages"][stage] = {"minutes": round((time.time() - started) / 60, 2), "steps": steps.get(stage),
-                                  "threads": torch.get_num_threads(), **numbers}
+        cpu = time.process_time() - cpu_started.get(started, time.process_time())
+        stats["stages"][stage] = {"minutes": round((time.time() - started) / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+                                  "steps": steps.get(stage), "threads": torch.get_num_threads(), **numbers}
         files.write_stats(stats, out)
         log(f"== {stage}: {stats['stages'][stage]}")
 
     from .encoders import AttributeJudge, ToyArcFace, ToyCLIP
 
     if "judge" in stages_wanted:
-        started = time.time()
+        started = clock()
         judge = stages.train_judge(data, steps["judge"], log=log)
         acc = stages.judge_accuracy(judge, data.heldout)
         files.save_module(judge, "judge", out, {"steps": steps["judge"]})
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         judge = files.load_module(AttributeJudge(), "judge", out)
 
     if "arcface" in stages_wanted:
-        started = time.time()
+        started = clock()
         arc = stages.train_arcface(data, steps["arcface"], log=log)
         report = stages.arcface_report(arc, data.heldout)
         files.save_module(arc, "arcface", out, {"steps": steps["arcface"]})
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         arc = files.load_module(ToyArcFace(), "arcface", out)
 
     if "clip" in stages_wanted:
-        started = time.time()
+        started = clock()
         clip = stages.train_clip(data, steps["clip"], log=log)
         files.save_module(clip, "clip_vision", out, {"steps": steps["clip"]})
         record("clip", started)
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .bridge import new_vae_model
 
     if "vae" in stages_wanted:
-        started = time.time()
+        started = clock()
         vae = stages.train_vae(data, steps["vae"], log=log)
         psnr, judge_on_rec = stages.vae_report(vae, judge, data.heldout)
         files.save_module(vae, "vae", out, {"steps": steps["vae"]})
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         files.load_module(vae, "vae", out)
 
     if "base" in stages_wanted:
-        started = time.time()
+        started = clock()
         latents = stages.vae_encode(vae, stages.to_tensor(data.train.images)) * stages.LATENT_SCALE
         curve: list = []
 
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "per_attribute": [round(float(a), 3) for a in acc]})
             log(f"base fidelity at step {step}: {acc.round(2).tolist()} mean {acc.mean():.3f}")
 
-        every = max(1, steps["base"] // 5)
+        every = steps["base"] if args.smoke else max(1, steps["base"] // 5)
         base = stages.train_base(latents, torch.from_numpy(data.train.attributes), steps["base"], log=log,
                                  eval_every=every, evaluate=evaluate)
         files.save_module(base.unet.model.diffusion_model, "unet", out, {"steps": steps["base"]})
@@ -127,9 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
         record("base", started, fidelity_curve=curve)
 
     if "hyper" in stages_wanted:
-        started = time.time()
+        started = clock()
         stats["stages"]["hyper"] = run_hyper_stage(data, judge, arc, clip, vae, out, args.smoke, log)
         stats["stages"]["hyper"]["minutes"] = round((time.time() - started) / 60, 2)
+        stats["stages"]["hyper"]["cpu_minutes"] = round((time.process_time() - cpu_started[started]) / 60, 2)
         files.write_stats(stats, out)
         log(f"== hyper: {stats['stages']['hyper']}")
 
@@ -158,7 +167,7 @@ def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
     clip_tokens = torch.stack([tok, tok_f]).half()
     id_embeds = torch.stack([emb, emb_f])
     del tok, tok_f, emb, emb_f
-    held = hyper.HeldoutSet.make(cond, count=16 if smoke else 64)
+    held = hyper.HeldoutSet.make(cond, count=8 if smoke else 64)
     recipe = hyper.HyperRecipe(steps_clip=2, steps_id=3) if smoke else hyper.HyperRecipe()
     base_images = hyper.generate_heldout(None, None, unet, captions, vae, held)
     no_lora = hyper.match(judge, base_images, held.attributes)
@@ -176,7 +185,7 @@ def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
         log(f"held-out match at step {step}: {row} (no LoRA {no_lora.mean():.3f})")
 
     hl = hyper.new_hyperlora(hyper.toy_config(unet))
-    every = 2 if smoke else 125
+    every = recipe.steps_clip + recipe.steps_id if smoke else 125
     hyper.train_hyperlora(hl, unet, captions, latents, torch.from_numpy(data.train.identity),
                           torch.from_numpy(data.train.attributes), clip_tokens, id_embeds, recipe, log=log,
                           evaluate=evaluate, eval_every=every)

@@ -264,7 +264,8 @@ def train_hyperlora(hl: HyperLoRA, unet_patcher, captions: CaptionEncoder, laten
             if step % 50 == 0 or step == total - 1:
                 log(f"hyper step {step} ({'id+clip' if use_id else 'clip'}) loss {loss.item():.4f} "
                     f"distill {distill.item():.4f} ({time.time() - t0:.0f}s)")
-            if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == recipe.steps_clip):
+            at_switch = step + 1 == recipe.steps_clip and eval_every < total
+            if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or at_switch):
                 hl.eval()
                 evaluate(hl, hooks, step + 1, use_id)
                 hl.train()
