@@ -56,3 +56,11 @@ def test_concat_renumbers_photos_and_fills_weights():
 def test_base_condition():
     base = BaseCondition(torch.randn(2, 257, 1024), torch.tensor([1.0, 0.5]), torch.rand(2, 8, 8, 3), (1, 2), (0, 1, 3))
     assert base.has_face == (False, True, True) and "photo 3: 3 faces (used)" in base.summary()
+
+
+def test_face_pack_check():
+    cond = _id(1, (1,), (0,), space="buffalo_l")
+    with pytest.raises(HyperLoRAError, match='trained on "antelopev2" face embeddings'):
+        cond.check_face_pack("antelopev2")
+    cond.check_face_pack("antelopev2", allow_mismatch=True)
+    cond.check_face_pack("buffalo_l")
