@@ -20,5 +20,8 @@ lint: setup
 bench: setup
 	$(PY) bench/generate.py
 
+toy-world: setup
+	$(PY) -m hyperlora_core.toy.build $(TOY_ARGS)
+
 clean-host:
 	rm -rf .host .venv

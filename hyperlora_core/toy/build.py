@@ -12,7 +12,6 @@ its minutes and numbers to `toy_world.json`, so the model card can be regenerate
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
@@ -34,13 +33,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--out", default=None, help="output folder (default models/toy)")
     parser.add_argument("--smoke", action="store_true", help="a few steps per stage on a small data set")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default; 1 is faster on a machine shared with other jobs)")
     parser.add_argument("--base-steps", type=int, default=None)
     args = parser.parse_args(argv)
     _boot()
     import torch
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from . import files, stages
 
     stages_wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "vae" in stages_wanted:
         started = clock()
         vae = stages.train_vae(data, steps["vae"], log=log)
-        psnr, judge_on_rec = stages.vae_report(vae, judge, data.heldout)
+        psnr, judge_on_rec = stages.vae_report(vae, judge, data.heldout, count=64 if args.smoke else 512)
         files.save_module(vae, "vae", out, {"steps": steps["vae"]})
         record("vae", started, heldout_psnr=round(psnr, 2), judge_on_reconstructions=judge_on_rec)
     else:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         curve: list = []
 
         def evaluate(model, step: int) -> None:
-            acc = stages.base_fidelity(model, vae, judge, count=16 if args.smoke else 64)
+            acc = stages.base_fidelity(model, vae, judge, count=8 if args.smoke else 64, steps=4 if args.smoke else 20)
             curve.append({"step": step, "minutes": round((time.time() - started) / 60, 2), "mean": round(float(acc.mean()), 4),
                           "per_attribute": [round(float(a), 3) for a in acc]})
             log(f"base fidelity at step {step}: {acc.round(2).tolist()} mean {acc.mean():.3f}")
@@ -169,7 +170,8 @@ def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
     del tok, tok_f, emb, emb_f
     held = hyper.HeldoutSet.make(cond, count=8 if smoke else 64)
     recipe = hyper.HyperRecipe(steps_clip=2, steps_id=3) if smoke else hyper.HyperRecipe()
-    base_images = hyper.generate_heldout(None, None, unet, captions, vae, held)
+    sample_steps = 4 if smoke else 20
+    base_images = hyper.generate_heldout(None, None, unet, captions, vae, held, steps=sample_steps)
     no_lora = hyper.match(judge, base_images, held.attributes)
     curve: list = []
     t0 = time.time()
@@ -177,7 +179,8 @@ def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
     def evaluate(hl, hooks, step: int, use_id: bool) -> None:
         row = {"step": step, "minutes": round((time.time() - t0) / 60, 2), "stage": "id+clip" if use_id else "clip"}
         for refs in (1, 4):
-            imgs = hyper.generate_heldout(hl, hooks, unet, captions, vae, held, refs=refs, use_id=use_id)
+            imgs = hyper.generate_heldout(hl, hooks, unet, captions, vae, held, refs=refs, use_id=use_id,
+                                          steps=sample_steps)
             m = hyper.match(judge, imgs, held.attributes)
             row[f"match_{refs}ref"] = round(float(m.mean()), 4)
             row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)

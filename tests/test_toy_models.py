@@ -1,0 +1,98 @@
+"""The shipped toy-world files: sizes, formats, and loading through ComfyUI's objects and our nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hyperlora_core.toy import files, world
+
+pytestmark = pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(),
+                                reason="models/toy is not built (run `make toy-world`)")
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return world.render_set(world.heldout_identities()[::12], 2, seed=0)
+
+
+def test_every_part_is_fp16_safetensors_and_the_world_fits_in_20_mb():
+    from hyperlora_core.safetensors_io import load_tensors
+
+    total = 0
+    for part in files.FILES:
+        path = files.part_path(part, files.DEFAULT_DIR)
+        total += path.stat().st_size
+        floats = [t for t in load_tensors(path).values() if t.is_floating_point()]
+        assert floats and all(t.dtype == torch.float16 for t in floats), part
+    assert total < 20 * 1024 * 1024, f"{total / 2**20:.1f} MiB"
+    assert (files.DEFAULT_DIR / "MODEL_CARD.md").is_file()
+    stats = files.read_stats(files.DEFAULT_DIR)
+    assert {"judge", "arcface", "clip", "vae", "base", "hyper"} <= set(stats["stages"])
+
+
+def test_judge_and_encoders_on_clean_heldout_renders(heldout):
+    from hyperlora_core.toy.encoders import AttributeJudge
+    from hyperlora_core.toy.hyper import Conditioner
+    from hyperlora_core.toy.stages import to_tensor
+
+    from hyperlora_core.toy.conditions import load_conditioner
+
+    judge = files.load_module(AttributeJudge(), "judge")
+    x = to_tensor(heldout.images)
+    assert (judge.predict(x).numpy() == heldout.attributes).mean() > 0.98
+    cond: Conditioner = load_conditioner()
+    tokens, embeds = cond(x)
+    assert tokens.shape == (len(x), 65, 64) and embeds.shape == (len(x), 512)
+    assert torch.allclose(embeds.norm(dim=-1), torch.ones(len(x)), atol=1e-4)
+    e = embeds.view(-1, 2, 512)
+    same = (e[:, 0] * e[:, 1]).sum(-1).mean()
+    cross = e[:, 0] @ e[:, 1].T
+    different = (cross.sum() - cross.diag().sum()) / (len(e) * (len(e) - 1))
+    assert same > 0.8 and different < 0.3
+
+
+def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
+    import comfy.model_patcher
+    import comfy.sd
+
+    from hyperlora_core.toy.bridge import BUILTIN_WORLD, LATENT_SCALE, comfy_sample, toy_noise
+    from nodes.toy_world import HyperLoRAToyWorldLoader
+
+    assert BUILTIN_WORLD in HyperLoRAToyWorldLoader.INPUT_TYPES()["required"]["world"][0]
+    model, clip, vae = HyperLoRAToyWorldLoader().load(BUILTIN_WORLD)
+    assert isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(clip, comfy.sd.CLIP)
+    assert isinstance(vae, comfy.sd.VAE)
+    # VAEEncode / VAEDecode semantics: IMAGE [B, 32, 32, 3] <-> LATENT [B, 4, 16, 16], SDXL latent scale
+    images = torch.from_numpy(heldout.images[:8]).float() / 255
+    latent = vae.encode(images)
+    assert latent.shape == (8, 4, 16, 16)
+    assert 0.7 < (latent * LATENT_SCALE).std().item() < 1.3
+    back = vae.decode(latent)
+    assert back.shape == (8, 32, 32, 3)
+    psnr = 10 * torch.log10(1 / (back - images).pow(2).mean())
+    assert psnr > 20
+    # CLIPTextEncode semantics: the scheduled encode path ComfyUI's node uses
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("fcsks fxhks fhyks, a face, red hair"))
+    assert cond[0][0].shape == (1, 7, 64) and cond[0][1]["pooled_output"].shape == (1, 64)
+    empty = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    out = comfy_sample(model, cond, empty, toy_noise(1, 0), cfg=2.0, steps=6)
+    assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
+
+
+def test_encode_node_makes_an_id_condition_the_hypernetwork_accepts(heldout):
+    from hyperlora_core.model import HyperLoRA
+    from hyperlora_core.toy.bridge import BUILTIN_WORLD
+    from hyperlora_core.toy.hyper import FACE_PACK
+    from nodes.toy_world import HyperLoRAToyEncode
+
+    hl = HyperLoRA.from_pretrained(files.part_path("hyperlora"))
+    assert hl.config.face_pack == FACE_PACK
+    photos = torch.from_numpy(np.repeat(np.repeat(heldout.images[:2], 4, 1), 4, 2)).float() / 255  # 128 px photos
+    (cond,) = HyperLoRAToyEncode().encode(photos, BUILTIN_WORLD)
+    assert len(cond) == 2 and cond.embedding_space == FACE_PACK
+    cond.check_face_pack(hl.config.face_pack)
+    lora = hl.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)
+    assert len(lora) == 3 * 4 * len(hl.config.modules)
+    assert any(v.abs().sum() > 0 for k, v in lora.items() if k.endswith("lora_up.weight"))
