@@ -33,11 +33,10 @@ def test_every_part_is_fp16_safetensors_and_the_world_fits_in_20_mb():
 
 
 def test_judge_and_encoders_on_clean_heldout_renders(heldout):
+    from hyperlora_core.toy.conditions import load_conditioner
     from hyperlora_core.toy.encoders import AttributeJudge
     from hyperlora_core.toy.hyper import Conditioner
     from hyperlora_core.toy.stages import to_tensor
-
-    from hyperlora_core.toy.conditions import load_conditioner
 
     judge = files.load_module(AttributeJudge(), "judge")
     x = to_tensor(heldout.images)
