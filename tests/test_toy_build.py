@@ -7,13 +7,13 @@ import json
 import torch
 
 from hyperlora_core.toy import files
-from hyperlora_core.toy.build import STAGES, main
+from hyperlora_core.toy.build import main
 
 
 def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     threads = torch.get_num_threads()
     try:
-        stats = main(["--smoke", "--threads", "1", "--out", str(tmp_path), "--stages", ",".join(s for s in STAGES if s != "eval")])
+        stats = main(["--smoke", "--threads", "1", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
     for part in files.FILES:
@@ -23,6 +23,12 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     assert all(s["minutes"] >= 0 and s["cpu_minutes"] >= 0 for s in recorded["stages"].values())
     hyper = stats["stages"]["hyper"]
     assert hyper["match_curve"] and 0 <= hyper["no_lora_match"] <= 1
+    ev = stats["eval"]
+    assert ev["summary_line"].startswith("heldout_match_with_lora=") and "| no LoRA |" in ev["table"]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "Held-out match over training" in card and "hyper_lora/toy_hyperlora.safetensors" in card
+    for fig in ("match_curve.png", "heldout_grid.png", "metrics_vs_strength.png"):
+        assert (tmp_path / "figures" / fig).stat().st_size > 1000, fig
 
     from hyperlora_core.toy.evaluate import ToyWorld
 

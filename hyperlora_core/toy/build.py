@@ -145,6 +145,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     stats["total_minutes"] = round(sum(s["minutes"] for s in stats["stages"].values()), 2)
     files.write_stats(stats, out)
+    if "eval" in stages_wanted:
+        started = clock()
+        stats["eval"] = run_eval_stage(out, args.smoke, log)
+        stats["eval"]["minutes"] = round((time.time() - started) / 60, 2)
+        files.write_stats(stats, out)
+    from .card import write_card
+
+    log(f"model card: {write_card(out)}")
     return stats
 
 
@@ -198,6 +206,39 @@ def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
 
     return {"recipe": asdict(recipe), "no_lora_match": round(float(no_lora.mean()), 4), "match_curve": curve,
             "trainer": "hyperlora_core.toy.hyper.train_hyperlora", "file_bytes": path.stat().st_size}
+
+
+def run_eval_stage(out, smoke: bool, log) -> dict:
+    """The ComfyUI-path evaluation (table, grid) and a strength sweep with the metric harness."""
+    from ..eval.backends import ToyBackend
+    from ..eval.harness import default_methods, evaluate, summarise
+    from ..eval.report import markdown_table, plot_strength
+    from .card import FIGURES
+    from .evaluate import ToyWorld
+    from .evaluate import evaluate as toy_evaluate
+
+    figures = out / FIGURES
+    figures.mkdir(parents=True, exist_ok=True)
+    toy = ToyWorld.load(out)
+    count = 2 if smoke else 64
+    steps = 4 if smoke else 20
+    result = toy_evaluate(toy, identities=count, steps=steps, log=log)
+    grid = result.save_grid(figures / "heldout_grid.png")
+    log(result.table())
+    log(result.summary_line())
+    backend = ToyBackend(out, steps=steps)
+    persons = ToyBackend.heldout_persons(2 if smoke else 16)
+    strengths = (0.5, 1.0) if smoke else (0.25, 0.5, 0.75, 1.0, 1.25)
+    records = evaluate(backend, persons, [""], default_methods(strengths, backend.has_base, refs=(1, 4)))
+    rows = summarise(records)
+    plot = plot_strength(rows, figures / "metrics_vs_strength.png", "toy world, held-out identities")
+    table = markdown_table(rows, [f"{len(persons)} held-out identities, empty caption, CFG 1; "
+                                  "ArcFace = the toy ArcFace analogue (the conditioning face model); dlib and CLIP are "
+                                  "not meaningful on 32-px cartoons and are left out here"])
+    return {"identities": count, "table": result.table(), "summary_line": result.summary_line(),
+            "with_lora_1ref": result.with_lora, "with_lora_4ref": result.row("ID-LoRA", 4).mean,
+            "without": result.without, "grid": str(grid), "strength_table": table,
+            "strength_plot": str(plot) if plot else None}
 
 
 if __name__ == "__main__":
