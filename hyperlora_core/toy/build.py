@@ -16,7 +16,7 @@ import time
 
 STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
 
-FULL_STEPS = {"judge": 800, "arcface": 800, "clip": 800, "vae": 800, "base": 1500}
+FULL_STEPS = {"judge": 800, "arcface": 800, "clip": 800, "vae": 1000, "base": 1500}
 SMOKE_STEPS = {"judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
 
 

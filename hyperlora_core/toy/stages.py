@@ -199,9 +199,12 @@ def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed:
 
 
 # -- VAE ----------------------------------------------------------------------------------------
-def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-4, seed: int = 4,
+def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6, seed: int = 4,
               log: Log = print):
-    """ComfyUI AutoencoderKL trained with L1 + MSE + KL; returns the model with the latent scale folded."""
+    """ComfyUI AutoencoderKL trained with L1 + MSE + KL; returns the model with the latent scale folded.
+
+    The KL weight is SD's VAE value (1e-6 on the summed KL): at 1e-4 the decoder learnt to smooth
+    away spiky hair and eye colour (judge on reconstructions 0.45 / 0.65 for those two)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     vae = new_vae_model().train()
@@ -330,13 +333,13 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
 
 
 @torch.no_grad()
-def vae_report(vae, judge: AttributeJudge, renders: world.Renders, count: int = 512) -> tuple[float, float]:
-    """PSNR of reconstructions and the judge's mean accuracy on them (held-out renders)."""
+def vae_report(vae, judge: AttributeJudge, renders: world.Renders, count: int = 512) -> tuple[float, list[float]]:
+    """PSNR of reconstructions and the judge's per-attribute accuracy on them (held-out renders)."""
     x = to_tensor(renders.images[:count])
     rec = vae_decode(vae, vae_encode(vae, x))
     psnr = float(10 * torch.log10(1.0 / (rec - x).pow(2).mean()))
-    acc = (judge.predict(rec).numpy() == renders.attributes[:count]).mean()
-    return psnr, round(float(acc), 4)
+    acc = (judge.predict(rec).numpy() == renders.attributes[:count]).mean(0)
+    return psnr, [round(float(a), 3) for a in acc]
 
 
 @torch.no_grad()
