@@ -1,4 +1,21 @@
-"""HyperLoRA nodes (filled in by the nodes work; see issue 5)."""
+"""HyperLoRA nodes. One registration path is chosen at import: the V3 schema where the host has it
+(`comfy_entrypoint`), the classic `NODE_CLASS_MAPPINGS` otherwise. Never both: ComfyUI would use
+the classic mappings and ignore the entry point."""
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from __future__ import annotations
+
+from . import host
+from .registry import classic_mappings, node_defs, v3_entrypoint, v3_io
+
+host.register_folders()
+DEFS = node_defs()
+_v3 = v3_io()
+
+if _v3 is not None:
+    API = "v3"
+    comfy_entrypoint, V3_NODES = v3_entrypoint(DEFS, *_v3)
+    __all__ = ["API", "DEFS", "comfy_entrypoint"]
+else:
+    API = "classic"
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = classic_mappings(DEFS)
+    __all__ = ["API", "DEFS", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,175 @@
+"""The few host services node files use: model folders, the output folder, progress bars.
+
+Kept in one module so node files stay declarative and so the classic/V3 choice, the folder
+registration and the output-path rules live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import folder_paths
+
+from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
+from hyperlora_core.errors import HyperLoRAError
+
+log = logging.getLogger("HyperLoRA")
+
+HYPER_LORA_FOLDER = "hyper_lora"
+"""`models/hyper_lora`: our single files and published checkpoint folders (any depth)."""
+
+PUBLISHED_CHECKPOINTS = "hyper_lora/hyper_lora"
+PUBLISHED_CLIP_VIT = "hyper_lora/clip_vit"
+PUBLISHED_CLIP_PROCESSOR = "hyper_lora/clip_processor"
+INSIGHTFACE_MODELS = "insightface/models"
+
+NOT_FOUND = "(none found)"
+_PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
+
+
+def register_folders() -> None:
+    """Make `models/hyper_lora` a model folder (extra_model_paths.yaml may add more roots)."""
+    folder_paths.add_model_folder_path(HYPER_LORA_FOLDER, os.path.join(folder_paths.models_dir, HYPER_LORA_FOLDER))
+    folder_paths.folder_names_and_paths[HYPER_LORA_FOLDER][1].update({".safetensors", ".json"})
+
+
+def hyper_lora_roots() -> list[Path]:
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths(HYPER_LORA_FOLDER)]
+    except KeyError:
+        return [Path(folder_paths.models_dir) / HYPER_LORA_FOLDER]
+
+
+def list_checkpoints() -> list[str]:
+    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root."""
+    found: set[str] = set()
+    for root in hyper_lora_roots():
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            here = Path(dirpath)
+            if MODULES_JSON in filenames:
+                found.add(here.relative_to(root).as_posix())
+                dirnames[:] = []
+                continue
+            for name in filenames:
+                if name.endswith(".safetensors") and name not in _PART_NAMES and not name.startswith("."):
+                    found.add((here / name).relative_to(root).as_posix())
+    found.discard(".")
+    return sorted(found) or [NOT_FOUND]
+
+
+def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
+    """`name` (from a widget) inside one of `roots`, never outside them."""
+    if not name or name == NOT_FOUND:
+        raise HyperLoRAError(f"no {what} selected: put one into {where} and press 'r' (refresh) in ComfyUI.")
+    for root in roots:
+        candidate = (root / name).resolve()
+        if candidate.exists() and (root.resolve() in candidate.parents or candidate == root.resolve()):
+            return candidate
+    raise HyperLoRAError(f"{what} '{name}' not found in {where} ({', '.join(str(r) for r in roots)}).")
+
+
+def resolve_checkpoint(name: str) -> Path:
+    return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
+
+
+def models_subdir(relative: str) -> Path:
+    return Path(folder_paths.models_dir) / relative
+
+
+def list_subfolders(relative: str) -> list[str]:
+    """Folder names directly under `models/<relative>` (the published pack's way of listing models)."""
+    folder = models_subdir(relative)
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+    return names or [NOT_FOUND]
+
+
+def list_files(folder_name: str) -> list[str]:
+    """ComfyUI's file list of a registered model folder (e.g. "clip_vision")."""
+    try:
+        return folder_paths.get_filename_list(folder_name) or [NOT_FOUND]
+    except KeyError:
+        return [NOT_FOUND]
+
+
+def full_path(folder_name: str, name: str) -> Path:
+    path = folder_paths.get_full_path(folder_name, name) if name != NOT_FOUND else None
+    if path is None:
+        raise HyperLoRAError(f"'{name}' not found in models/{folder_name}; put the file there and refresh.")
+    return Path(path)
+
+
+# -- output files ---------------------------------------------------------------------------------
+_UNSAFE = re.compile(r"[^\w\-. ]")
+
+
+def check_filename_prefix(prefix: str) -> str | None:
+    """None if `prefix` names a place inside the output folder, else the reason it does not."""
+    if not prefix or not prefix.strip():
+        return "filename_prefix is empty; give a name such as 'hyperlora/my_face'."
+    p = prefix.replace("\\", "/")
+    if p.startswith("/") or re.match(r"^[A-Za-z]:", p):
+        return f"filename_prefix '{prefix}' is an absolute path; LoRAs are saved inside ComfyUI's output folder only. Use a relative name such as 'hyperlora/my_face'."
+    if any(part == ".." for part in p.split("/")):
+        return f"filename_prefix '{prefix}' points outside the output folder ('..'); use a relative name such as 'hyperlora/my_face'."
+    return None
+
+
+def output_path_for(prefix: str, suffix: str = ".safetensors") -> Path:
+    """A new, unused file `<output>/<sub>/<name>_00001_.safetensors` (ComfyUI's numbering)."""
+    reason = check_filename_prefix(prefix)
+    if reason:
+        raise HyperLoRAError(reason)
+    output = Path(folder_paths.get_output_directory()).resolve()
+    parts = [_UNSAFE.sub("_", part).strip() or "_" for part in prefix.replace("\\", "/").split("/") if part not in ("", ".")]
+    folder = output.joinpath(*parts[:-1]) if len(parts) > 1 else output
+    name = parts[-1]
+    folder = folder.resolve()
+    if output != folder and output not in folder.parents:
+        raise HyperLoRAError(f"filename_prefix '{prefix}' resolves outside the output folder ({folder}).")
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(name)}_(\d+)_")
+    used = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
+    counter = max(used, default=0) + 1
+    while (folder / f"{name}_{counter:05d}_{suffix}").exists():
+        counter += 1
+    return folder / f"{name}_{counter:05d}_{suffix}"
+
+
+def output_relative(path: Path) -> tuple[str, str]:
+    """(subfolder, filename) relative to the output folder, as ComfyUI's UI results name files."""
+    output = Path(folder_paths.get_output_directory()).resolve()
+    rel = path.resolve().relative_to(output)
+    return (rel.parent.as_posix() if rel.parent.as_posix() != "." else ""), rel.name
+
+
+# -- progress -------------------------------------------------------------------------------------
+class Progress:
+    """ComfyUI's progress bar for the running node (a no-op outside an execution)."""
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self._bar = comfy.utils.ProgressBar(max(1, int(total)))
+
+    def step(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+
+def custom_node_dirs() -> list[Path]:
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths("custom_nodes")]
+    except KeyError:
+        return []
+
+
+def torch_device():
+    """The device ComfyUI computes on (its --cpu / GPU choice)."""
+    import comfy.model_management
+
+    return comfy.model_management.get_torch_device()
