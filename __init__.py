@@ -12,16 +12,18 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
-from .nodes import API  # noqa: E402
+# pytest imports this file as a plain module when the checkout's folder name is not a valid
+# package name (e.g. "comfyui-hyperlora"); only a package import (ComfyUI's) registers nodes.
+if __package__:
+    from .nodes import API
 
-if API == "v3":
-    from .nodes import comfy_entrypoint  # noqa: F401
+    if API == "v3":
+        from .nodes import comfy_entrypoint  # noqa: F401
 
-    __all__ = ["comfy_entrypoint"]
-else:
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F401
+        __all__ = ["comfy_entrypoint"]
+    else:
+        from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F401
 
-    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+        __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
 
 WEB_DIRECTORY = None
-

@@ -13,12 +13,9 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def load_checkpoint(path, dtype_name: str, dim_head: int | None = None) -> HyperLoRA:
-    """Load either checkpoint format; 'auto' keeps the stored precision on a GPU and uses fp32 on
-    the CPU (half-precision matrix products are slow there)."""
-    if dtype_name == "auto":
-        dtype = None if host.torch_device().type != "cpu" else torch.float32
-    else:
-        dtype = DTYPES[dtype_name]
+    """Load either checkpoint format; 'auto' keeps the stored precision (the core computes in fp32
+    on the CPU chunk by chunk, so a half-precision basis stays half the memory)."""
+    dtype = None if dtype_name == "auto" else DTYPES[dtype_name]
     return HyperLoRA.from_pretrained(path, device="cpu", dtype=dtype, dim_head=dim_head)
 
 
@@ -37,7 +34,7 @@ LOADER = NodeDef(
     inputs=(
         In("checkpoint", "COMBO", options=host.list_checkpoints, tooltip="Folder or file under models/hyper_lora."),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
-           tooltip="Precision of the LoRA basis. auto: as stored on a GPU, fp32 on the CPU."),
+           tooltip="Storage precision of the LoRA basis. auto: as stored in the file."),
     ),
     outputs=(Out(types.HYPERLORA, "hyper_lora"),),
     run=_load,
