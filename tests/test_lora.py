@@ -47,12 +47,13 @@ def test_factor_mode_interpolates_factors_and_keeps_rank():
 
 
 def test_save_writes_kohya_metadata_and_never_overwrites(tmp_path):
-    path = save_lora(_lora(0), tmp_path / "id.safetensors", metadata={"hyperlora.source": "ckpt"})
+    path = save_lora(_lora(0), tmp_path / "id.safetensors", source="ckpt", trigger_words="fcsks fxhks fhyks, ")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
         assert f.get_tensor(f"{P}.lora_down.weight").dtype == torch.float16
         assert f.get_tensor(f"{P}.alpha").item() == 2.0
     assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0" and meta["hyperlora.source"] == "ckpt"
+    assert meta["hyperlora.trigger_words"] == "fcsks fxhks fhyks, "
     with pytest.raises(HyperLoRAError, match="already exists"):
         save_lora(_lora(1), path)
     with pytest.raises(HyperLoRAError, match="not a kohya LoRA"):
