@@ -16,14 +16,10 @@ SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.floa
 def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
     """Write a new file (never overwriting) and return ComfyUI's UI entry for it."""
     path = host.output_path_for(filename_prefix)
-    metadata = {
-        "hyperlora.generator": "comfyui-hyperlora",
-        "hyperlora.trigger_words": TRIGGER_WORDS,
-        "hyperlora.recommended_strength": "0.85",
-    }
+    metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
     if notes:
         metadata["hyperlora.notes"] = notes
-    save_lora(lora, path, dtype=SAVE_DTYPES[dtype], metadata=metadata)
+    save_lora(lora, path, dtype=SAVE_DTYPES[dtype], metadata=metadata, trigger_words=TRIGGER_WORDS)
     host.log.info("HyperLoRA: saved LoRA to %s", path)
     subfolder, filename = host.output_relative(path)
     return {"filename": filename, "subfolder": subfolder, "type": "output"}
