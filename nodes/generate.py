@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from hyperlora_core.model import HyperLoRA
+from hyperlora_core.comfy_bridge.model_management import load_for_use
+from hyperlora_core.face.packs import check_embedding_space
 
 from . import host, types
 from .compute import generate_base_lora, generate_id_lora
 from .spec import In, NodeDef, Out
 
 
-def _generate_id(hyper_lora: HyperLoRA, id_cond):
-    return (generate_id_lora(hyper_lora, id_cond, host.Progress),)
+def make_id_lora(hyper_lora, id_cond, allow_other_face_pack: bool = False):
+    """Load the hypernetwork where ComfyUI computes, check the face space, generate."""
+    model = load_for_use(hyper_lora)
+    check_embedding_space(getattr(id_cond, "embedding_space", model.config.face_pack), model.config.face_pack,
+                          allow_mismatch=allow_other_face_pack)
+    return generate_id_lora(model, id_cond, host.Progress)
 
 
-def _generate_base(hyper_lora: HyperLoRA, base_cond):
-    return (generate_base_lora(hyper_lora, base_cond, host.Progress),)
+def _generate_id(hyper_lora, id_cond, allow_other_face_pack: bool = False):
+    return (make_id_lora(hyper_lora, id_cond, bool(allow_other_face_pack)),)
+
+
+def _generate_base(hyper_lora, base_cond):
+    return (generate_base_lora(load_for_use(hyper_lora), base_cond, host.Progress),)
 
 
 GENERATE_ID = NodeDef(
@@ -25,7 +34,13 @@ GENERATE_ID = NodeDef(
         "averaged (weighted by the Encode node's weights). Cached by ComfyUI: changing only the sampler "
         "does not generate again."
     ),
-    inputs=(In("hyper_lora", types.HYPERLORA), In("id_cond", types.ID_COND)),
+    inputs=(
+        In("hyper_lora", types.HYPERLORA),
+        In("id_cond", types.ID_COND),
+        In("allow_other_face_pack", "BOOLEAN", default=False,
+           tooltip="Use face embeddings from another pack than the checkpoint was trained on (only for checkpoints "
+                   "you trained on that pack)."),
+    ),
     outputs=(Out(types.LORA, "lora", "Kohya LoRA; apply with HyperLoRA Apply or save it."),),
     run=_generate_id,
 )

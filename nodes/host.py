@@ -14,6 +14,7 @@ from pathlib import Path
 import folder_paths
 
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
+from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError
 
 log = logging.getLogger("HyperLoRA")
@@ -28,33 +29,36 @@ INSIGHTFACE_MODELS = "insightface/models"
 
 NOT_FOUND = "(none found)"
 _PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
+_NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
 
 
 def register_folders() -> None:
-    """Make `models/hyper_lora` a model folder (extra_model_paths.yaml may add more roots)."""
-    folder_paths.add_model_folder_path(HYPER_LORA_FOLDER, os.path.join(folder_paths.models_dir, HYPER_LORA_FOLDER))
-    folder_paths.folder_names_and_paths[HYPER_LORA_FOLDER][1].update({".safetensors", ".json"})
+    """`models/hyper_lora` and `models/insightface` as model folders (extra_model_paths.yaml may add more)."""
+    folders.register_model_folders()
 
 
 def hyper_lora_roots() -> list[Path]:
-    try:
-        return [Path(p) for p in folder_paths.get_folder_paths(HYPER_LORA_FOLDER)]
-    except KeyError:
-        return [Path(folder_paths.models_dir) / HYPER_LORA_FOLDER]
+    return folders.hyper_lora_roots()
 
 
 def list_checkpoints() -> list[str]:
-    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root."""
+    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root.
+
+    The published pack's CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
+    folder (with a config.json) are not checkpoints and are skipped.
+    """
     found: set[str] = set()
     for root in hyper_lora_roots():
         if not root.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS))
             if MODULES_JSON in filenames:
                 found.add(here.relative_to(root).as_posix())
                 dirnames[:] = []
+                continue
+            if "config.json" in filenames:
                 continue
             for name in filenames:
                 if name.endswith(".safetensors") and name not in _PART_NAMES and not name.startswith("."):
@@ -159,6 +163,19 @@ class Progress:
 
     def step(self, n: int = 1) -> None:
         self._bar.update(n)
+
+    @staticmethod
+    def callback():
+        """A `progress(done, total)` function for the core's encoders."""
+        bar = None
+
+        def report(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = Progress(total)
+            bar._bar.update_absolute(done, total)
+
+        return report
 
 
 def custom_node_dirs() -> list[Path]:
