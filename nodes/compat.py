@@ -20,6 +20,7 @@ from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face.images import photo_list
 
 from . import host, types
+from .cache import cached
 from .generate import generate_base_lora, make_id_lora
 from .loaders import load_checkpoint
 from .save import save_to_output
@@ -141,9 +142,10 @@ def _check_declared(config: CompatConfig, model) -> None:
 
 
 def _load_bundle(config: CompatConfig, model: str, dtype: str) -> CompatHyperLoRA:
-    patcher = load_checkpoint(_find("hyper_lora", model, "HyperLoRA model"), dtype, dim_head=config.dim_head)
+    patcher = cached("hyperlora", _find("hyper_lora", model, "HyperLoRA model"),
+                     lambda p: load_checkpoint(p, dtype, dim_head=config.dim_head), dtype, config.dim_head)
     _check_declared(config, unwrap(patcher))
-    clip = load_clip_vision(_find("clip_vit", config.image_encoder, "CLIP ViT folder"))
+    clip = cached("clip_vision", _find("clip_vit", config.image_encoder, "CLIP ViT folder"), load_clip_vision)
     faces = folders.load_face_analyzer(config.face_analyzer, "auto")
     return CompatHyperLoRA(patcher, clip, faces)
 

@@ -6,32 +6,19 @@ files are unchanged) and runs encode -> generate -> apply, so a first graph need
 
 from __future__ import annotations
 
-import os
-
 from hyperlora_core.comfy_bridge import apply_lora, folders
 from hyperlora_core.comfy_bridge.clip_vision import encode_id, load_clip_vision
 
 from . import host, types
+from .cache import cached
 from .generate import make_id_lora
 from .loaders import clip_choices, face_packs, load_checkpoint
 from .spec import In, NodeDef, Out
 
-_LOADED: dict[str, tuple[tuple, object]] = {}
-
-
-def _cached(kind: str, path, load):
-    """One loaded object per kind, reloaded when the path or the file's mtime changes."""
-    key = (str(path), os.stat(path).st_mtime_ns)
-    entry = _LOADED.get(kind)
-    if entry is None or entry[0] != key:
-        _LOADED.pop(kind, None)
-        _LOADED[kind] = (key, load(path))
-    return _LOADED[kind][1]
-
 
 def _one_click(model, photos, strength: float, checkpoint: str, clip_vision: str, face_pack: str):
-    hyper_lora = _cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
-    clip = _cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
+    hyper_lora = cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
+    clip = cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
     faces = folders.load_face_analyzer(face_pack, "auto")
     cond = encode_id(photos, faces, clip, progress=host.Progress.callback())
     lora = make_id_lora(hyper_lora, cond)
