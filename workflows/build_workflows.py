@@ -66,8 +66,8 @@ def sdxl_base(first_id: int = 1) -> list[N]:
         N(i + 1, "CLIPSetLastLayer", {"clip": L(i, 1), "stop_at_clip_layer": -2}, 1, 0, "CLIP skip -2 (as trained)"),
         N(i + 2, "CLIPTextEncode", {"text": POSITIVE, "clip": L(i + 1)}, 2, 0,
           "Prompt (starts with the trigger words)"),
-        N(i + 3, "CLIPTextEncode", {"text": NEGATIVE, "clip": L(i + 1)}, 2, 1.2, "Negative prompt"),
-        N(i + 4, "EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}, 2, 2.4),
+        N(i + 3, "CLIPTextEncode", {"text": NEGATIVE, "clip": L(i + 1)}, 2, 1.1, "Negative prompt"),
+        N(i + 4, "EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}, 2, 2.2),
     ]
 
 
@@ -277,7 +277,7 @@ def ui_format(name: str, nodes: list[N], infos: dict[str, NodeInfo]) -> dict:
         props = {"Node name for S&R": n.type}
         if n.models:
             props["models"] = n.models
-        node = {"id": n.id, "type": n.type, "pos": [40 + 380 * n.col, 40 + 170 * n.row], "size": _size(info),
+        node = {"id": n.id, "type": n.type, "pos": [40 + 400 * n.col, 40 + 180 * n.row], "size": _size(info),
                 "flags": {}, "order": order[n.id], "mode": 0, "inputs": ins, "outputs": [],
                 "properties": props, "widgets_values": widgets}
         if n.title:
@@ -297,7 +297,7 @@ def ui_format(name: str, nodes: list[N], infos: dict[str, NodeInfo]) -> dict:
         "links": links,
         "groups": [],
         "config": {},
-        "extra": {"ds": {"scale": 0.6, "offset": [0, 0]}},
+        "extra": {"ds": {"scale": 0.7, "offset": [90, 60]}},
         "models": list({m["name"]: m for m in models}.values()),
         "version": 0.4,
     }
