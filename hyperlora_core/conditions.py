@@ -5,6 +5,7 @@ ArcFace embedding and its weight, plus a preview of the crops and which input ph
 `BaseCondition` carries the CLIP tokens of the face-blurred crops for the Base-LoRA. Typical use::
 
     cond = encode_id(photos, analyzer, clip_vision)            # hyperlora_core.encode
+    cond.check_face_pack(hyperlora.config.face_pack)           # refuses e.g. buffalo_l embeddings
     lora = hyperlora.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)
 
 All tensors are float32 on the CPU; the generator moves them where the model lives.
@@ -53,6 +54,8 @@ class IDCondition:
     embedding_space: str = "antelopev2"
     """The face pack whose ArcFace model made `id_embeds` (see face/packs.py)."""
     warnings: tuple[str, ...] = field(default=())
+    standin_face_models: bool = False
+    """True when the embeddings came from the random stand-in pack (tests, demo)."""
 
     def __post_init__(self) -> None:
         n = len(self.photo_indices)
@@ -74,6 +77,12 @@ class IDCondition:
 
     def summary(self) -> str:
         return _describe_faces(self.face_counts, self.photo_indices)
+
+    def check_face_pack(self, expected: str, allow_mismatch: bool = False) -> None:
+        """Refuse embeddings from another ArcFace space than the checkpoint's `config.face_pack`."""
+        from .face.packs import check_embedding_space
+
+        check_embedding_space(self.embedding_space, expected, allow_mismatch, self.standin_face_models)
 
     @staticmethod
     def concat(conditions: list[IDCondition]) -> IDCondition:
@@ -100,6 +109,7 @@ class IDCondition:
             face_counts=tuple(counts),
             embedding_space=spaces.pop(),
             warnings=tuple(w for c in conditions for w in c.warnings),
+            standin_face_models=any(c.standin_face_models for c in conditions),
         )
 
 

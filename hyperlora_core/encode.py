@@ -342,6 +342,7 @@ def encode_id(
         face_counts=prepared.face_counts,
         embedding_space=face_analyzer.embedding_space,
         warnings=prepared.warnings,
+        standin_face_models=face_analyzer.is_standin,
     )
 
 

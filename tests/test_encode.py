@@ -62,7 +62,7 @@ def test_encode_id_shapes_counts_and_previews(analyzer):
     assert not torch.allclose(cond.id_embeds[0], cond.id_embeds[1])  # different faces, different embeddings
     assert cond.face_crops.shape == (2, 512, 512, 3) and 0 <= cond.face_crops.min() and cond.face_crops.max() <= 1
     assert cond.face_counts == (1, 1) and cond.photo_indices == (0, 1) and cond.has_face == (True, True)
-    assert cond.weights is None and cond.embedding_space == "antelopev2"
+    assert cond.weights is None and cond.embedding_space == "antelopev2" and cond.standin_face_models
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert len(enc.calls) == 1 and enc.calls[0].shape == (2, 224, 224, 3) and enc.calls[0].dtype == np.uint8
 
@@ -166,3 +166,38 @@ def test_mixed_sizes_list_and_base(analyzer):
 def test_not_a_clip_encoder(analyzer):
     with pytest.raises(HyperLoRAError, match="expected a CLIP vision model"):
         encode_id([square_photo()], analyzer, "clip")
+
+
+def test_bad_inputs_through_encode_id(analyzer):
+    enc = PixelEncoder()
+    rgba = np.concatenate([square_photo(), np.full((512, 512, 1), 255, np.uint8)], axis=2)
+    gray16 = (square_photo()[..., 0].astype(np.uint16) * 257)
+    cond = encode_id([torch.from_numpy(rgba).float()[None] / 255, gray16], analyzer, enc)
+    assert len(cond) == 2
+    np.testing.assert_array_equal(enc.calls[-1][0], enc.calls[-1][1])  # same picture, any encoding
+    with pytest.raises(HyperLoRAError, match="photo batch is empty"):
+        encode_id(torch.zeros(0, 512, 512, 3), analyzer, enc)
+    nan = torch.from_numpy(square_photo()).float() / 255
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(HyperLoRAError, match=r"photo 2 \(512x512 px\) has 1 NaN"):
+        encode_id([square_photo(), nan], analyzer, enc)
+    with pytest.raises(HyperLoRAError, match="photo 1 is 50x40 px"):
+        encode_id([np.zeros((40, 50, 3), np.uint8)], analyzer, enc)
+
+
+def test_8k_photo(analyzer):
+    """7680x4320: detection runs on a shrunk copy, the crops come from the full-resolution photo."""
+    big = np.zeros((4320, 7680, 3), np.uint8)
+    big[2000:2800, 4000:4800] = 255
+    prepared = prepare_id([big], analyzer)
+    assert prepared.face_counts == (1,) and prepared.pixels.shape == (1, 224, 224, 3)
+    assert prepared.pixels.max() == 255  # the bright face made it into the crop
+
+
+def test_condition_feeds_the_hypernetwork(analyzer):
+    from factories import random_hyperlora, sdxl_modules, small_config
+
+    model = random_hyperlora(small_config(modules=sdxl_modules()[:2], basis_size=4, rank=2, dim=32, depth=1))
+    cond = encode_id([square_photo(), square_photo(x=40)], analyzer, PixelEncoder(), weights=[1.0, 3.0])
+    lora = model.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)
+    assert len(lora) == 2 * 4 * 3 and all(torch.isfinite(v).all() for v in lora.values())

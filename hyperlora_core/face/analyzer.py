@@ -221,8 +221,9 @@ class FaceAnalyzer:
                 allowed_modules=list(REQUIRED_TASKS),
                 providers=chosen,
             )
-        except AssertionError:
-            raise HyperLoRAError(missing_tasks_message(folder, [])) from None
+        except AssertionError:  # insightface's only check: no detector among the files
+            others = [t for t in REQUIRED_TASKS if t != "detection"]
+            raise HyperLoRAError(missing_tasks_message(folder, others)) from None
         except Exception as err:  # onnxruntime raises several types for damaged files
             raise HyperLoRAError(
                 f"could not load the face models in {folder}: {type(err).__name__}: {err}. A file may be incomplete "

@@ -40,7 +40,7 @@ def clip_normalize(
     pixels: np.ndarray | torch.Tensor, mean: tuple[float, ...] = CLIP_MEAN, std: tuple[float, ...] = CLIP_STD
 ) -> torch.Tensor:
     """uint8 `[N, H, W, 3]` -> float32 `[N, 3, H, W]` model input (for encoders outside ComfyUI)."""
-    x = torch.as_tensor(np.asarray(pixels)).float().div(255.0).permute(0, 3, 1, 2)
+    x = torch.tensor(np.asarray(pixels)).float().div(255.0).permute(0, 3, 1, 2)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s

@@ -108,10 +108,10 @@ def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Pa
             f"the face model pack is nested: the .onnx files are in {nested}. Move them one level up into "
             f"{folder} (so that {folder}/{_onnx(nested)[0].name} exists) and delete the empty inner folder."
         )
-    sub = [d for d in folder.iterdir() if d.is_dir() and _onnx(d)] if folder.is_dir() else []
-    if sub:
+    deeper = sorted(p.parent for p in folder.glob("*/**/*.onnx"))
+    if deeper:
         raise HyperLoRAError(
-            f"the .onnx files of face model pack \"{pack}\" are in the sub-folder {sub[0]}; move them into {folder}."
+            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; move them into {folder}.'
         )
     other = sorted(p.name for p in folder.iterdir())[:8]
     raise HyperLoRAError(

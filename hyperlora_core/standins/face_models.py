@@ -99,12 +99,13 @@ def _detector(path: Path) -> None:
     inits.append(_const(nh, "kps_c", kps.reshape(1, 10, 1, 1)))
 
     nodes.append(helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1))
-    nodes.append(helper.make_node("AveragePool", ["gray"], ["gray8"], kernel_shape=[8, 8], strides=[8, 8]))
+    nodes.append(helper.make_node("AveragePool", ["gray"], ["gray4"], kernel_shape=[4, 4], strides=[4, 4]))
+    nodes.append(helper.make_node("AveragePool", ["gray4"], ["gray8"], kernel_shape=[2, 2], strides=[2, 2]))
     contrasts = []
     for stride in _STRIDES:
-        # windows centred on each cell: inner = _WINDOW strides, outer = 1.5x that; coarse levels
-        # pool the 8x8-averaged image (same windows, 64x fewer additions)
-        src, unit = ("gray", 1) if stride < 32 else ("gray8", 8)
+        # windows centred on each cell: inner = _WINDOW strides, outer = 1.5x that, pooled on the
+        # 4x4 / 8x8-averaged image (same windows, 16-64x fewer additions)
+        src, unit = ("gray4", 4) if stride < 32 else ("gray8", 8)
         k_in, k_out, step = _WINDOW * stride // unit, _RING * stride // unit, stride // unit
         p_in, p_out = (k_in - step) // 2, (k_out - step) // 2
         nodes.append(helper.make_node("AveragePool", [src], [f"in{stride}"], kernel_shape=[k_in, k_in],
