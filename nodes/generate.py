@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from hyperlora_core.comfy_bridge.model_management import load_for_use
-from hyperlora_core.face.packs import check_embedding_space
 
 from . import host, types
 from .compute import generate_base_lora, generate_id_lora
@@ -13,8 +12,8 @@ from .spec import In, NodeDef, Out
 def make_id_lora(hyper_lora, id_cond, allow_other_face_pack: bool = False):
     """Load the hypernetwork where ComfyUI computes, check the face space, generate."""
     model = load_for_use(hyper_lora)
-    check_embedding_space(getattr(id_cond, "embedding_space", model.config.face_pack), model.config.face_pack,
-                          allow_mismatch=allow_other_face_pack)
+    if hasattr(id_cond, "check_face_pack"):
+        id_cond.check_face_pack(model.config.face_pack, allow_mismatch=allow_other_face_pack)
     return generate_id_lora(model, id_cond, host.Progress)
 
 
