@@ -13,6 +13,7 @@ from fixtures.pack import load_pack
 from safetensors import safe_open
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core.conditions import IDCondition
 from hyperlora_core.lora import interpolate_loras, mix_loras, slider_lora
 
 
@@ -36,14 +37,16 @@ def hyper_lora(pack, models):
     return run_node(pack["HyperLoRACheckpointLoader"], checkpoint="tiny_single.safetensors", dtype="auto")[0][0]
 
 
-def _cond(n: int, seed: int = 0, weights=None):
-    """What an Encode node hands on: per-photo CLIP tokens, face embeddings and weights."""
-    from types import SimpleNamespace
-
+def _cond(n: int, seed: int = 0, weights=None, space: str = "antelopev2") -> IDCondition:
+    """What an Encode node hands on (random tokens and embeddings in place of encoded photos)."""
     g = torch.Generator().manual_seed(seed)
-    clip = torch.randn(n, 257, standins.TINY_VISION_WIDTH, generator=g)
-    ids = torch.nn.functional.normalize(torch.randn(n, 512, generator=g), dim=-1)
-    return SimpleNamespace(clip_tokens=clip, id_embeds=ids, weights=None if weights is None else torch.tensor(weights))
+    return IDCondition(
+        clip_tokens=torch.randn(n, 257, standins.TINY_VISION_WIDTH, generator=g),
+        id_embeds=torch.nn.functional.normalize(torch.randn(n, 512, generator=g), dim=-1),
+        weights=None if weights is None else torch.tensor(weights),
+        face_crops=torch.zeros(n, 8, 8, 3), photo_indices=tuple(range(n)), face_counts=(1,) * n,
+        embedding_space=space,
+    )
 
 
 def _core(path) -> HyperLoRA:
@@ -84,6 +87,14 @@ def test_generate_equals_the_core_and_reports_progress(pack, models, hyper_lora)
     unweighted = core.generate_id_lora(cond.clip_tokens, cond.id_embeds)
     diff = max((unweighted[k].float() - lora[k].float()).abs().max().item() for k in lora if k.endswith("up.weight"))
     assert diff > 1e-4  # the weights were used
+
+
+def test_generate_refuses_face_embeddings_from_another_pack(pack, hyper_lora):
+    cond = _cond(1, space="buffalo_l")
+    with pytest.raises(HyperLoRAError, match='trained on "antelopev2" face embeddings.*"buffalo_l"'):
+        run_node(pack["HyperLoRAGenerateID"], hyper_lora=hyper_lora, id_cond=cond)
+    (lora,), _ = run_node(pack["HyperLoRAGenerateID"], hyper_lora=hyper_lora, id_cond=cond, allow_other_face_pack=True)
+    assert lora
 
 
 def test_generate_base_lora(pack, models, hyper_lora):
