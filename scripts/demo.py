@@ -47,8 +47,8 @@ def find_real_models(comfy: Path, photo: str | None) -> tuple[dict, list[str]]:
     models = comfy / "models"
     found, missing = {}, []
 
-    def first(folder: Path, pattern: str, prefer: str) -> str | None:
-        if (folder / prefer).exists():
+    def first(folder: Path, pattern: str, prefer: str | None = None) -> str | None:
+        if prefer and (folder / prefer).is_file():
             return prefer
         hits = sorted(p.relative_to(folder).as_posix() for p in folder.glob(pattern)) if folder.is_dir() else []
         return hits[0] if hits else None
@@ -62,7 +62,7 @@ def find_real_models(comfy: Path, photo: str | None) -> tuple[dict, list[str]]:
     elif (hyper / "hyper_lora" / fidelity / "hyper_lora_modules.json").is_file():
         found["hyperlora"] = f"hyper_lora/{fidelity}"
     else:
-        found["hyperlora"] = first(hyper, "*.safetensors", "") if hyper.is_dir() else None
+        found["hyperlora"] = first(hyper, "*.safetensors")
     pack = models / "insightface" / "models" / "antelopev2"
     found["faces"] = "antelopev2" if pack.is_dir() and any(pack.glob("*.onnx")) and not (pack / "STANDIN.txt").exists() else None
     default_photo = comfy / "input" / "face_1.png"

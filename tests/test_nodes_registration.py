@@ -65,3 +65,24 @@ def test_validators_name_only_the_inputs_they_check(both_apis):
     assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name") is True
     message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x")
     assert isinstance(message, str) and "outside the output folder" in message
+
+
+def test_classic_classes_run_like_the_v3_ones(both_apis, tmp_path):
+    """The classic wrappers return what ComfyUI's classic executor expects (tuples; ui + result)."""
+    import torch
+    from fixtures.nodes_env import output_folder, run_node
+
+    (_, v3), (_, classic) = both_apis
+    g = torch.Generator().manual_seed(0)
+    lora = {"lora_unet_x_to_q.lora_down.weight": torch.randn(2, 8, generator=g),
+            "lora_unet_x_to_q.lora_up.weight": torch.randn(8, 2, generator=g), "lora_unet_x_to_q.alpha": torch.tensor(1.0)}
+    kw = {"mode": "delta", "normalize": False, "lora_1": lora, "weight_1": 0.5, "weight_2": 1.0, "weight_3": 1.0,
+          "weight_4": 1.0}
+    (a,), _ = run_node(v3["HyperLoRAMix"], **kw)
+    raw = classic["HyperLoRAMix"]().run(**kw)
+    assert isinstance(raw, tuple) and len(raw) == 1
+    assert a.keys() == raw[0].keys() and all(torch.equal(a[k], raw[0][k]) for k in a)
+    with output_folder(tmp_path):
+        out = classic["HyperLoRASave"]().run(lora=lora, filename_prefix="c/name", dtype="fp32")
+    assert out["result"] == () and out["ui"]["loras"][0]["filename"] == "name_00001_.safetensors"
+    assert (tmp_path / "c" / "name_00001_.safetensors").is_file()

@@ -106,6 +106,37 @@ def _only_the_lora_output(server) -> dict:
     return prompt
 
 
+def test_base_lora_and_hf_clip_folder_paths(server):
+    """Encode Base -> Generate Base -> Apply (with the ID-LoRA), and CLIP from the published HF folder."""
+    comfy_session.vit_l(server)
+    prompt = prompt_for(server, "hyperlora_t2i_one_photo")
+    info = server.get_json("/object_info/HyperLoRACLIPVisionLoader")["HyperLoRACLIPVisionLoader"]
+    choices = info["input"]["required"]["clip_vision"][1]["options"]
+    assert comfy_session.VITL_FILE in choices and "clip_vit/clip_vit_large_14" in choices
+    clip = workflows.nodes_of(prompt, "HyperLoRATestTinyCLIPVision")[0]
+    encode = workflows.nodes_of(prompt, "HyperLoRAEncodeID")[0]
+    apply = workflows.nodes_of(prompt, "HyperLoRAApply")[0]
+    loader = workflows.nodes_of(prompt, "HyperLoRACheckpointLoader")[0]
+    prompt["100"] = {"class_type": "HyperLoRAEncodeBase", "inputs": {
+        "photos": prompt[encode]["inputs"]["photos"], "face_analysis": prompt[encode]["inputs"]["face_analysis"],
+        "clip_vision": [clip, 0], "weights": "", "crop_scale_LRTB": "1.5,1.5,1,2", "clamp_to_image": True,
+        "face_index": -1, "on_no_face": "error"}}
+    prompt["101"] = {"class_type": "HyperLoRAGenerateBase", "inputs": {"hyper_lora": [loader, 0], "base_cond": ["100", 0]}}
+    prompt["102"] = {"class_type": "PreviewImage", "inputs": {"images": ["100", 1]}}
+    prompt[apply]["inputs"].update(base_lora=["101", 0], base_strength=0.5)
+    result = server.run(prompt)
+    assert result.error is None, result.error
+    assert {"100", "101"} <= set(result.executed) and len(result.outputs["102"]["images"]) == 1
+
+    # ViT-L from the HF folder layout of the published pack, through our CLIP loader node.
+    hf = workflows.for_tiny_models(workflows.api("hyperlora_t2i_one_photo"), VITL, VITL)
+    old = workflows.nodes_of(hf, "CLIPVisionLoader") or workflows.nodes_of(hf, "HyperLoRATestTinyCLIPVision")
+    hf[old[0]] = {"class_type": "HyperLoRACLIPVisionLoader", "inputs": {"clip_vision": "clip_vit/clip_vit_large_14",
+                                                                       "dtype": "auto"}}
+    result = server.run(hf)
+    assert result.error is None, result.error
+
+
 def test_invalid_prompts_are_rejected_with_our_message(server):
     prompt = _only_the_lora_output(server)
     save = workflows.nodes_of(prompt, "HyperLoRASave")[0]
