@@ -19,14 +19,6 @@ from hyperlora_core.errors import HyperLoRAError
 
 log = logging.getLogger("HyperLoRA")
 
-HYPER_LORA_FOLDER = "hyper_lora"
-"""`models/hyper_lora`: our single files and published checkpoint folders (any depth)."""
-
-PUBLISHED_CHECKPOINTS = "hyper_lora/hyper_lora"
-PUBLISHED_CLIP_VIT = "hyper_lora/clip_vit"
-PUBLISHED_CLIP_PROCESSOR = "hyper_lora/clip_processor"
-INSIGHTFACE_MODELS = "insightface/models"
-
 NOT_FOUND = "(none found)"
 _PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
 _NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
@@ -80,32 +72,6 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
 
 def resolve_checkpoint(name: str) -> Path:
     return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
-
-
-def models_subdir(relative: str) -> Path:
-    return Path(folder_paths.models_dir) / relative
-
-
-def list_subfolders(relative: str) -> list[str]:
-    """Folder names directly under `models/<relative>` (the published pack's way of listing models)."""
-    folder = models_subdir(relative)
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
-    return names or [NOT_FOUND]
-
-
-def list_files(folder_name: str) -> list[str]:
-    """ComfyUI's file list of a registered model folder (e.g. "clip_vision")."""
-    try:
-        return folder_paths.get_filename_list(folder_name) or [NOT_FOUND]
-    except KeyError:
-        return [NOT_FOUND]
-
-
-def full_path(folder_name: str, name: str) -> Path:
-    path = folder_paths.get_full_path(folder_name, name) if name != NOT_FOUND else None
-    if path is None:
-        raise HyperLoRAError(f"'{name}' not found in models/{folder_name}; put the file there and refresh.")
-    return Path(path)
 
 
 # -- output files ---------------------------------------------------------------------------------
@@ -184,9 +150,3 @@ def custom_node_dirs() -> list[Path]:
     except KeyError:
         return []
 
-
-def torch_device():
-    """The device ComfyUI computes on (its --cpu / GPU choice)."""
-    import comfy.model_management
-
-    return comfy.model_management.get_torch_device()

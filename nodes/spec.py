@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 CATEGORY = "HyperLoRA"
@@ -73,7 +73,6 @@ class NodeDef:
     output_node: bool = False
     category: str = CATEGORY
     deprecated: bool = False
-    search_aliases: tuple[str, ...] = field(default_factory=tuple)
 
     def call(self, kwargs: dict) -> Result:
         for i in self.inputs:
