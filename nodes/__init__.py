@@ -9,13 +9,18 @@ from .registry import classic_mappings, node_defs, v3_entrypoint, v3_io
 
 host.register_folders()
 DEFS = node_defs()
+API = "classic"
 _v3 = v3_io()
 
 if _v3 is not None:
-    API = "v3"
-    comfy_entrypoint, V3_NODES = v3_entrypoint(DEFS, *_v3)
-    __all__ = ["API", "DEFS", "comfy_entrypoint"]
-else:
-    API = "classic"
+    try:
+        comfy_entrypoint, V3_NODES = v3_entrypoint(DEFS, *_v3)
+        API = "v3"
+    except Exception as err:  # an early V3 API that lacks something we use: the classic API still works
+        host.log.warning("HyperLoRA: this host's V3 node API could not build our nodes (%s); using the classic API.", err)
+
+if API == "classic":
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = classic_mappings(DEFS)
     __all__ = ["API", "DEFS", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+else:
+    __all__ = ["API", "DEFS", "comfy_entrypoint"]

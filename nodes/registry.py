@@ -41,6 +41,8 @@ def classic_mappings(defs: list[NodeDef]) -> tuple[dict, dict]:
 
 def v3_entrypoint(defs: list[NodeDef], io, extension_base):
     nodes = [build_v3(d, io) for d in defs]
+    for node in nodes:
+        node.GET_SCHEMA()  # fail here (and fall back to classic), not inside ComfyUI's loader
 
     class HyperLoRAExtension(extension_base):
         async def get_node_list(self):
