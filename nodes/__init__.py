@@ -7,7 +7,8 @@ from __future__ import annotations
 from . import host
 from .registry import classic_mappings, node_defs, v3_entrypoint, v3_io
 
-host.register_folders()
+# Model folders (models/hyper_lora, models/insightface) are registered with folder_paths on first
+# use (listing or loading), not here: importing the pack changes no global state of the host.
 DEFS = node_defs()
 API = "classic"
 _v3 = v3_io()

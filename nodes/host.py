@@ -24,11 +24,6 @@ _PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
 _NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
 
 
-def register_folders() -> None:
-    """`models/hyper_lora` and `models/insightface` as model folders (extra_model_paths.yaml may add more)."""
-    folders.register_model_folders()
-
-
 def hyper_lora_roots() -> list[Path]:
     return folders.hyper_lora_roots()
 

@@ -39,10 +39,15 @@ def classic_mappings(defs: list[NodeDef]) -> tuple[dict, dict]:
     return classes, names
 
 
+V3_NEEDS = ("Schema", "NodeOutput", "ComfyNode", "Custom", "Int", "Float", "Boolean", "String", "Combo", "Image",
+            "Mask", "Model", "Clip", "Vae", "ClipVision", "Conditioning", "Latent")
+
+
 def v3_entrypoint(defs: list[NodeDef], io, extension_base):
+    missing = [name for name in V3_NEEDS if not hasattr(io, name)]
+    if missing:  # fail here (and fall back to classic), not inside ComfyUI's loader
+        raise ImportError(f"comfy_api.latest.io lacks {', '.join(missing)}")
     nodes = [build_v3(d, io) for d in defs]
-    for node in nodes:
-        node.GET_SCHEMA()  # fail here (and fall back to classic), not inside ComfyUI's loader
 
     class HyperLoRAExtension(extension_base):
         async def get_node_list(self):
