@@ -13,51 +13,54 @@ from __future__ import annotations
 from hyperlora_core.toy.bridge import BUILTIN_WORLD, load_toy_models, resolve_toy_world, toy_world_choices
 from hyperlora_core.toy.conditions import encode_toy_photos
 
-CATEGORY = "HyperLoRA/toy world"
-ID_COND = "HYPERLORA_ID_COND"
+from . import types
+from .encode import parse_weights
+from .spec import In, NodeDef, Out
+
+WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
 
 
-def _worlds() -> list[str]:
+def world_choices() -> list[str]:
     return list(toy_world_choices()) or [BUILTIN_WORLD]
 
 
-class HyperLoRAToyWorldLoader:
-    DESCRIPTION = ("Loads the toy world's UNet (tiny SDXL architecture), caption encoder and /2 VAE as "
-                   "MODEL, CLIP and VAE. Use EmptyLatentImage 128 x 128 for its 16 x 16 latents.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    RETURN_NAMES = ("model", "clip", "vae")
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"world": (_worlds(), {"default": _worlds()[0]})}}
-
-    def load(self, world: str):
-        return load_toy_models(resolve_toy_world(world))
+def _load(world: str):
+    return load_toy_models(resolve_toy_world(world))
 
 
-class HyperLoRAToyEncode:
-    DESCRIPTION = ("Reference photos of one toy identity -> ID condition, with the toy world's ArcFace and "
-                   "CLIP analogues (in place of face analysis + CLIP vision). Feed it to HyperLoRA Generate ID LoRA.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (ID_COND,)
-    RETURN_NAMES = ("id_cond",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "world": (_worlds(), {"default": _worlds()[0]})}}
-
-    def encode(self, images, world: str):
-        return (encode_toy_photos(images, resolve_toy_world(world)),)
+def _encode(photos, world: str, weights: str = ""):
+    cond = encode_toy_photos(photos, resolve_toy_world(world), weights=parse_weights(weights))
+    return cond, cond.face_crops
 
 
-NODE_CLASS_MAPPINGS = {
-    "HyperLoRAToyWorldLoader": HyperLoRAToyWorldLoader,
-    "HyperLoRAToyEncode": HyperLoRAToyEncode,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "HyperLoRAToyWorldLoader": "HyperLoRA Toy World Loader",
-    "HyperLoRAToyEncode": "HyperLoRA Toy Encode",
-}
+TOY_LOADER = NodeDef(
+    node_id="HyperLoRAToyWorldLoader",
+    display_name="HyperLoRA Toy World Loader",
+    description=(
+        "Loads the toy world (a tiny synthetic SDXL-architecture world trained on CPU, shipped in models/toy): "
+        "its UNet as MODEL, caption encoder as CLIP and /2 VAE as VAE. Use EmptyLatentImage 128 x 128 for its "
+        "16 x 16 latents (32 x 32 images); captions are attribute phrases such as 'a face, red hair, smiling'."
+    ),
+    inputs=(In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD,
+               tooltip="The pack's own copy, or a folder in models/toy_world."),),
+    outputs=(Out("MODEL", "model"), Out("CLIP", "clip"), Out("VAE", "vae")),
+    run=_load,
+)
+
+TOY_ENCODE = NodeDef(
+    node_id="HyperLoRAToyEncode",
+    display_name="HyperLoRA Toy Encode",
+    description=(
+        "Reference photos of one toy identity -> ID condition, with the toy world's ArcFace and CLIP analogues "
+        "(in place of face analysis + CLIP vision). Feed it to HyperLoRA Generate ID LoRA with the toy checkpoint."
+    ),
+    inputs=(
+        In("photos", "IMAGE"),
+        In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+    ),
+    outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "crops", "What the CLIP analogue saw (background greyed).")),
+    run=_encode,
+)
+
+NODES = [TOY_LOADER, TOY_ENCODE]

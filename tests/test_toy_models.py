@@ -57,10 +57,15 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     import comfy.sd
 
     from hyperlora_core.toy.bridge import BUILTIN_WORLD, LATENT_SCALE, comfy_sample, toy_noise
-    from nodes.toy_world import HyperLoRAToyWorldLoader
+    from nodes.registry import classic_mappings, node_defs
+    from nodes.toy_world import TOY_LOADER
 
-    assert BUILTIN_WORLD in HyperLoRAToyWorldLoader.INPUT_TYPES()["required"]["world"][0]
-    model, clip, vae = HyperLoRAToyWorldLoader().load(BUILTIN_WORLD)
+    classes, names = classic_mappings(node_defs())
+    loader = classes["HyperLoRAToyWorldLoader"]
+    assert names["HyperLoRAToyWorldLoader"] == "HyperLoRA Toy World Loader"
+    assert BUILTIN_WORLD in loader.INPUT_TYPES()["required"]["world"][0]
+    assert loader.RETURN_TYPES == ("MODEL", "CLIP", "VAE") and loader.NODE_DEF is TOY_LOADER
+    model, clip, vae = loader().run(world=BUILTIN_WORLD)
     assert isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(clip, comfy.sd.CLIP)
     assert isinstance(vae, comfy.sd.VAE)
     # VAEEncode / VAEDecode semantics: IMAGE [B, 32, 32, 3] <-> LATENT [B, 4, 16, 16], SDXL latent scale
@@ -84,13 +89,15 @@ def test_encode_node_makes_an_id_condition_the_hypernetwork_accepts(heldout):
     from hyperlora_core.model import HyperLoRA
     from hyperlora_core.toy.bridge import BUILTIN_WORLD
     from hyperlora_core.toy.hyper import FACE_PACK
-    from nodes.toy_world import HyperLoRAToyEncode
+    from nodes.registry import classic_mappings, node_defs
 
     hl = HyperLoRA.from_pretrained(files.part_path("hyperlora"))
     assert hl.config.face_pack == FACE_PACK
     photos = torch.from_numpy(np.repeat(np.repeat(heldout.images[:2], 4, 1), 4, 2)).float() / 255  # 128 px photos
-    (cond,) = HyperLoRAToyEncode().encode(photos, BUILTIN_WORLD)
+    encode = classic_mappings(node_defs())[0]["HyperLoRAToyEncode"]
+    cond, crops = encode().run(photos=photos, world=BUILTIN_WORLD, weights="2, 1")
     assert len(cond) == 2 and cond.embedding_space == FACE_PACK
+    assert crops.shape == (2, 32, 32, 3) and cond.weights.tolist() == [2.0, 1.0]
     cond.check_face_pack(hl.config.face_pack)
     lora = hl.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)
     assert len(lora) == 3 * 4 * len(hl.config.modules)
