@@ -93,3 +93,30 @@ def test_toy_world_end_to_end_through_comfyui(tmp_path):
     assert rows["ID-LoRA 1"]["face_detected"] == 0.0  # dlib does not see 32-px cartoons as faces
     table = markdown_table(list(rows.values()))
     assert "toy attribute match" in table and "dlib" not in table.split("\n")[0].replace("face detection", "")
+
+
+def test_sdxl_backend_end_to_end_on_standins(tmp_path):
+    """The real-SDXL path (encode_id -> LoRA -> apply_lora -> KSampler -> VAE -> ArcFace) on tiny stand-ins:
+    tiny SDXL-architecture models, the stand-in face pack and random HyperLoRA weights (numbers meaningless)."""
+    from fixtures import standins
+
+    from hyperlora_core.eval.backends import SDXLBackend
+    from hyperlora_core.face.analyzer import FaceAnalyzer
+    from hyperlora_core.model import HyperLoRA
+    from hyperlora_core.standins import write_tiny_face_pack
+
+    pack = write_tiny_face_pack(tmp_path / "antelopev2")
+    ckpt = standins.write_tiny_checkpoint(tmp_path / "tiny.safetensors", seed=2, base_rank=2)
+    backend = SDXLBackend(standins.build_tiny_sdxl(), standins.build_tiny_clip(), standins.build_tiny_vae(),
+                          HyperLoRA.from_pretrained(ckpt), FaceAnalyzer.load(pack), standins.build_tiny_clip_vision(),
+                          size=64, steps=3, cfg=2.0)
+    photos = [np.asarray(standins.face_photo(i)) for i in (0, 1)]
+    methods = default_methods((1.0,), backend.has_base, base_strength=0.5)
+    assert [m.name for m in methods] == ["no LoRA", "ID-LoRA", "ID+Base"]
+    records = evaluate(backend, [Person("p", photos)], ["a photo of a person"], methods)
+    assert [r.method.name for r in records] == ["no LoRA", "ID-LoRA", "ID+Base"]
+    images = [r.image for r in records]
+    assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in images)
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[2])
+    ref = backend.face_embedding(photos[0])
+    assert ref is not None and ref.shape == (512,) and abs(np.linalg.norm(ref) - 1) < 1e-3

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [n for n in ("checkpoint", "hyperlora", "face_pack", "clip_vision", "refs") if not getattr(args, n)]
         if missing:
             p.error("for SDXL give --" + ", --".join(m.replace("_", "-") for m in missing) + " (or use --toy)")
-        backend = SDXLBackend(args.checkpoint, args.hyperlora, args.face_pack, args.clip_vision, size=args.size,
+        backend = SDXLBackend.from_files(args.checkpoint, args.hyperlora, args.face_pack, args.clip_vision, size=args.size,
                               steps=args.steps, cfg=args.cfg or 5.0)
         persons = _read_persons(args.refs)
         prompts = _read_prompts(args.prompts, DEFAULT_PROMPTS)

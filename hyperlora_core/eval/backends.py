@@ -89,13 +89,25 @@ class ToyBackend:
 
 
 class SDXLBackend:
-    """A real SDXL checkpoint + HyperLoRA checkpoint + face pack + CLIP ViT-L/14 (all local files)."""
+    """Real SDXL: an SDXL model/CLIP/VAE, a HyperLoRA, a face analyzer and CLIP ViT-L/14 (already loaded;
+    `from_files` loads them from local files with ComfyUI's loaders and the pack's)."""
 
     name = "SDXL"
 
-    def __init__(self, checkpoint: str | os.PathLike, hyperlora: str | os.PathLike, face_pack: str | os.PathLike,
-                 clip_vision: str | os.PathLike, size: int = 1024, steps: int = 20, cfg: float = 5.0,
-                 sampler: str = "euler", scheduler: str = "karras", negative: str = "", trigger_words: bool = True) -> None:
+    def __init__(self, unet, clip, vae, hyperlora: HyperLoRA, analyzer, clip_vision, size: int = 1024, steps: int = 20,
+                 cfg: float = 5.0, sampler: str = "euler", scheduler: str = "karras", negative: str = "",
+                 trigger_words: bool = True) -> None:
+        self.unet, self.clip, self.vae = unet, clip, vae
+        self.hl = hyperlora.eval()
+        self.has_base = self.hl.config.has_base
+        self.analyzer, self.clip_vision = analyzer, clip_vision
+        self.size, self.steps, self.cfg = size, steps, cfg
+        self.sampler, self.scheduler, self.negative = sampler, scheduler, negative
+        self.prefix = self.hl.config.trigger_words if trigger_words else ""
+
+    @classmethod
+    def from_files(cls, checkpoint: str | os.PathLike, hyperlora: str | os.PathLike, face_pack: str | os.PathLike,
+                   clip_vision: str | os.PathLike, **options) -> SDXLBackend:
         import comfy.sd
 
         from ..comfy_bridge.clip_vision import load_clip_vision
@@ -103,15 +115,10 @@ class SDXLBackend:
 
         if not Path(checkpoint).is_file():
             raise HyperLoRAError(f"SDXL checkpoint '{checkpoint}' not found.")
-        self.unet, self.clip, self.vae = comfy.sd.load_checkpoint_guess_config(
+        unet, clip, vae = comfy.sd.load_checkpoint_guess_config(
             str(checkpoint), output_vae=True, output_clip=True, embedding_directory=None)[:3]
-        self.hl = HyperLoRA.from_pretrained(hyperlora).eval()
-        self.has_base = self.hl.config.has_base
-        self.analyzer = FaceAnalyzer.load(face_pack)
-        self.clip_vision = load_clip_vision(clip_vision)
-        self.size, self.steps, self.cfg = size, steps, cfg
-        self.sampler, self.scheduler, self.negative = sampler, scheduler, negative
-        self.prefix = self.hl.config.trigger_words if trigger_words else ""
+        return cls(unet, clip, vae, HyperLoRA.from_pretrained(hyperlora), FaceAnalyzer.load(face_pack),
+                   load_clip_vision(clip_vision), **options)
 
     def prepare(self, person: Person):
         from ..encode import encode_base, encode_id
