@@ -305,20 +305,49 @@ def validate(cfg: FitConfig) -> FitConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> FitConfig:
+def load_config(path: str | Path, overrides: dict | list[str] | None = None) -> FitConfig:
     """Read and validate a YAML config; relative paths in it are taken relative to the file."""
     p = Path(path)
     if not p.is_file():
         raise HyperLoRAError(f"config file '{p}' does not exist.")
     text = p.read_text(encoding="utf-8")
-    return parse_config(text, base_dir=p.parent)
+    return parse_config(text, base_dir=p.parent, overrides=overrides)
 
 
-def parse_config(text: str, base_dir: str | Path = ".") -> FitConfig:
+def parse_overrides(items: list[str]) -> dict:
+    """`["train.batch.identities=4", "stages.base.steps=10"]` -> nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise HyperLoRAError(f"override '{item}' must look like key.path=value.")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _merge(base, extra):
+    if isinstance(base, dict) and isinstance(extra, dict):
+        merged = dict(base)
+        for k, v in extra.items():
+            merged[k] = _merge(base.get(k), v) if k in base else v
+        return merged
+    return extra
+
+
+def parse_config(text: str, base_dir: str | Path = ".", overrides: dict | list[str] | None = None) -> FitConfig:
+    """Parse YAML text; `overrides` (nested dict or key.path=value strings) replace values in it."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise HyperLoRAError(f"config: not valid YAML ({exc}).") from None
+    if overrides:
+        extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        raw = _merge(raw or {}, extra)
+        text = yaml.safe_dump(raw, sort_keys=False)
     cfg = _build(FitConfig, raw, "")
     base = Path(base_dir)
 
