@@ -111,6 +111,8 @@ class LoRABasis(nn.Module):
             return torch.bmm(c, basis)
         per_layer = basis.shape[1] * basis.shape[2]
         step = max(1, _CHUNK_ELEMENTS // per_layer)
+        if torch.is_grad_enabled() and (basis.requires_grad or c.requires_grad):
+            return torch.cat([torch.bmm(c[s : s + step], basis[s : s + step].to(compute)) for s in range(0, basis.shape[0], step)])
         out = torch.empty((basis.shape[0], c.shape[1], basis.shape[2]), device=basis.device, dtype=compute)
         for s in range(0, basis.shape[0], step):
             torch.bmm(c[s : s + step], basis[s : s + step].to(compute), out=out[s : s + step])

@@ -122,8 +122,13 @@ def save_lora(
     dtype: torch.dtype = torch.float16,
     metadata: dict[str, str] | None = None,
     overwrite: bool = False,
+    source: str | None = None,
+    trigger_words: str | None = None,
 ) -> Path:
-    """Write a kohya `.safetensors` LoRA with the usual `ss_*` metadata; never overwrites by default."""
+    """Write a kohya `.safetensors` LoRA with the usual `ss_*` metadata; never overwrites by default.
+
+    `source` (the HyperLoRA checkpoint) and `trigger_words` are recorded so the file explains itself.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise HyperLoRAError(f"{path} already exists; choose another name (nothing was written).")
@@ -137,6 +142,11 @@ def save_lora(
         "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
         "hyperlora.modules": str(len(mods)),
     }
+    if source:
+        meta["hyperlora.source"] = source
+    if trigger_words:
+        meta["hyperlora.trigger_words"] = trigger_words
+        meta["ss_tag_frequency"] = json.dumps({"hyperlora": {trigger_words.strip(" ,"): 1}})
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     tensors = {k: (v.to(dtype) if v.is_floating_point() and not k.endswith(".alpha") else v) for k, v in lora.items()}
     save_tensors_atomic(tensors, path, meta)
