@@ -9,9 +9,8 @@ import torch
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.train.config import load_config
-from hyperlora_core.train.fit import close_session, fit, open_session
+from hyperlora_core.train.fit import close_session, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
-from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.setup import new_hyperlora, set_trainable
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
@@ -45,7 +44,8 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, data_dir):
         model = new_hyperlora(session.config, seed=0)
         set_trainable(model, "arcface_id", cfg.trainable("arcface_id"))
         step = HyperStep(model)
-        opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=3e-3)
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=1e-2)
         runner = StepRunner("arcface_id", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
         batch = session.source.batch("arcface_id", 0, with_base=True)
         losses = []
@@ -58,5 +58,8 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, data_dir):
             losses.append(loss.item())
     finally:
         close_session(session)
-    print(losses)
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"id_projector", "resampler", "id_basis"}  # the stage's parts, and only those

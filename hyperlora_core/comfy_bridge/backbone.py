@@ -29,6 +29,9 @@ TINY_TEXT_WIDTH = 32
 """Each tiny text encoder's width; the two are concatenated into the tiny UNet's context (64), and
 the pooled output (32 wide, SDXL: 1280) sets the tiny UNet's `adm_in_channels` to 32 + 6 x 256."""
 
+TINY_UNET_STD = 0.1
+"""Weight scale of the tiny UNet: large enough that signals (and a LoRA's effect) reach the output."""
+
 TINY_CLIP_VISION = {
     "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "hidden_size": 32,
     "image_size": 224, "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64,
@@ -151,7 +154,7 @@ def load_backbone(checkpoint: str | os.PathLike, clip_vision: str | os.PathLike 
 def tiny_backbone(seed: int = 0) -> Backbone:
     """SDXL-architecture UNet (widths 32..), text encoders, TAESD VAE and CLIP ViT, all tiny and seeded."""
     unet = build_sdxl(sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=TINY_TEXT_WIDTH + 6 * 256))
-    init_weights(unet.model, seed=seed)
+    init_weights(unet.model, seed=seed, std=TINY_UNET_STD)
     clip = comfy.sd.CLIP(_TinyClipTarget(), model_options={"dtype": torch.float32})
     init_weights(clip.cond_stage_model, seed=seed + 1)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
