@@ -15,6 +15,8 @@ import json
 import os
 import random
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,14 @@ from .distributed import DistInfo, any_rank, barrier
 
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def _quiet_single_process():
+    """DCP warns that it 'assumes a single process' when no process group exists: that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        yield
 
 
 def _rng_state() -> dict:
@@ -92,7 +102,8 @@ def save_checkpoint(
     failure: BaseException | None = None
     try:
         model_sd, optim_sd = get_state_dict(model, optimizer)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        with _quiet_single_process():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
         _write_json(tmp / f"rank-{info.rank}.json", {"rng": _rng_state(), "step": step})
     except Exception as exc:  # noqa: BLE001 - re-raised below as a HyperLoRAError on every rank
         failure = exc
@@ -151,7 +162,8 @@ def load_checkpoint(
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     try:
-        dcp.load(state, checkpoint_id=str(path))
+        with _quiet_single_process():
+            dcp.load(state, checkpoint_id=str(path))
     except Exception as exc:  # noqa: BLE001 - DCP raises several types
         raise HyperLoRAError(
             f"could not read checkpoint {path} ({exc}); it does not match this config's model. Delete it to restart "
