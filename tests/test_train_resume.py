@@ -34,7 +34,7 @@ def _config(run: Path, data: Path):
 
 def _optimizer_state(cfg, ckpt: Path) -> tuple[dict, dict]:
     """Model and optimiser state of a checkpoint, restored into a fresh stage set-up."""
-    from hyperlora_core.train.fit import open_session, close_session
+    from hyperlora_core.train.fit import close_session, open_session
 
     session = open_session(cfg)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from ..errors import HyperLoRAError
@@ -105,7 +106,7 @@ def save_checkpoint(
         with _quiet_single_process():
             dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
         _write_json(tmp / f"rank-{info.rank}.json", {"rng": _rng_state(), "step": step})
-    except Exception as exc:  # noqa: BLE001 - re-raised below as a HyperLoRAError on every rank
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - re-raised below on every rank
         failure = exc
     if any_rank(failure is not None, info):
         if info.is_main:
@@ -164,7 +165,7 @@ def load_checkpoint(
     try:
         with _quiet_single_process():
             dcp.load(state, checkpoint_id=str(path))
-    except Exception as exc:  # noqa: BLE001 - DCP raises several types
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP raises several types
         raise HyperLoRAError(
             f"could not read checkpoint {path} ({exc}); it does not match this config's model. Delete it to restart "
             "the stage, or fix the config."
