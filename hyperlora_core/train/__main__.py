@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         result = finetune(cfg, args.lora, args.photos, args.out, steps=args.steps, lr=args.lr, batch=args.batch,
                           caption=args.caption, resolution=args.resolution, seed=args.seed)
-        print(f"{args.out}: loss {result['first_loss']:.5f} -> {result['last_loss']:.5f} over {args.steps} steps")
+        print(f"{args.out}: loss on the photos {result['loss_before']:.5f} -> {result['loss_after']:.5f} "
+              f"after {args.steps} steps")
         return 0
     raise AssertionError(args.command)
 
