@@ -55,10 +55,18 @@ if [ ! -f "$host_dir/main.py" ] || [ ! -d "$host_dir/comfy" ]; then
   exit 2
 fi
 
-reqs_hash="$(hash_of "$host_dir/requirements.txt" requirements.txt requirements-dev.txt)"
+reqs_hash="$(hash_of "$host_dir/requirements.txt" requirements.txt requirements-dev.txt scripts/setup_env.sh)"
 if [ "$(cat "$venv/.stamp-reqs" 2>/dev/null)" != "$reqs_hash" ]; then
   say "installing the host's and the pack's requirements"
-  "${pip[@]}" install -r "$host_dir/requirements.txt" -r requirements.txt -r requirements-dev.txt
+  # torch and torchvision are already installed as a matched pair. torchaudio is optional for
+  # ComfyUI, and the registry's newest build can be compiled against another CUDA than the newest
+  # torch, which makes `import torchaudio` raise (and transformers imports it eagerly): leave it out.
+  grep -v -i -E '^(torch|torchvision|torchaudio)([^a-z_-]|$)' "$host_dir/requirements.txt" > "$venv/host-requirements.txt"
+  "${pip[@]}" install -r "$venv/host-requirements.txt" -r requirements.txt -r requirements-dev.txt
+  if ! "$py" -c "import torchaudio" >/dev/null 2>&1 && "$py" -m pip show -q torchaudio >/dev/null 2>&1; then
+    say "removing a torchaudio build that does not match torch"
+    "${pip[@]}" uninstall -y torchaudio
+  fi
   echo "$reqs_hash" > "$venv/.stamp-reqs"
 fi
 

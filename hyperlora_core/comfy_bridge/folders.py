@@ -1,0 +1,110 @@
+"""ComfyUI model folders HyperLoRA uses, registered with `folder_paths` (so extra_model_paths.yaml works).
+
+- ``insightface``: face packs in ``<folder>/models/<pack>/*.onnx`` (``models/insightface`` by default).
+- ``hyper_lora``: HyperLoRA checkpoints (published folders in ``hyper_lora/hyper_lora/<name>/`` as the
+  authors' README says, or our single ``.safetensors`` files) and the HF-format CLIP folder in
+  ``hyper_lora/clip_vit/<name>/``.
+- ``clip_vision``: ComfyUI's own folder, for CLIP vision ``.safetensors`` files.
+
+Call :func:`register_model_folders` once at import of the node pack; it keeps folders that an
+extra_model_paths.yaml already registered first in the list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+
+from ..errors import HyperLoRAError
+from ..face.analyzer import FaceAnalyzer
+from ..face.packs import list_packs
+
+INSIGHTFACE = "insightface"
+HYPER_LORA = "hyper_lora"
+CLIP_VISION = "clip_vision"
+CLIP_SUBFOLDERS = ("clip_vit",)
+_EXTENSIONS = {INSIGHTFACE: {".onnx"}, HYPER_LORA: {".safetensors"}}
+
+
+def register_model_folders() -> None:
+    """Add `models/insightface` and `models/hyper_lora` to ComfyUI's folder registry (idempotent)."""
+    for name, exts in _EXTENSIONS.items():
+        default = os.path.join(folder_paths.models_dir, name)
+        folder_paths.add_model_folder_path(name, default)
+        paths, known = folder_paths.folder_names_and_paths[name]
+        folder_paths.folder_names_and_paths[name] = (paths, set(known) | exts)
+
+
+def _paths(name: str) -> list[Path]:
+    register_model_folders()
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths(name)]
+    except KeyError:
+        return []
+
+
+def insightface_roots() -> list[Path]:
+    return _paths(INSIGHTFACE)
+
+
+def hyper_lora_roots() -> list[Path]:
+    return _paths(HYPER_LORA)
+
+
+def face_pack_names() -> list[str]:
+    """Pack folders found under every registered insightface folder."""
+    return list_packs(insightface_roots())
+
+
+_ANALYZERS: dict[tuple, FaceAnalyzer] = {}
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.onnx")))
+
+
+def load_face_analyzer(pack: str = "antelopev2", providers: str = "auto") -> FaceAnalyzer:
+    """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged."""
+    from ..face.packs import find_pack
+
+    folder = find_pack(pack, insightface_roots())
+    key = (str(folder.resolve()), providers, _signature(folder))
+    if key not in _ANALYZERS:
+        _ANALYZERS.clear()  # one pack at a time: its sessions hold hundreds of MB
+        _ANALYZERS[key] = FaceAnalyzer.load(folder, providers=providers)
+    return _ANALYZERS[key]
+
+
+def _is_hf_clip_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "model.safetensors").is_file()
+
+
+def clip_vision_choices() -> list[str]:
+    """CLIP vision files in models/clip_vision plus HF-format folders (hyper_lora/clip_vit/<name>)."""
+    names = [n for n in folder_paths.get_filename_list(CLIP_VISION) if n.lower().endswith((".safetensors", ".sft"))]
+    for root in hyper_lora_roots():
+        for sub in CLIP_SUBFOLDERS:
+            base = root / sub
+            if base.is_dir():
+                names += [f"{sub}/{d.name}" for d in sorted(base.iterdir()) if _is_hf_clip_folder(d)]
+    for root in _paths(CLIP_VISION):
+        if root.is_dir():
+            names += [d.name for d in sorted(root.iterdir()) if _is_hf_clip_folder(d)]
+    return list(dict.fromkeys(names))
+
+
+def resolve_clip_vision(name: str) -> Path:
+    """Path of a name from :func:`clip_vision_choices` (file or HF folder)."""
+    full = folder_paths.get_full_path(CLIP_VISION, name)
+    if full:
+        return Path(full)
+    for root in [*hyper_lora_roots(), *_paths(CLIP_VISION)]:
+        candidate = root / name
+        if _is_hf_clip_folder(candidate):
+            return candidate
+    raise HyperLoRAError(
+        f'CLIP vision model "{name}" not found. Put a CLIP ViT-L/14 .safetensors in ComfyUI/models/clip_vision/ '
+        "or the HF folder (config.json + model.safetensors) in ComfyUI/models/hyper_lora/clip_vit/<name>/."
+    )

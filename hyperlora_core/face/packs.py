@@ -1,0 +1,154 @@
+"""Finding and checking an insightface model pack before insightface sees it.
+
+insightface downloads a pack it cannot find (which fails offline with a network traceback) and
+answers a folder without a detector with a bare `AssertionError`. We look first and say what to
+put where. Packs live in ``<root>/models/<pack>/*.onnx`` where ``<root>`` is ComfyUI's
+``models/insightface`` (plus any `insightface:` entry of extra_model_paths.yaml).
+
+A pack also fixes the ArcFace embedding space: antelopev2 uses glintr100 (ResNet-100 trained on
+Glint360K), buffalo_l uses w600k_r50 (ResNet-50 on WebFace600K). A checkpoint trained on one
+space gets meaningless embeddings from the other, so :func:`check_embedding_space` refuses it
+unless the user overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import HyperLoRAError
+
+DEFAULT_PACK = "antelopev2"
+
+REQUIRED_TASKS: dict[str, str] = {
+    "detection": "face detector (SCRFD)",
+    "landmark_2d_106": "106-point 2D landmark model",
+    "recognition": "ArcFace recognition model",
+}
+"""The three models HyperLoRA runs; the others in a pack (3D landmarks, gender/age) are skipped."""
+
+KNOWN_FILES: dict[str, dict[str, str]] = {
+    "antelopev2": {
+        "detection": "scrfd_10g_bnkps.onnx",
+        "landmark_2d_106": "2d106det.onnx",
+        "recognition": "glintr100.onnx",
+    },
+    "buffalo_l": {"detection": "det_10g.onnx", "landmark_2d_106": "2d106det.onnx", "recognition": "w600k_r50.onnx"},
+    "buffalo_m": {"detection": "det_2.5g.onnx", "landmark_2d_106": "2d106det.onnx", "recognition": "w600k_r50.onnx"},
+    "buffalo_s": {"detection": "det_500m.onnx", "landmark_2d_106": "2d106det.onnx", "recognition": "w600k_mbf.onnx"},
+}
+
+RECOGNIZER_SPACE: dict[str, str] = {
+    "glintr100.onnx": "antelopev2",
+    "w600k_r50.onnx": "buffalo_l",
+    "w600k_mbf.onnx": "buffalo_s",
+}
+"""Recognition file -> the embedding space it produces (named after the pack that ships it)."""
+
+WHERE = "ComfyUI/models/insightface/models/"
+
+
+def _files_hint(name: str) -> str:
+    files = KNOWN_FILES.get(name, KNOWN_FILES[DEFAULT_PACK])
+    return ", ".join(files.values())
+
+
+def _onnx(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".onnx" and p.is_file())
+    except OSError:
+        return []
+
+
+def list_packs(roots: Sequence[str | os.PathLike]) -> list[str]:
+    """Pack folder names under every `<root>/models/` (for a node's drop-down)."""
+    names: list[str] = []
+    for root in roots:
+        models = Path(root) / "models"
+        if models.is_dir():
+            for child in sorted(models.iterdir()):
+                if child.is_dir() and child.name not in names and not child.name.startswith("."):
+                    names.append(child.name)
+    return names
+
+
+def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Path:
+    """Resolve a pack name (or a folder path) to a folder with `.onnx` files, or explain the problem.
+
+    Checks, in order: the folder exists (else: where to put it); it is not the nested
+    `<pack>/<pack>/` layout an unzip often leaves; it holds `.onnx` files.
+    """
+    direct = Path(name)
+    if direct.is_absolute() or os.sep in str(name) or (os.altsep and os.altsep in str(name)):
+        candidates = [direct]
+        pack = direct.name
+    else:
+        pack = str(name)
+        candidates = [Path(r) / "models" / pack for r in roots]
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
+        misplaced = [Path(r) / pack for r in roots if (Path(r) / pack).is_dir()]
+        searched = "; ".join(str(c) for c in candidates) or "(no insightface folder is registered)"
+        if misplaced:
+            raise HyperLoRAError(
+                f'face model pack "{pack}" is at {misplaced[0]}, one level too high. Move it to '
+                f"{Path(misplaced[0]).parent / 'models' / pack} (the layout is models/insightface/models/{pack}/*.onnx)."
+            )
+        raise HyperLoRAError(
+            f'face model pack "{pack}" not found (looked in: {searched}). Download {pack}.zip '
+            f"(from the insightface model zoo) and unzip it so that {WHERE}{pack}/ holds {_files_hint(pack)}."
+        )
+    files = _onnx(folder)
+    if files:
+        return folder
+    nested = folder / folder.name
+    if nested.is_dir() and _onnx(nested):
+        raise HyperLoRAError(
+            f"the face model pack is nested: the .onnx files are in {nested}. Move them one level up into "
+            f"{folder} (so that {folder}/{_onnx(nested)[0].name} exists) and delete the empty inner folder."
+        )
+    deeper = sorted(p.parent for p in folder.glob("*/**/*.onnx"))
+    if deeper:
+        raise HyperLoRAError(
+            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; move them into {folder}.'
+        )
+    other = sorted(p.name for p in folder.iterdir())[:8]
+    raise HyperLoRAError(
+        f"face model folder {folder} holds no .onnx files"
+        + (f" (found: {', '.join(other)})" if other else " (it is empty)")
+        + f". Put the pack's models there: {_files_hint(pack)}."
+    )
+
+
+def missing_tasks_message(folder: Path, found: Sequence[str]) -> str | None:
+    """Which of detection / 2D-106 landmarks / recognition is missing, and which file supplies it."""
+    missing = [t for t in REQUIRED_TASKS if t not in found]
+    if not missing:
+        return None
+    known = KNOWN_FILES.get(folder.name, KNOWN_FILES[DEFAULT_PACK])
+    parts = [f"{REQUIRED_TASKS[t]} (e.g. {known[t]})" for t in missing]
+    present = ", ".join(p.name for p in _onnx(folder))
+    return (
+        f"face model pack {folder} is incomplete: no {' and no '.join(parts)} among its files ({present}). "
+        f"Copy the missing file(s) from the complete {folder.name}.zip into that folder."
+    )
+
+
+def embedding_space(folder: Path, recognition_file: str | None) -> str:
+    """The ArcFace space a pack produces: known from the recognition file, else the folder name."""
+    if recognition_file and Path(recognition_file).name in RECOGNIZER_SPACE:
+        return RECOGNIZER_SPACE[Path(recognition_file).name]
+    return folder.name
+
+
+def check_embedding_space(space: str, expected: str, allow_mismatch: bool = False, standin: bool = False) -> None:
+    """Refuse a face pack whose ArcFace space differs from the one the checkpoint was trained on."""
+    if space == expected or allow_mismatch or standin:
+        return
+    raise HyperLoRAError(
+        f'this checkpoint was trained on "{expected}" face embeddings, but the selected face models '
+        f'produce "{space}" embeddings. Different ArcFace models embed faces in different spaces, so '
+        f"the ID-LoRA would come out wrong, not merely worse. Select the {expected} pack "
+        f"({WHERE}{expected}/), or override the check if you trained this checkpoint on {space}."
+    )

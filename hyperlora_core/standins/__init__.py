@@ -1,0 +1,5 @@
+"""Stand-in models for tests, demos and benchmarks when the real weights are absent."""
+
+from .face_models import is_standin_pack, write_tiny_face_pack
+
+__all__ = ["is_standin_pack", "write_tiny_face_pack"]
