@@ -91,7 +91,7 @@ def wrap(step_module: nn.Module, mode: str, info: DistInfo) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(
-            step_module, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            step_module, device_ids=[info.device.index] if info.device.type == "cuda" else None, gradient_as_bucket_view=True
         )
     if mode == "fsdp2":
         return _fully_shard(step_module, info)

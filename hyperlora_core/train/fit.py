@@ -321,28 +321,32 @@ def sample_grid(session: Session, wrapped: torch.nn.Module, stage: str, step: in
     s = cfg.train.samples
     cond, pooled, ucond, upooled = session.sample_text
     dev = session.info.device
+    prompts = cond.shape[0]
+    pick = torch.arange(n).repeat_interleave(prompts)  # sample k = identity k // P, prompt k % P
+    which = torch.arange(prompts).repeat(n)
+    one = torch.full((n * prompts,), LORA_SCALE, device=dev)
+    sets = []
+    for kind in ("id", "base"):
+        if kind in factors and (kind == "id" or stage == "base"):
+            downs, ups = factors[kind]
+            sets.append(LoRASet([d[pick.to(d.device)] for d in downs], [u[pick.to(u.device)] for u in ups], one))
     latent_size = max(1, s.size // 8)
-    size_t = torch.tensor([[s.size, s.size, 0, 0, s.size, s.size]], dtype=torch.float32)
+    size_t = torch.tensor([[s.size, s.size, 0, 0, s.size, s.size]], dtype=torch.float32).repeat(n * prompts, 1)
     den = session.denoiser
-    rows = []
-    for i in range(n):
-        row = [sc["face"][i].cpu()]
-        for j in range(cond.shape[0]):
-            sets = []
-            one = torch.full((1,), LORA_SCALE, device=dev)
-            if "id" in factors:
-                sets.append(LoRASet([d[i : i + 1] for d in factors["id"][0]], [u[i : i + 1] for u in factors["id"][1]], one))
-            if "base" in factors and stage == "base":
-                sets.append(LoRASet([d[i : i + 1] for d in factors["base"][0]], [u[i : i + 1] for u in factors["base"][1]], one))
-            session.hook_state.sets = sets
-            gen = torch.Generator().manual_seed(s.seed + j)
-            noise = torch.randn((1, sc["latent_shape"][0], latent_size, latent_size), generator=gen).to(dev)
-            adm = den.adm(pooled[j : j + 1].to(dev), size_t).to(dev)
-            uadm = den.adm(upooled.to(dev), size_t).to(dev)
-            latent = euler_sample(den, noise, cond[j : j + 1].to(dev), adm, ucond.to(dev), uadm, s.steps, s.cfg)
-            session.hook_state.clear()
-            row.append(bb.decode_latents(den.latent_out(latent).cpu())[0])
-        rows.append(row)
+    noise = torch.cat([  # one noise per prompt, shared by the identities: rows differ only by the LoRA
+        torch.randn((1, sc["latent_shape"][0], latent_size, latent_size), generator=torch.Generator().manual_seed(s.seed + j))
+        for j in range(prompts)
+    ])[which].to(dev)
+    adm = den.adm(pooled[which].to(dev), size_t).to(dev)
+    uadm = den.adm(upooled.repeat(n * prompts, 1).to(dev), size_t).to(dev)
+    session.hook_state.sets = sets
+    try:
+        latent = euler_sample(den, noise, cond[which].to(dev), adm, ucond.repeat(n * prompts, 1, 1).to(dev), uadm,
+                              s.steps, s.cfg)
+    finally:
+        session.hook_state.clear()
+    images = bb.decode_latents(den.latent_out(latent).cpu())
+    rows = [[sc["face"][i].cpu(), *images[i * prompts : (i + 1) * prompts]] for i in range(n)]
     path = save_grid(rows, stage_dir(cfg, stage) / "samples" / f"step-{step:08d}.png")
     logger.image(f"samples/{stage}", path, step)
     return path
