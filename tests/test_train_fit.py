@@ -45,11 +45,11 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, data_dir):
         set_trainable(model, "arcface_id", cfg.trainable("arcface_id"))
         step = HyperStep(model)
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=1e-2)
+        opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=2e-2)
         runner = StepRunner("arcface_id", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
         batch = session.source.batch("arcface_id", 0, with_base=True)
         losses = []
-        for _ in range(20):
+        for _ in range(12):
             loss = runner.loss(step, batch)
             loss.backward()
             session.hook_state.clear()
@@ -59,7 +59,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, data_dir):
     finally:
         close_session(session)
     assert losses[-1] < 0.6 * losses[0], losses
-    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 8, losses
     after = model.state_dict()
     changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
     assert changed == {"id_projector", "resampler", "id_basis"}  # the stage's parts, and only those
