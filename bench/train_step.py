@@ -61,69 +61,70 @@ def _interleaved(a, b, repeats: int) -> tuple[float, float]:
     return min(ta), min(tb)
 
 
-def tiny_step(repeats: int) -> None:
-    from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+def _tiny_measure(tmp: Path, ckpt: bool, repeats: int) -> tuple[float, int, float]:
     from hyperlora_core.comfy_bridge.lora_hooks import LoRASet
     from hyperlora_core.train.config import load_config
     from hyperlora_core.train.fit import close_session, open_session
     from hyperlora_core.train.objective import HyperStep, StepRunner
     from hyperlora_core.train.setup import new_hyperlora, set_trainable
+
+    cfg = load_config(ROOT / "hyperlora_core/train/configs/tiny.yaml", {
+        "run_dir": str(tmp / "run"), "data": {"shards": str(tmp / "data")},
+        "train": {"batch": {"identities": 1, "photos_per_identity": 1}, "gradient_checkpointing": ckpt,
+                  "samples": {"every": -1}, "dropout": {"text": 0.0, "face": 0.0, "base_lora": 0.0}}})
+    session = open_session(cfg)
+    try:
+        model = new_hyperlora(session.config, 0)
+        set_trainable(model, "arcface_id", cfg.trainable("arcface_id"))
+        step = HyperStep(model)
+        opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=1e-4)
+        runner = StepRunner("arcface_id", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
+        batch = session.source.batch("arcface_id", 0, with_base=True)
+
+        def train_step():
+            loss = runner.loss(step, batch)
+            loss.backward()
+            session.hook_state.clear()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        den = session.denoiser
+        x0 = den.latent_in(batch.latents)
+        sigma = den.sigmas[batch.timesteps]
+        adm = den.adm(batch.pooled, batch.sizes)
+        x = den.noisy(sigma, batch.noise, x0)
+        with torch.no_grad():
+            cond = runner.conditions(batch)
+            made = step(cond["face_tokens"], cond["arcface"], None, batch.groups, 1, "same_photo", True, False)
+        leaf = [[t.detach().clone().requires_grad_() for t in part] for part in made["id"]]
+
+        def hooked_unet():  # baseline: the same UNet pass with the LoRA as fixed leaf tensors (no hypernetwork)
+            session.hook_state.sets = [LoRASet(leaf[0], leaf[1], torch.full((1,), 0.5))]
+            (den.denoise(x, sigma, batch.context, adm) - x0).pow(2).mean().backward()
+            session.hook_state.clear()
+
+        with PeakRSS() as mem_step:
+            train_step()
+        hooked_unet()
+        t_step, t_bare = _interleaved(train_step, hooked_unet, repeats)
+        return t_step, mem_step.peak_extra, t_bare
+    finally:
+        close_session(session)
+
+
+def tiny_step(repeats: int) -> None:
+    from hyperlora_core.comfy_bridge.backbone import tiny_backbone
     from hyperlora_core.train.synthetic import write_synthetic_dataset
 
     print("== tiny: hypernetwork (dim 32, K 4, rank 2) + tiny SDXL-architecture UNet, batch 1, CPU ==")
     with tempfile.TemporaryDirectory() as tmp:
         write_synthetic_dataset(Path(tmp) / "data", tiny_backbone(0), identities=2, photos=1)
-        rows = []
-        for ckpt in (False, True):
-            cfg = load_config(ROOT / "hyperlora_core/train/configs/tiny.yaml", {
-                "run_dir": str(Path(tmp) / "run"), "data": {"shards": str(Path(tmp) / "data")},
-                "train": {"batch": {"identities": 1, "photos_per_identity": 1}, "gradient_checkpointing": ckpt,
-                          "samples": {"every": -1}, "dropout": {"text": 0.0, "face": 0.0, "base_lora": 0.0}}})
-            session = open_session(cfg)
-            try:
-                model = new_hyperlora(session.config, 0)
-                set_trainable(model, "arcface_id", cfg.trainable("arcface_id"))
-                step = HyperStep(model)
-                opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=1e-4)
-                runner = StepRunner("arcface_id", cfg, session.backbone, session.denoiser, session.hook_state,
-                                    session.info.device)
-                batch = session.source.batch("arcface_id", 0, with_base=True)
-
-                def train_step():
-                    loss = runner.loss(step, batch)
-                    loss.backward()
-                    session.hook_state.clear()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-
-                den = session.denoiser
-                x0 = den.latent_in(batch.latents)
-                sigma = den.sigmas[batch.timesteps]
-                adm = den.adm(batch.pooled, batch.sizes)
-                x = den.noisy(sigma, batch.noise, x0)
-                with torch.no_grad():
-                    cond = runner.conditions(batch)
-                    made = step(cond["face_tokens"], cond["arcface"], None, batch.groups, 1, "same_photo", True, False)
-                leaf = [[t.detach().clone().requires_grad_() for t in part] for part in made["id"]]
-
-                def bare_unet():  # baseline: the same UNet pass with the LoRA as fixed leaf tensors (no hypernetwork)
-                    session.hook_state.sets = [LoRASet(leaf[0], leaf[1], torch.full((1,), 0.5))]
-                    (den.denoise(x, sigma, batch.context, adm) - x0).pow(2).mean().backward()
-                    session.hook_state.clear()
-
-                with PeakRSS() as mem_step:
-                    train_step()
-                with PeakRSS() as mem_bare:
-                    bare_unet()
-                t_step, t_bare = _interleaved(train_step, bare_unet, repeats)
-            finally:
-                close_session(session)
-            rows.append((ckpt, t_step, mem_step.peak_extra, t_bare, mem_bare.peak_extra))
-        print(f"{'grad ckpt':>9} | {'train step':>10} | {'peak +RSS':>10} | {'UNet+LoRA f+b':>13} | {'ratio':>5}")
-        for ckpt, t, m, tb, _mb in rows:
-            print(f"{ckpt!s:>9} | {t * 1e3:8.1f} ms | {m / 2**20:7.1f} MiB | {tb * 1e3:10.1f} ms | {t / tb:5.2f}")
-        print("ratio = full step (hypernetwork + hooked UNet + AdamW) / hooked UNet forward+backward with fixed LoRA")
-        print(f"gradient checkpointing: step time x{rows[1][1] / rows[0][1]:.2f}, peak x{rows[1][2] / max(rows[0][2], 1):.2f}")
+        rows = [(ckpt, *_tiny_measure(Path(tmp), ckpt, repeats)) for ckpt in (False, True)]
+    print(f"{'grad ckpt':>9} | {'train step':>10} | {'peak +RSS':>10} | {'UNet+LoRA f+b':>13} | {'ratio':>5}")
+    for ckpt, t, m, tb in rows:
+        print(f"{ckpt!s:>9} | {t * 1e3:8.1f} ms | {m / 2**20:7.1f} MiB | {tb * 1e3:10.1f} ms | {t / tb:5.2f}")
+    print("ratio = full step (hypernetwork + hooked UNet + AdamW) / hooked UNet forward+backward with a fixed LoRA")
+    print(f"gradient checkpointing: step time x{rows[1][1] / rows[0][1]:.2f}, first-step peak x{rows[1][2] / max(rows[0][2], 1):.2f}")
 
 
 def full_config(with_base: bool):
@@ -206,7 +207,6 @@ def full_step(repeats: int) -> None:
     print(f"{'forward + backward + SGD':>28} | {t_train:7.2f} s | {gib(mem_train.peak_extra):>28}")
     print(f"training step / generation: x{t_train / t_gen:.2f} time; gradients are "
           f"{gib(4 * params)} (fp32), AdamW would add {gib(8 * params)}")
-    del model, step, opt
 
 
 def memory_plan(activation_gb: float, unet_gb: float, clip_gb: float) -> None:
