@@ -162,6 +162,9 @@ def close_session(s: Session) -> None:
 def fit(cfg: FitConfig, info: DistInfo | None = None) -> dict[str, str]:
     """Run every configured stage that has not finished; returns stage -> final weights path."""
     check_prerequisites(cfg)
+    if all(final_path(cfg, s).is_file() for s in cfg.stage_names()):
+        log.info("every stage has finished already; nothing to do")
+        return {s: str(final_path(cfg, s)) for s in cfg.stage_names()}
     session = open_session(cfg, info)
     results = {}
     try:
