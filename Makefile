@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: setup test demo lint bench toy-world clean-host
 
@@ -12,7 +13,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

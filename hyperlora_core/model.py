@@ -10,6 +10,7 @@ This is the public entry point of the core::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -170,24 +171,57 @@ class HyperLoRA(nn.Module):
                 layer += 1
         return out
 
+    @staticmethod
+    def _per_photo(
+        run: Callable[[slice], torch.Tensor], count: int, progress: Callable[[int, int], object] | None
+    ) -> torch.Tensor:
+        """All photos in one batch, or one at a time with a progress call after each (+1 for the mix)."""
+        if progress is None:
+            return run(slice(None)).float()
+        parts = []
+        for i in range(count):
+            parts.append(run(slice(i, i + 1)).float())
+            progress(i + 1, count + 1)
+        return torch.cat(parts)
+
     @torch.no_grad()
     def generate_id_lora(
         self,
         clip_tokens: torch.Tensor,
         id_embeds: torch.Tensor | None,
         weights: torch.Tensor | list[float] | None = None,
+        progress: Callable[[int, int], object] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """ID-LoRA for one person from B photos; equal weights reproduce the published mean."""
+        """ID-LoRA for one person from B photos; equal weights reproduce the published mean.
+
+        `progress(done, total)` is called after each photo and after the basis mix (then the
+        photos run one at a time, which also keeps memory flat for long photo lists).
+        """
         batch = self._check_conditions(clip_tokens, id_embeds)
         w = photo_weights(weights, batch) if weights is not None else None
-        coeffs = normalize(weighted_mean(self.id_tokens(clip_tokens, id_embeds).float(), w))
-        return self.lora_state_dict(coeffs, "id")
+
+        def run(sel: slice) -> torch.Tensor:
+            return self.id_tokens(clip_tokens[sel], id_embeds[sel] if id_embeds is not None else None)
+
+        lora = self.lora_state_dict(normalize(weighted_mean(self._per_photo(run, batch, progress), w)), "id")
+        if progress is not None:
+            progress(batch + 1, batch + 1)
+        return lora
 
     @torch.no_grad()
     def generate_base_lora(
-        self, clip_tokens: torch.Tensor, weights: torch.Tensor | list[float] | None = None
+        self,
+        clip_tokens: torch.Tensor,
+        weights: torch.Tensor | list[float] | None = None,
+        progress: Callable[[int, int], object] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Base-LoRA (background, clothing) from CLIP tokens of the face-blurred crops."""
-        tokens = self.base_tokens(clip_tokens)
-        w = photo_weights(weights, tokens.shape[0]) if weights is not None else None
-        return self.lora_state_dict(normalize(weighted_mean(tokens.float(), w)), "base")
+        count = clip_tokens.shape[0] if clip_tokens.ndim == 3 else 0
+        if count == 0:
+            raise HyperLoRAError("no photos: give the CLIP tokens of at least one face-blurred crop.")
+        w = photo_weights(weights, count) if weights is not None else None
+        tokens = self._per_photo(lambda sel: self.base_tokens(clip_tokens[sel]), count, progress)
+        lora = self.lora_state_dict(normalize(weighted_mean(tokens, w)), "base")
+        if progress is not None:
+            progress(count + 1, count + 1)
+        return lora

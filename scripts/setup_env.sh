@@ -79,5 +79,16 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$root" ]; then
   ln -sfn "$root" "$link"
   say "linked the pack into $link"
 fi
+# The browser test drives ComfyUI's frontend in headless Chromium (Debian's package; playwright's
+# own browser download is never used). Installed only where it is missing and apt is available.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo_cmd=()
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo -n); fi
+  say "installing chromium for the browser test (apt-get)"
+  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium; } >/dev/null; then
+    say "could not install chromium (no root?); tests/test_browser.py will fail until it is installed"
+  fi
+fi
+
 echo "$host_dir" > "$venv/.comfyui_path"
 say "ready: python $py, ComfyUI at $host_dir"

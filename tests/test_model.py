@@ -102,3 +102,12 @@ def test_bad_weights_are_explained(published):
         hl.generate_id_lora(clip, ids, weights=[0.0, 0.0])
     with pytest.raises(HyperLoRAError, match="no Base-LoRA"):
         hl.generate_base_lora(clip)
+
+
+def test_progress_runs_photo_by_photo_with_the_same_result(published):
+    _, hl = published
+    clip, ids = _conditions(3, seed=8)
+    calls = []
+    stepped = hl.generate_id_lora(clip, ids, weights=[1, 2, 3], progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert _max_diff(stepped, hl.generate_id_lora(clip, ids, weights=[1, 2, 3])) < 1e-5

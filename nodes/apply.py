@@ -1,0 +1,33 @@
+"""Apply node: a LoRA (and optionally a Base-LoRA) onto a model, as a patched clone."""
+
+from __future__ import annotations
+
+from hyperlora_core.comfy_bridge import apply_lora
+
+from . import types
+from .spec import In, NodeDef, Out
+
+
+def _apply(model, lora, strength: float, base_lora=None, base_strength: float = 0.0):
+    return (apply_lora(model, lora, strength, base_lora=base_lora, base_strength=base_strength or 0.0),)
+
+
+APPLY = NodeDef(
+    node_id="HyperLoRAApply",
+    display_name="HyperLoRA Apply",
+    description=(
+        "Adds the LoRA to the model's UNet (the input model is unchanged). Recommended strength 0.75-0.9 "
+        "with the published checkpoints; start the prompt with the trigger words 'fcsks fxhks fhyks, '."
+    ),
+    inputs=(
+        In("model", "MODEL"),
+        In("lora", types.LORA),
+        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01),
+        In("base_lora", types.LORA, optional=True),
+        In("base_strength", "FLOAT", default=0.0, min=-2.0, max=2.0, step=0.01),
+    ),
+    outputs=(Out("MODEL", "model"),),
+    run=_apply,
+)
+
+NODES = [APPLY]

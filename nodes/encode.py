@@ -1,0 +1,113 @@
+"""Encode nodes: photos -> the conditions of one person (thin wrappers over hyperlora_core.encode)."""
+
+from __future__ import annotations
+
+from hyperlora_core.comfy_bridge.clip_vision import encode_base, encode_id
+from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.face.crops import check_crop_scales
+
+from . import host, types
+from .spec import In, NodeDef, Out
+
+WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
+FACE_TIP = "-1: the largest face in each photo; 0, 1, 2...: the n-th face from the left."
+NO_FACE_TIP = "error: stop and name the photo without a face. skip: leave it out (at least one must have a face)."
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """'2, 1, 1' -> [2.0, 1.0, 1.0]; empty -> None (equal weights)."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise HyperLoRAError(f"weights '{text}' are not comma-separated numbers; write e.g. '2, 1, 1' or leave empty.") from None
+
+
+def _check_weights(weights: str):
+    try:
+        parse_weights(weights)
+    except HyperLoRAError as err:
+        return str(err)
+    return True
+
+
+def _face_index(value: int) -> int | None:
+    return None if value is None or int(value) < 0 else int(value)
+
+
+def _encode_id(photos, face_analysis, clip_vision, weights: str, remove_background: bool, grayscale: bool,
+               face_index: int, on_no_face: str):
+    cond = encode_id(
+        photos, face_analysis, clip_vision, weights=parse_weights(weights), remove_background=remove_background,
+        grayscale=grayscale, face_index=_face_index(face_index), on_no_face=on_no_face,
+        progress=host.Progress.callback(),
+    )
+    return cond, cond.face_crops
+
+
+ENCODE_ID = NodeDef(
+    node_id="HyperLoRAEncodeID",
+    display_name="HyperLoRA Encode ID",
+    description=(
+        "Finds the face in each photo (a batch of one person), makes the published crops and encodes them "
+        "with CLIP and ArcFace. Outputs the ID condition and a preview of the crops CLIP saw."
+    ),
+    inputs=(
+        In("photos", "IMAGE"),
+        In("face_analysis", types.FACE_ANALYSIS),
+        In("clip_vision", "CLIP_VISION"),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        In("remove_background", "BOOLEAN", default=True, tooltip="Gray background around the face (published default)."),
+        In("grayscale", "BOOLEAN", default=False, tooltip="Encode the crops in grayscale (reduces color cast)."),
+        In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
+        In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
+    ),
+    outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "face_crops")),
+    run=_encode_id,
+    validate=_check_weights,
+)
+
+
+def _check_base(weights: str, crop_scale_LRTB: str):  # noqa: N803 - the published widget name
+    try:
+        parse_weights(weights)
+        check_crop_scales(crop_scale_LRTB)
+    except HyperLoRAError as err:
+        return str(err)
+    return True
+
+
+def _encode_base(photos, face_analysis, clip_vision, weights: str, crop_scale_LRTB: str,  # noqa: N803
+                 clamp_to_image: bool, face_index: int, on_no_face: str):
+    cond = encode_base(
+        photos, face_analysis, clip_vision, weights=parse_weights(weights), crop_scales=crop_scale_LRTB,
+        clamp_to_image=clamp_to_image, face_index=_face_index(face_index), on_no_face=on_no_face,
+        progress=host.Progress.callback(),
+    )
+    return cond, cond.crops
+
+
+ENCODE_BASE = NodeDef(
+    node_id="HyperLoRAEncodeBase",
+    display_name="HyperLoRA Encode Base",
+    description=(
+        "Base-LoRA condition: the photos with the face blurred out (background, clothing, lighting), cropped "
+        "around the face by the left,right,top,bottom scales, encoded with CLIP."
+    ),
+    inputs=(
+        In("photos", "IMAGE"),
+        In("face_analysis", types.FACE_ANALYSIS),
+        In("clip_vision", "CLIP_VISION"),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
+        In("clamp_to_image", "BOOLEAN", default=True),
+        In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
+        In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
+    ),
+    outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops")),
+    run=_encode_base,
+    validate=_check_base,
+)
+
+NODES = [ENCODE_ID, ENCODE_BASE]

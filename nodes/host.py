@@ -1,0 +1,147 @@
+"""The few host services node files use: model folders, the output folder, progress bars.
+
+Kept in one module so node files stay declarative and so the classic/V3 choice, the folder
+registration and the output-path rules live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import folder_paths
+
+from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
+from hyperlora_core.comfy_bridge import folders
+from hyperlora_core.errors import HyperLoRAError
+
+log = logging.getLogger("HyperLoRA")
+
+NOT_FOUND = "(none found)"
+_PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
+_NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
+
+
+def hyper_lora_roots() -> list[Path]:
+    return folders.hyper_lora_roots()
+
+
+def list_checkpoints() -> list[str]:
+    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root.
+
+    The published pack's CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
+    folder (with a config.json) are not checkpoints and are skipped.
+    """
+    found: set[str] = set()
+    for root in hyper_lora_roots():
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS))
+            if MODULES_JSON in filenames:
+                found.add(here.relative_to(root).as_posix())
+                dirnames[:] = []
+                continue
+            if "config.json" in filenames:
+                continue
+            for name in filenames:
+                if name.endswith(".safetensors") and name not in _PART_NAMES and not name.startswith("."):
+                    found.add((here / name).relative_to(root).as_posix())
+    found.discard(".")
+    return sorted(found) or [NOT_FOUND]
+
+
+def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
+    """`name` (from a widget) inside one of `roots`, never outside them."""
+    if not name or name == NOT_FOUND:
+        raise HyperLoRAError(f"no {what} selected: put one into {where} and press 'r' (refresh) in ComfyUI.")
+    for root in roots:
+        candidate = (root / name).resolve()
+        if candidate.exists() and (root.resolve() in candidate.parents or candidate == root.resolve()):
+            return candidate
+    raise HyperLoRAError(f"{what} '{name}' not found in {where} ({', '.join(str(r) for r in roots)}).")
+
+
+def resolve_checkpoint(name: str) -> Path:
+    return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
+
+
+# -- output files ---------------------------------------------------------------------------------
+_UNSAFE = re.compile(r"[^\w\-. ]")
+
+
+def check_filename_prefix(prefix: str) -> str | None:
+    """None if `prefix` names a place inside the output folder, else the reason it does not."""
+    if not prefix or not prefix.strip():
+        return "filename_prefix is empty; give a name such as 'hyperlora/my_face'."
+    p = prefix.replace("\\", "/")
+    if p.startswith("/") or re.match(r"^[A-Za-z]:", p):
+        return f"filename_prefix '{prefix}' is an absolute path; LoRAs are saved inside ComfyUI's output folder only. Use a relative name such as 'hyperlora/my_face'."
+    if any(part == ".." for part in p.split("/")):
+        return f"filename_prefix '{prefix}' points outside the output folder ('..'); use a relative name such as 'hyperlora/my_face'."
+    return None
+
+
+def output_path_for(prefix: str, suffix: str = ".safetensors") -> Path:
+    """A new, unused file `<output>/<sub>/<name>_00001_.safetensors` (ComfyUI's numbering)."""
+    reason = check_filename_prefix(prefix)
+    if reason:
+        raise HyperLoRAError(reason)
+    output = Path(folder_paths.get_output_directory()).resolve()
+    parts = [_UNSAFE.sub("_", part).strip() or "_" for part in prefix.replace("\\", "/").split("/") if part not in ("", ".")]
+    folder = output.joinpath(*parts[:-1]) if len(parts) > 1 else output
+    name = parts[-1]
+    folder = folder.resolve()
+    if output != folder and output not in folder.parents:
+        raise HyperLoRAError(f"filename_prefix '{prefix}' resolves outside the output folder ({folder}).")
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(name)}_(\d+)_")
+    used = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
+    counter = max(used, default=0) + 1
+    while (folder / f"{name}_{counter:05d}_{suffix}").exists():
+        counter += 1
+    return folder / f"{name}_{counter:05d}_{suffix}"
+
+
+def output_relative(path: Path) -> tuple[str, str]:
+    """(subfolder, filename) relative to the output folder, as ComfyUI's UI results name files."""
+    output = Path(folder_paths.get_output_directory()).resolve()
+    rel = path.resolve().relative_to(output)
+    return (rel.parent.as_posix() if rel.parent.as_posix() != "." else ""), rel.name
+
+
+# -- progress -------------------------------------------------------------------------------------
+class Progress:
+    """ComfyUI's progress bar for the running node (a no-op outside an execution)."""
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self._bar = comfy.utils.ProgressBar(max(1, int(total)))
+
+    def step(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    @staticmethod
+    def callback():
+        """A `progress(done, total)` function for the core's encoders."""
+        bar = None
+
+        def report(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = Progress(total)
+            bar._bar.update_absolute(done, total)
+
+        return report
+
+
+def custom_node_dirs() -> list[Path]:
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths("custom_nodes")]
+    except KeyError:
+        return []
+

@@ -1,0 +1,47 @@
+"""One-click node: model + photos + strength -> patched model and the LoRA.
+
+It loads the checkpoint, face models and CLIP vision by name (kept loaded between runs while the
+files are unchanged) and runs encode -> generate -> apply, so a first graph needs one node.
+"""
+
+from __future__ import annotations
+
+from hyperlora_core.comfy_bridge import apply_lora, folders
+from hyperlora_core.comfy_bridge.clip_vision import encode_id, load_clip_vision
+
+from . import host, types
+from .cache import cached
+from .generate import make_id_lora
+from .loaders import clip_choices, face_packs, load_checkpoint
+from .spec import In, NodeDef, Out
+
+
+def _one_click(model, photos, strength: float, checkpoint: str, clip_vision: str, face_pack: str):
+    hyper_lora = cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
+    clip = cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
+    faces = folders.load_face_analyzer(face_pack, "auto")
+    cond = encode_id(photos, faces, clip, progress=host.Progress.callback())
+    lora = make_id_lora(hyper_lora, cond)
+    return apply_lora(model, lora, strength), lora, cond.face_crops
+
+
+ONE_CLICK = NodeDef(
+    node_id="HyperLoRAOneClick",
+    display_name="HyperLoRA One-Click",
+    description=(
+        "Photos of one person -> ID-LoRA applied to the model, in one node (published preprocessing, equal photo "
+        "weights, largest face). For weights, several people or sliders use the separate nodes."
+    ),
+    inputs=(
+        In("model", "MODEL"),
+        In("photos", "IMAGE"),
+        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01),
+        In("checkpoint", "COMBO", options=host.list_checkpoints),
+        In("clip_vision", "COMBO", options=clip_choices),
+        In("face_pack", "COMBO", options=face_packs, default="antelopev2"),
+    ),
+    outputs=(Out("MODEL", "model"), Out(types.LORA, "lora"), Out("IMAGE", "face_crops")),
+    run=_one_click,
+)
+
+NODES = [ONE_CLICK]

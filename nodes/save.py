@@ -1,0 +1,57 @@
+"""Save node: a generated LoRA as a kohya `.safetensors` file under ComfyUI's output folder."""
+
+from __future__ import annotations
+
+import torch
+
+from hyperlora_core.config import TRIGGER_WORDS
+from hyperlora_core.lora import save_lora
+
+from . import host, types
+from .spec import In, NodeDef, Result
+
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
+    """Write a new file (never overwriting) and return ComfyUI's UI entry for it."""
+    path = host.output_path_for(filename_prefix)
+    metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
+    if notes:
+        metadata["hyperlora.notes"] = notes
+    save_lora(lora, path, dtype=SAVE_DTYPES[dtype], metadata=metadata, trigger_words=TRIGGER_WORDS)
+    host.log.info("HyperLoRA: saved LoRA to %s", path)
+    subfolder, filename = host.output_relative(path)
+    return {"filename": filename, "subfolder": subfolder, "type": "output"}
+
+
+def _save(lora, filename_prefix: str, dtype: str, notes: str = ""):
+    entry = save_to_output(lora, filename_prefix, dtype, notes or "")
+    return Result(values=(), ui={"loras": [entry], "text": [f"{entry['subfolder']}/{entry['filename']}".lstrip("/")]})
+
+
+def _check_prefix(filename_prefix: str):
+    return host.check_filename_prefix(filename_prefix) or True
+
+
+SAVE = NodeDef(
+    node_id="HyperLoRASave",
+    display_name="HyperLoRA Save LoRA",
+    description=(
+        "Saves the LoRA as a kohya .safetensors under ComfyUI's output folder (sub-folders allowed, never "
+        "outside it, never overwriting: a number is added). Load it later with any LoRA loader."
+    ),
+    inputs=(
+        In("lora", types.LORA),
+        In("filename_prefix", "STRING", default="hyperlora/id_lora"),
+        In("dtype", "COMBO", options=list(SAVE_DTYPES), default="fp16"),
+        In("notes", "STRING", default="", multiline=True, optional=True,
+           tooltip="Stored in the file's metadata (e.g. who, which photos)."),
+    ),
+    outputs=(),
+    run=_save,
+    validate=_check_prefix,
+    output_node=True,
+)
+
+NODES = [SAVE]

@@ -1,0 +1,223 @@
+"""Each node is declared once, in a neutral form, and built for whichever node API the host has.
+
+ComfyUI >= 0.3.4x offers the V3 schema (`comfy_api.latest.io`); older hosts only know classic
+classes (`INPUT_TYPES`, `RETURN_TYPES`, ...). A `NodeDef` holds what both need -- inputs in widget
+order, outputs, the function to run, an optional validator -- and `build_v3` / `build_classic`
+turn it into one or the other. Node files never touch either API directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CATEGORY = "HyperLoRA"
+
+WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
+
+
+@dataclass(frozen=True)
+class In:
+    """One input. `type` is a ComfyUI type name; "COMBO" takes `options` (a list or a function
+    called each time the node list is built, so new files show up without a restart)."""
+
+    name: str
+    type: str
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    options: Sequence[str] | Callable[[], Sequence[str]] | None = None
+    optional: bool = False
+    multiline: bool = False
+    tooltip: str | None = None
+
+    def option_list(self) -> list[str]:
+        opts = self.options() if callable(self.options) else self.options
+        return list(opts or [])
+
+
+@dataclass(frozen=True)
+class Out:
+    type: str
+    name: str
+    tooltip: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a node returns when it also shows something in the UI (output nodes)."""
+
+    values: tuple = ()
+    ui: dict | None = None
+
+
+@dataclass(frozen=True)
+class NodeDef:
+    """A node, independent of the node API. `run(**inputs)` returns a tuple or a `Result`.
+
+    `validate(**some_inputs)` returns True or an error message; ComfyUI calls it before running
+    the prompt with only the inputs named in its signature (so its own range and list checks
+    still run for the others), and rejects the prompt with that message.
+    """
+
+    node_id: str
+    display_name: str
+    description: str
+    inputs: tuple[In, ...]
+    outputs: tuple[Out, ...]
+    run: Callable[..., tuple | Result]
+    validate: Callable[..., bool | str] | None = None
+    output_node: bool = False
+    category: str = CATEGORY
+    deprecated: bool = False
+
+    def call(self, kwargs: dict) -> Result:
+        for i in self.inputs:
+            if i.optional and i.name not in kwargs:
+                kwargs[i.name] = None
+        out = self.run(**kwargs)
+        if isinstance(out, Result):
+            return out
+        if not isinstance(out, tuple):
+            raise TypeError(f"{self.node_id}: run() must return a tuple or a Result, got {type(out).__name__}")
+        return Result(values=out)
+
+
+def _validator_with_signature(defn: NodeDef, as_classmethod_of: str) -> Callable:
+    """A `(cls, <input names>)` function: ComfyUI inspects the signature to pick what it passes."""
+    params = [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for name, p in inspect.signature(defn.validate).parameters.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default))
+
+    def validator(cls, **kwargs):
+        return defn.validate(**kwargs)
+
+    validator.__signature__ = inspect.Signature(params)
+    validator.__name__ = as_classmethod_of
+    return classmethod(validator)
+
+
+# -- classic (V1) -----------------------------------------------------------------------------------
+def _classic_input(i: In) -> tuple:
+    if i.type == "COMBO":
+        extra = {"default": i.default} if i.default is not None else {}
+        return (i.option_list(), {**extra, **({"tooltip": i.tooltip} if i.tooltip else {})})
+    opts: dict[str, Any] = {}
+    if i.type in WIDGET_TYPES:
+        for key in ("default", "min", "max", "step"):
+            value = getattr(i, key)
+            if value is not None:
+                opts[key] = value
+        if i.type == "FLOAT" and i.step is not None:
+            opts["round"] = i.step
+        if i.type == "STRING":
+            opts["multiline"] = i.multiline
+    if i.tooltip:
+        opts["tooltip"] = i.tooltip
+    return (i.type, opts) if opts else (i.type,)
+
+
+def build_classic(defn: NodeDef) -> type:
+    def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
+        spec: dict[str, dict] = {"required": {}, "optional": {}}
+        for i in defn.inputs:
+            spec["optional" if i.optional else "required"][i.name] = _classic_input(i)
+        return spec
+
+    def run(self, **kwargs):
+        result = defn.call(kwargs)
+        if result.ui is not None:
+            return {"ui": result.ui, "result": result.values}
+        return result.values
+
+    attrs = {
+        "INPUT_TYPES": classmethod(INPUT_TYPES),
+        "RETURN_TYPES": tuple(o.type for o in defn.outputs),
+        "RETURN_NAMES": tuple(o.name for o in defn.outputs),
+        "OUTPUT_TOOLTIPS": tuple(o.tooltip or "" for o in defn.outputs),
+        "FUNCTION": "run",
+        "CATEGORY": defn.category,
+        "DESCRIPTION": defn.description,
+        "OUTPUT_NODE": defn.output_node,
+        "DEPRECATED": defn.deprecated,
+        "run": run,
+        "NODE_DEF": defn,
+    }
+    if defn.validate is not None:
+        attrs["VALIDATE_INPUTS"] = _validator_with_signature(defn, "VALIDATE_INPUTS")
+    return type(_class_name(defn), (), attrs)
+
+
+# -- V3 ---------------------------------------------------------------------------------------------
+def _v3_type(io, type_name: str):
+    builtin = {
+        "INT": io.Int,
+        "FLOAT": io.Float,
+        "BOOLEAN": io.Boolean,
+        "STRING": io.String,
+        "COMBO": io.Combo,
+        "IMAGE": io.Image,
+        "MASK": io.Mask,
+        "MODEL": io.Model,
+        "CLIP": io.Clip,
+        "VAE": io.Vae,
+        "CLIP_VISION": io.ClipVision,
+        "CONDITIONING": io.Conditioning,
+        "LATENT": io.Latent,
+    }
+    return builtin.get(type_name) or io.Custom(type_name)
+
+
+def _v3_input(io, i: In):
+    kind = _v3_type(io, i.type)
+    common = {"optional": i.optional, "tooltip": i.tooltip}
+    if i.type == "COMBO":
+        return io.Combo.Input(i.name, options=i.option_list(), default=i.default, **common)
+    if i.type in ("INT", "FLOAT"):
+        extra = {"round": i.step} if i.type == "FLOAT" and i.step is not None else {}
+        return kind.Input(i.name, default=i.default, min=i.min, max=i.max, step=i.step, **extra, **common)
+    if i.type == "BOOLEAN":
+        return io.Boolean.Input(i.name, default=i.default, **common)
+    if i.type == "STRING":
+        return io.String.Input(i.name, default=i.default, multiline=i.multiline, **common)
+    return kind.Input(i.name, **common)
+
+
+def build_v3(defn: NodeDef, io) -> type:
+    """An `io.ComfyNode` subclass; `io` is `comfy_api.latest.io` (passed in so this module imports
+    nothing from the host)."""
+
+    def define_schema(cls):
+        return io.Schema(
+            node_id=defn.node_id,
+            display_name=defn.display_name,
+            category=defn.category,
+            description=defn.description,
+            inputs=[_v3_input(io, i) for i in defn.inputs],
+            outputs=[
+                _v3_type(io, o.type).Output(id=f"out_{k}_{o.name}", display_name=o.name, tooltip=o.tooltip)
+                for k, o in enumerate(defn.outputs)
+            ],
+            is_output_node=defn.output_node,
+            is_deprecated=defn.deprecated,
+        )
+
+    def execute(cls, **kwargs):
+        result = defn.call(kwargs)
+        return io.NodeOutput(*result.values, ui=result.ui)
+
+    attrs = {
+        "define_schema": classmethod(define_schema),
+        "execute": classmethod(execute),
+        "NODE_DEF": defn,
+    }
+    if defn.validate is not None:
+        attrs["validate_inputs"] = _validator_with_signature(defn, "validate_inputs")
+    return type(_class_name(defn), (io.ComfyNode,), attrs)
+
+
+def _class_name(defn: NodeDef) -> str:
+    return "".join(ch for ch in defn.node_id if ch.isalnum()) + "Node"

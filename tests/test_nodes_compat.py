@@ -1,0 +1,91 @@
+"""The published pack's node names keep its inputs and widget order, and step aside when it is installed."""
+
+from __future__ import annotations
+
+import pytest
+from fixtures.nodes_env import model_folder
+from fixtures.pack import load_pack
+
+PUBLISHED = {
+    # node type -> its inputs in the published declaration order (widget order of saved workflows)
+    "HyperLoRAConfig": ["image_processor", "image_encoder", "resampler.dim", "resampler.dim_head", "resampler.heads",
+                        "resampler.depth", "resampler.ff_mult", "encoder_types", "face_analyzer", "id_embed_dim",
+                        "num_id_tokens", "hyper_dim", "lora_rank", "has_base_lora"],
+    "HyperLoRALoader": ["config", "model", "dtype"],
+    "HyperLoRAIDCond": ["hyper_lora", "images", "face_attr", "grayscale", "remove_background"],
+    "HyperLoRABaseCond": ["hyper_lora", "images", "face_attr", "crop", "crop_scale_LRTB", "safe_crop"],
+    "HyperLoRAGenerateIDLoRA": ["hyper_lora", "id_cond"],
+    "HyperLoRAGenerateBaseLoRA": ["hyper_lora", "base_cond"],
+    "HyperLoRAApplyLoRA": ["model", "lora", "weight"],
+    "HyperLoRASaveLoRA": ["filename_prefix", "lora"],
+    "HyperLoRAFaceAttr": ["hyper_lora", "images"],
+    "HyperLoRAUniLoader": ["image_processor", "image_encoder", "encoder_types", "face_analyzer", "model", "dtype"],
+    "HyperLoRAUniGenerateIDLoRA": ["hyper_lora", "images", "grayscale", "remove_background"],
+}
+RETURNS = {
+    "HyperLoRAConfig": ["HYPER_LORA_CONFIG"], "HyperLoRALoader": ["HYPER_LORA"], "HyperLoRAIDCond": ["ID_COND", "IMAGE"],
+    "HyperLoRABaseCond": ["BASE_COND", "IMAGE"], "HyperLoRAGenerateIDLoRA": ["LORA"], "HyperLoRAGenerateBaseLoRA": ["LORA"],
+    "HyperLoRAApplyLoRA": ["MODEL"], "HyperLoRASaveLoRA": [], "HyperLoRAFaceAttr": ["FACE_ATTR"],
+    "HyperLoRAUniLoader": ["HYPER_LORA"], "HyperLoRAUniGenerateIDLoRA": ["LORA"],
+}
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack("auto")[1]
+
+
+def test_eleven_published_names_with_their_inputs_in_order(pack):
+    for node_id, inputs in PUBLISHED.items():
+        spec = pack[node_id].INPUT_TYPES()
+        assert list(spec["required"]) == inputs, node_id
+        assert list(pack[node_id].RETURN_TYPES) == RETURNS[node_id], node_id
+    config = pack["HyperLoRAConfig"].INPUT_TYPES()["required"]
+    assert config["encoder_types"][1]["options"] == ["clip", "arcface", "clip + arcface"]
+    assert config["resampler.dim_head"][1]["default"] == 64 and config["lora_rank"][1]["default"] == 4
+    assert pack["HyperLoRAApplyLoRA"].INPUT_TYPES()["required"]["weight"][1]["default"] == 0.8
+    assert pack["HyperLoRASaveLoRA"].INPUT_TYPES()["required"]["filename_prefix"][1]["default"] == "lora/id_lora"
+
+
+def test_published_model_folders_are_listed(pack, tmp_path):
+    root = tmp_path / "hyper_lora"
+    for sub in ("hyper_lora/sdxl_hyper_id_lora_v1_fidelity", "clip_vit/clip_vit_large_14",
+                "clip_processor/clip_vit_large_14_processor"):
+        (root / sub).mkdir(parents=True)
+    with model_folder("hyper_lora", root):
+        spec = pack["HyperLoRAUniLoader"].INPUT_TYPES()["required"]
+        assert "sdxl_hyper_id_lora_v1_fidelity" in spec["model"][1]["options"]
+        assert "clip_vit_large_14" in spec["image_encoder"][1]["options"]
+        assert "clip_vit_large_14_processor" in spec["image_processor"][1]["options"]
+
+
+def test_only_clip_plus_arcface_is_accepted(pack):
+    from fixtures.nodes_env import run_node
+
+    from hyperlora_core import HyperLoRAError
+
+    values = {"image_processor": "p", "image_encoder": "e", "resampler.dim": 1024, "resampler.dim_head": 64,
+              "resampler.heads": 12, "resampler.depth": 4, "resampler.ff_mult": 4, "encoder_types": "clip",
+              "face_analyzer": "antelopev2", "id_embed_dim": 512, "num_id_tokens": 16, "hyper_dim": 128, "lora_rank": 8,
+              "has_base_lora": False}
+    with pytest.raises(HyperLoRAError, match="clip \\+ arcface"):
+        run_node(pack["HyperLoRAConfig"], **values)
+    (config,), _ = run_node(pack["HyperLoRAConfig"], **{**values, "encoder_types": "clip + arcface"})
+    assert config.dim_head == 64
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_compat_names_stay_away_when_the_published_pack_is_installed(tmp_path, disabled):
+    import folder_paths
+
+    pub = tmp_path / ("ComfyUI-HyperLoRA" + (".disabled" if disabled else "")) / "hyperlora"
+    pub.mkdir(parents=True)
+    (pub / "nodes.py").write_text("HYPER_LORA_CLASS_MAPPINGS = {}\n")
+    folder_paths.add_model_folder_path("custom_nodes", str(tmp_path))
+    try:
+        module, registered = load_pack("auto")
+    finally:
+        folder_paths.folder_names_and_paths["custom_nodes"][0].remove(str(tmp_path))
+    assert ("HyperLoRALoader" in registered) is disabled
+    assert "HyperLoRACheckpointLoader" in registered
+    load_pack("auto")
