@@ -63,3 +63,29 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, data_dir):
     after = model.state_dict()
     changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
     assert changed == {"id_projector", "resampler", "id_basis"}  # the stage's parts, and only those
+
+
+def test_bf16_autocast_step_runs_and_stays_close_to_fp32(tmp_path, data_dir):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = tiny_config(tmp_path / "run", data_dir, train__precision=precision, train__samples={"every": -1},
+                          train__gradient_checkpointing=True)
+        session = open_session(cfg)
+        try:
+            model = new_hyperlora(session.config, seed=0)
+            with torch.no_grad():
+                for p in model.id_basis.up.values():
+                    p.normal_(0, 0.05)  # a non-zero LoRA, so its bf16 path matters
+            set_trainable(model, "arcface_id", cfg.trainable("arcface_id"))
+            step = HyperStep(model)
+            runner = StepRunner("arcface_id", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
+            loss = runner.loss(step, session.source.batch("arcface_id", 0, with_base=True))
+            loss.backward()
+            session.hook_state.clear()
+            grads = [p.grad for p in step.parameters() if p.requires_grad]
+            assert all(g is not None and torch.isfinite(g).all() for g in grads)
+            assert sum(g.abs().sum() for g in grads) > 0
+            losses[precision] = loss.item()
+        finally:
+            close_session(session)
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

@@ -80,6 +80,12 @@ class BatchSource:
             out.append(int(perm[k]))
         return out
 
+    def position(self, stage: str, step: int) -> dict:
+        """Where the data stream stands before `step` (informational: batches depend on the step alone)."""
+        consumed = step * self.identities
+        n = self.dataset.num_identities
+        return {"stage": stage, "next_step": step, "epoch": consumed // n, "identity_in_epoch": consumed % n}
+
     def global_samples(self, stage: str, step: int) -> tuple[list[int], list[int]]:
         """Sample indices of the global batch and their identity slot (0..identities-1)."""
         gen = step_generator(self.cfg.seed, stage, step, "photos")

@@ -254,7 +254,8 @@ def run_stage(session: Session, stage: str) -> Path:
             if done % cfg.train.checkpoint.every == 0 and done < st.steps:
                 checkpointing.save_checkpoint(
                     ckpt_dir, done, wrapped, optimizer, scheduler, info,
-                    {"stage": stage, "config": cfg.source}, cfg.train.checkpoint.keep_last,
+                    {"stage": stage, "config": cfg.source, "data_position": session.source.position(stage, done)},
+                    cfg.train.checkpoint.keep_last,
                 )
             if samples.every > 0 and done % samples.every == 0 and done < st.steps:
                 sample_grid(session, wrapped, stage, done, logger)
