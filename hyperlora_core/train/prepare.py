@@ -210,7 +210,9 @@ def prepare(
     report = PrepareReport(folder)
     if synthetic:
         write_synthetic_dataset(folder, backbone, size=resolution)
-        report.kept = json.loads((folder / "index.json").read_text())["info"]["samples"]
+        samples = json.loads((folder / "index.json").read_text())["samples"]
+        report.kept = len(samples)
+        report.identities = {s["identity"] for s in samples}
         report.write()
         return report
     items = list_photos(Path(source))
