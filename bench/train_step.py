@@ -244,9 +244,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-full", action="store_true", help="skip the full-size hypernetwork step (needs ~15 GB RAM)")
     parser.add_argument("--activation-gb", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared 2-core box two OpenMP threads can be ~10x slower)")
     args = parser.parse_args()
     boot_comfy(cpu=True)
-    torch.set_num_threads(min(2, psutil.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), {psutil.cpu_count()} cores")
     import logging
 
     logging.disable(logging.WARNING)

@@ -22,6 +22,16 @@ TINY = ROOT / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 STAGES = {"base": {"steps": 2}, "clip_id": {"steps": 2}, "arcface_id": {"steps": 2}, "distill": {"steps": 2}}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def overrides(run_dir: Path, data_dir: Path) -> dict:
     return {"run_dir": str(run_dir), "data": {"shards": str(data_dir)}, "stages": STAGES,
             "train": {"samples": {"every": -1}, "log": {"progress_bar": False}}}

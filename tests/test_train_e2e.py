@@ -26,6 +26,16 @@ from hyperlora_core.train.prepare import REPORT
 TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _photo(rng: np.random.Generator, tint: np.ndarray, size: int = 128) -> np.ndarray:
     """A dark textured scene with a bright square: the stand-in face pack's 'face'."""
     img = (rng.uniform(0, 0.25, (size, size, 3)) + 0.1 * tint) * 255

@@ -17,6 +17,16 @@ from hyperlora_core.train.synthetic import write_synthetic_dataset
 TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("train_fit_data")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -26,6 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 SETS = ["train.samples.every=-1", "train.log.progress_bar=false", "train.checkpoint.every=2",
         "train.checkpoint.keep_last=3", "stages={base: {steps: 2}, clip_id: {steps: 6}}"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _config(run: Path, data: Path):
@@ -50,15 +61,7 @@ def _optimizer_state(cfg, ckpt: Path) -> tuple[dict, dict]:
 
 
 def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, comfyui_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the killed subprocess (OMP_NUM_THREADS=1): same float reduction order
-    try:
-        _kill_and_resume(tmp_path, comfyui_path)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _kill_and_resume(tmp_path: Path, comfyui_path: Path) -> None:
+    # one thread here (fixture) and OMP_NUM_THREADS=1 in the killed process: the same float reduction order
     data = tmp_path / "data"
     write_synthetic_dataset(data, tiny_backbone(0), identities=4, photos=3)
     fit(_config(tmp_path / "straight", data))

@@ -17,6 +17,16 @@ from hyperlora_core.train.shards import INDEX_FILE, SampleRecord, ShardDataset, 
 TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _record(i: int, rng: np.random.Generator) -> SampleRecord:
     return SampleRecord(
         key=f"s{i:03d}", meta={"identity": f"p{i % 2}", "caption": "c", "orig_hw": [64, 64], "crop_tl": [0, 0],
