@@ -56,7 +56,7 @@ def build(config: HyperLoRAConfig) -> HyperLoRA:
     gen = torch.Generator().manual_seed(0)
     for p in hl.parameters():
         p.normal_(0.0, 0.02, generator=gen)
-    return hl.eval()
+    return hl.eval().requires_grad_(False)  # as from_pretrained leaves it
 
 
 class PerLayerReference:
@@ -97,6 +97,7 @@ def read_once(hl: HyperLoRA) -> None:
             buf[: chunk.numel()].copy_(chunk)
 
 
+@torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=2)

@@ -1,0 +1,179 @@
+"""The frozen models a training run needs, loaded with ComfyUI's own loaders (or tiny stand-ins).
+
+A `Backbone` bundles the SDXL UNet (a `ModelPatcher`), the text encoders (`comfy.sd.CLIP`), the
+VAE (`comfy.sd.VAE`) and the CLIP vision tower (`comfy.clip_vision.ClipVisionModel`). The real
+one comes from an SDXL checkpoint (`load_checkpoint_guess_config`) plus a CLIP ViT-L/14 file;
+the tiny one is built from the same ComfyUI classes at small widths with seeded random weights,
+so tests and the tiny example config exercise exactly the code paths of a real run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import comfy.clip_vision
+import comfy.model_management
+import comfy.sd
+import comfy.sdxl_clip
+import comfy.taesd.taesd
+import torch
+
+from ..errors import HyperLoRAError
+from .sdxl import TINY_SDXL_OVERRIDES, build_sdxl, init_weights, sdxl_unet_config
+
+TINY_TEXT_WIDTH = 32
+"""Each tiny text encoder's width; the two are concatenated into the tiny UNet's context (64), and
+the pooled output (32 wide, SDXL: 1280) sets the tiny UNet's `adm_in_channels` to 32 + 6 x 256."""
+
+TINY_UNET_STD = 0.1
+"""Weight scale of the tiny UNet: large enough that signals (and a LoRA's effect) reach the output."""
+
+TINY_CLIP_VISION = {
+    "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "hidden_size": 32,
+    "image_size": 224, "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64,
+    "layer_norm_eps": 1e-05, "model_type": "clip_vision_model", "num_attention_heads": 2, "num_channels": 3,
+    "num_hidden_layers": 3, "patch_size": 32, "projection_dim": 32,
+}
+"""A CLIP ViT with 7x7 patches + CLS = 50 tokens of width 32 (ViT-L/14: 257 x 1024)."""
+
+
+def _tiny_text_config(hidden: int, projection: int) -> dict:
+    return {
+        "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
+        "eos_token_id": 49407, "hidden_act": "gelu", "hidden_size": hidden, "initializer_factor": 1.0,
+        "initializer_range": 0.02, "intermediate_size": 2 * hidden, "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 2,
+        "num_hidden_layers": 3, "pad_token_id": 1, "projection_dim": projection, "vocab_size": 49408,
+    }
+
+
+class _TinySDXLClipModel(comfy.sdxl_clip.SDXLClipModel):
+    """SDXL's two text encoders (penultimate layers concatenated, pooled from the second) at width 32."""
+
+    def __init__(self, device="cpu", dtype=None, model_options={}):  # noqa: B006 - ComfyUI's signature
+        torch.nn.Module.__init__(self)
+        from comfy import sd1_clip
+
+        self.clip_l = sd1_clip.SDClipModel(
+            layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
+            textmodel_json_config=_tiny_text_config(TINY_TEXT_WIDTH, TINY_TEXT_WIDTH),
+            model_options={**model_options, "model_name": "clip_l"},
+        )
+        self.clip_g = sd1_clip.SDClipModel(
+            layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
+            textmodel_json_config=_tiny_text_config(TINY_TEXT_WIDTH, 1280),
+            special_tokens={"start": 49406, "end": 49407, "pad": 0}, return_projected_pooled=True,
+            model_options={**model_options, "model_name": "clip_g"},
+        )
+        self.dtypes = {dtype}
+
+
+class _TinyClipTarget:
+    clip = _TinySDXLClipModel
+    tokenizer = comfy.sdxl_clip.SDXLTokenizer
+    params: dict = {}
+
+
+@dataclass
+class Backbone:
+    """Frozen SDXL parts: UNet patcher, text encoders, VAE and CLIP vision (the last three optional)."""
+
+    unet: object
+    clip: object | None
+    vae: object | None
+    clip_vision: object | None
+    name: str
+
+    @property
+    def clip_vision_dim(self) -> int:
+        if self.clip_vision is None:
+            raise HyperLoRAError("no CLIP vision model is loaded; set model.clip_vision in the config.")
+        return int(self.clip_vision.model.vision_model.embeddings.class_embedding.shape[0])
+
+    @torch.no_grad()
+    def encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`cond [B, 77, context]`, `pooled [B, 1280]` as ComfyUI's CLIPTextEncode makes them.
+
+        Prompts longer than 77 tokens are cut to their first 77-token chunk (batches need one length).
+        """
+        if self.clip is None:
+            raise HyperLoRAError("no text encoder is loaded; the checkpoint must contain CLIP-L/G.")
+        conds, pooled = [], []
+        for text in captions:
+            c, p = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
+            conds.append(c[:, :77].float().cpu())
+            pooled.append(p.float().cpu())
+        return torch.cat(conds), torch.cat(pooled)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B, H, W, 3]` in 0..1 -> VAE latents as `VAE.encode` returns them (not yet scaled)."""
+        if self.vae is None:
+            raise HyperLoRAError("no VAE is loaded; the checkpoint must contain one.")
+        return self.vae.encode(images).float().cpu()
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents).float().cpu().clamp(0, 1)
+
+    @torch.no_grad()
+    def clip_tokens(self, crops: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer CLIP vision tokens of face crops `[B, H, W, 3]` (0..1)."""
+        if self.clip_vision is None:
+            raise HyperLoRAError("no CLIP vision model is loaded; set model.clip_vision in the config.")
+        return self.clip_vision.encode_image(crops, crop=True)["penultimate_hidden_states"].float()
+
+
+def _check_file(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise HyperLoRAError(f"{what} '{p}' does not exist; fix the path in the config (model section).")
+    if p.suffix != ".safetensors":
+        raise HyperLoRAError(
+            f"{what} '{p}' is not a .safetensors file; the trainer loads safetensors only (no pickle). "
+            "Convert it first."
+        )
+    return p
+
+
+def load_backbone(checkpoint: str | os.PathLike, clip_vision: str | os.PathLike | None) -> Backbone:
+    """An SDXL checkpoint (UNet + CLIP-L/G + VAE) and a CLIP vision file, through ComfyUI's loaders."""
+    ckpt = _check_file(checkpoint, "SDXL checkpoint")
+    out = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True, embedding_directory=None)
+    unet, clip, vae = out[0], out[1], out[2]
+    if type(unet.model).__name__ != "SDXL":
+        raise HyperLoRAError(f"{ckpt} is a {type(unet.model).__name__} model; HyperLoRA trains on SDXL checkpoints.")
+    vision = comfy.clip_vision.load(str(_check_file(clip_vision, "CLIP vision model"))) if clip_vision else None
+    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=ckpt.name)
+
+
+def tiny_backbone(seed: int = 0) -> Backbone:
+    """SDXL-architecture UNet (widths 32..), text encoders, TAESD VAE and CLIP ViT, all tiny and seeded."""
+    unet = build_sdxl(sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=TINY_TEXT_WIDTH + 6 * 256))
+    init_weights(unet.model, seed=seed, std=TINY_UNET_STD)
+    clip = comfy.sd.CLIP(_TinyClipTarget(), model_options={"dtype": torch.float32})
+    init_weights(clip.cond_stage_model, seed=seed + 1)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    init_weights(taesd, seed=seed + 2, std=0.05)
+    with torch.no_grad():
+        taesd.vae_scale.fill_(1.0)
+        taesd.vae_shift.fill_(0.0)
+    vae = comfy.sd.VAE(sd=taesd.state_dict())
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "tiny_clip_vision.json"
+        cfg.write_text(json.dumps(TINY_CLIP_VISION))
+        vision = comfy.clip_vision.ClipVisionModel(str(cfg))
+    init_weights(vision.model, seed=seed + 3)
+    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=f"tiny-sdxl-seed{seed}")
+
+
+def device_for_rank(local_rank: int) -> torch.device:
+    """ComfyUI's device for this process (set CUDA's current device first on multi-GPU runs)."""
+    if torch.cuda.is_available() and not comfy.model_management.cpu_state == comfy.model_management.CPUState.CPU:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")

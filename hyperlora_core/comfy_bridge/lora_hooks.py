@@ -1,0 +1,151 @@
+"""Per-sample LoRAs on ComfyUI's own SDXL, as forward hooks installed through a patcher injection.
+
+ComfyUI's weight patches give one LoRA per forward. Training needs a different LoRA for every
+sample of a batch (different identities), and gradients that reach the hypernetwork. So each
+LoRA'd attention projection (`attn1|attn2 . to_q|to_k|to_v|to_out.0`) gets a forward hook that
+adds `scale_b * up_b @ down_b @ x_b` per sample (the kohya "bypass" form; W is never copied).
+The hooks are installed by a `PatcherInjection`, so they live exactly as long as the model is
+patched and never leak into clones. Which LoRA is active is read from a `LoRAHookState` at call
+time; the caller must keep it unchanged between a forward and its backward, because
+non-reentrant gradient checkpointing re-runs the hooks during backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import comfy.lora
+import comfy.patcher_extension
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..config import LORA_KEY_SUFFIX, PROJECTIONS, ModuleSpec
+from ..errors import HyperLoRAError
+
+INJECTION_KEY = "hyperlora_train"
+
+
+@dataclass
+class LoRASet:
+    """One batched LoRA: per layer `downs[l] [B, r, in]`, `ups[l] [B, out, r]`, per-sample `scale [B]`."""
+
+    downs: list[torch.Tensor]
+    ups: list[torch.Tensor]
+    scale: torch.Tensor
+
+
+@dataclass
+class LoRAHookState:
+    """What the hooks add right now: zero or more LoRA sets (e.g. ID-LoRA and Base-LoRA)."""
+
+    sets: list[LoRASet] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.sets = []
+
+
+def lora_layer_paths(model_patcher, lora_names: list[str]) -> list[str]:
+    """Module path (inside `model_patcher.model`) of each kohya LoRA module name, in the given order.
+
+    Names go through ComfyUI's own LoRA key map, so diffusers- and LDM-style prefixes both work.
+    """
+    key_map = comfy.lora.model_lora_keys_unet(model_patcher.model, {})
+    paths, missing = [], []
+    for name in lora_names:
+        weight = key_map.get(name)
+        if weight is None or not weight.endswith(".weight"):
+            missing.append(name)
+            continue
+        paths.append(weight[: -len(".weight")])
+    if missing:
+        raise HyperLoRAError(
+            f"{len(missing)} of {len(lora_names)} LoRA layers have no layer in this UNet (first: {missing[:3]}). "
+            "The LoRA or the hypernetwork's module list was made for a different UNet."
+        )
+    return paths
+
+
+def layer_module_paths(model_patcher, specs: list[ModuleSpec] | tuple[ModuleSpec, ...]) -> list[str]:
+    """Module paths of every LoRA'd linear of a module table, in basis layer order."""
+    return lora_layer_paths(model_patcher, [f"{s.name}_{LORA_KEY_SUFFIX[p]}" for s in specs for p in PROJECTIONS])
+
+
+def _lora_hook(layer: int, state: LoRAHookState):
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not state.sets:
+            return output
+        x = args[0]
+        for s in state.sets:
+            down, up, scale = s.downs[layer], s.ups[layer], s.scale
+            if x.shape[0] != down.shape[0]:  # e.g. cond + uncond stacked by a sampler
+                reps = x.shape[0] // down.shape[0]
+                if reps * down.shape[0] != x.shape[0]:
+                    raise HyperLoRAError(f"batch {x.shape[0]} is not a multiple of the {down.shape[0]} LoRAs.")
+                down, up, scale = down.repeat(reps, 1, 1), up.repeat(reps, 1, 1), scale.repeat(reps)
+            flat = x.reshape(x.shape[0], -1, x.shape[-1])
+            h = torch.bmm(flat, down.to(flat.dtype).transpose(1, 2))
+            delta = torch.bmm(h, up.to(h.dtype).transpose(1, 2)) * scale.to(h.dtype).view(-1, 1, 1)
+            output = output + delta.reshape(output.shape).to(output.dtype)
+        return output
+
+    return hook
+
+
+def _checkpointed(module: nn.Module):
+    original = module.forward
+
+    def forward(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return checkpoint(original, *args, use_reentrant=False, **kwargs)
+        return original(*args, **kwargs)
+
+    return forward
+
+
+def _checkpoint_targets(root: nn.Module) -> list[nn.Module]:
+    """Transformer blocks and ResBlocks: the units ComfyUI's own trainer checkpoints."""
+    from comfy.ldm.modules.attention import BasicTransformerBlock
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    return [m for m in root.modules() if isinstance(m, (BasicTransformerBlock, ResBlock))]
+
+
+def install_lora_hooks(
+    model_patcher,
+    paths: list[str],
+    state: LoRAHookState,
+    gradient_checkpointing: bool = False,
+) -> None:
+    """Register the per-sample LoRA hooks on `paths` (layer order) and optional non-reentrant
+    gradient checkpointing, as one injection: active once the patcher patches the model, gone on eject.
+    """
+    handles: list = []
+    wrapped: list[nn.Module] = []
+
+    def inject(mp) -> None:
+        base = mp.model
+        for layer, path in enumerate(paths):
+            handles.append(base.get_submodule(path).register_forward_hook(_lora_hook(layer, state)))
+        if gradient_checkpointing:
+            for m in _checkpoint_targets(base.diffusion_model):
+                m.forward = _checkpointed(m)
+                wrapped.append(m)
+
+    def eject(mp) -> None:  # noqa: ARG001 - ComfyUI passes the patcher
+        while handles:
+            handles.pop().remove()
+        while wrapped:
+            del wrapped.pop().forward  # drop the instance attribute: the class forward is back
+
+    model_patcher.set_injections(INJECTION_KEY, [comfy.patcher_extension.PatcherInjection(inject, eject)])
+
+
+def activate(model_patcher, device: torch.device | str) -> nn.Module:
+    """Load the weights to `device` and run the injections; returns `model_patcher.model`."""
+    return model_patcher.patch_model(device_to=torch.device(device))
+
+
+def deactivate(model_patcher) -> None:
+    """Eject the hooks and restore the weights (the model is unchanged afterwards)."""
+    model_patcher.unpatch_model()

@@ -1,0 +1,178 @@
+"""Resumable training state with `torch.distributed.checkpoint`, written atomically.
+
+A checkpoint is a folder `step-XXXXXXXX/` holding the DCP shards of {model, optimizer} (any
+world size can read them), `trainer.json` (step, scheduler, config) and `rank-N.json` (that
+rank's torch / numpy / python RNG states). It is written under a hidden temporary name and
+renamed into place once every rank has finished, so a crash, a kill or a full disk never leaves
+a half-written checkpoint where resume would look. Only the newest `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import random
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from ..errors import HyperLoRAError
+from .distributed import DistInfo, any_rank, barrier
+
+PREFIX = "step-"
+TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def _quiet_single_process():
+    """DCP warns that it 'assumes a single process' when no process group exists: that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        yield
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["cuda"])), dtype=torch.uint8))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a complete one has its trainer.json)."""
+    if not folder.is_dir():
+        return []
+    done = [p for p in folder.iterdir() if p.name.startswith(PREFIX) and (p / "trainer.json").is_file()]
+    return sorted(done, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    info: DistInfo,
+    trainer: dict,
+    keep_last: int,
+) -> Path:
+    """Write `folder/step-XXXXXXXX` atomically on all ranks; prune to the newest `keep_last`."""
+    final = folder / f"{PREFIX}{step:08d}"
+    tmp = folder / f"{TMP_PREFIX}{PREFIX}{step:08d}"
+    if info.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    barrier(info)
+    failure: BaseException | None = None
+    try:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        with _quiet_single_process():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        _write_json(tmp / f"rank-{info.rank}.json", {"rng": _rng_state(), "step": step})
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - re-raised below on every rank
+        failure = exc
+    if any_rank(failure is not None, info):
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier(info)
+        raise HyperLoRAError(_save_failure_message(final, failure, folder)) from failure
+    try:
+        if info.is_main:
+            _write_json(tmp / "trainer.json", {**trainer, "step": step, "scheduler": scheduler.state_dict(), "world": info.world})
+            os.replace(tmp, final)
+    except OSError as exc:
+        failure = exc
+    if any_rank(failure is not None, info):
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier(info)
+        raise HyperLoRAError(_save_failure_message(final, failure, folder)) from failure
+    if info.is_main:
+        for old in list_checkpoints(folder)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(info)
+    return final
+
+
+def _save_failure_message(final: Path, exc: BaseException | None, folder: Path) -> str:
+    prev = latest_checkpoint(folder)
+    keep = f"The previous checkpoint {prev.name} is intact." if prev else "No earlier checkpoint exists."
+    root = exc
+    while root is not None and not isinstance(root, OSError) and root.__cause__ is not None:
+        root = root.__cause__
+    text = str(exc) if exc is not None else "another rank failed"
+    if isinstance(root, OSError) and root.errno == errno.ENOSPC or "No space left" in text:
+        return (
+            f"could not write checkpoint {final}: no space left on the device. Free disk space (or lower "
+            f"train.checkpoint.keep_last) and run fit again to resume. {keep} The partial write was removed."
+        )
+    return f"could not write checkpoint {final} ({text}). {keep} The partial write was removed."
+
+
+def clean_temporaries(folder: Path, info: DistInfo) -> None:
+    """Remove leftovers of checkpoints whose write was interrupted (e.g. the process was killed)."""
+    if info.is_main and folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(TMP_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+    barrier(info)
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, info: DistInfo
+) -> dict:
+    """Restore model, optimizer, scheduler and (same world size) this rank's RNG; return trainer.json."""
+    trainer = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    try:
+        with _quiet_single_process():
+            dcp.load(state, checkpoint_id=str(path))
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP raises several types
+        raise HyperLoRAError(
+            f"could not read checkpoint {path} ({exc}); it does not match this config's model. Delete it to restart "
+            "the stage, or fix the config."
+        ) from None
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    rank_file = path / f"rank-{info.rank}.json"
+    if trainer.get("world") == info.world and rank_file.is_file():
+        _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
+    return trainer

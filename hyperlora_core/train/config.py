@@ -1,0 +1,380 @@
+"""The trainer's YAML config: dataclasses, strict validation, stage order and prerequisites.
+
+Every key is known: an unknown or misspelt key is an error naming the key and the allowed ones,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import HyperLoRAError
+
+STAGE_ORDER: tuple[str, ...] = ("base", "clip_id", "arcface_id", "distill")
+PARTS: tuple[str, ...] = ("id_projector", "id_resampler", "id_basis", "base_resampler", "base_basis")
+DEFAULT_TRAINABLE: dict[str, tuple[str, ...]] = {
+    "base": ("base_resampler", "base_basis"),
+    "clip_id": ("id_resampler", "id_basis"),
+    "arcface_id": ("id_projector", "id_resampler", "id_basis"),
+    "distill": ("id_projector", "id_resampler", "id_basis"),
+}
+"""What each stage trains unless its `trainable` says otherwise; everything else is frozen."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards: str = ""
+    """Folder written by `prepare` (index.json + .tar shards)."""
+    verify: str = "quick"
+    """quick: shard sizes; full: also the sha256 of every shard. Every read checks a CRC either way."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "tiny"
+    """tiny (seeded SDXL-architecture stand-ins) or checkpoint (an SDXL .safetensors)."""
+    checkpoint: str | None = None
+    clip_vision: str | None = None
+    """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
+    tiny_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ResamplerSettings:
+    dim: int = 1024
+    depth: int = 4
+    heads: int = 12
+    dim_head: int = 64
+    ff_mult: int = 4
+
+
+@dataclass(frozen=True)
+class HypernetworkConfig:
+    init: str | None = None
+    """Start from this HyperLoRA checkpoint (published folder or single file) instead of random."""
+    basis_size: int = 128
+    rank: int = 8
+    base_rank: int | None = 4
+    """Rank of the Base-LoRA branch; null trains without it (no base and distill stages)."""
+    id_tokens: int = 16
+    face_embed_dim: int = 512
+    resampler: ResamplerSettings = field(default_factory=ResamplerSettings)
+    base_resampler: ResamplerSettings = field(default_factory=ResamplerSettings)
+    modules: str = "from_model"
+    """from_model (every attn1/attn2 of the UNet) or a hyper_lora_modules.json path."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    identities: int = 2
+    photos_per_identity: int = 2
+    """Global batch = identities x photos_per_identity, split over processes by identity."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    objective: str = "eps"
+    """eps | v | x0: the weight on the x0 error is 1/sigma^2, 1 + 1/sigma^2 or 1."""
+    min_snr_gamma: float | None = None
+    """If set, the weight becomes min(SNR, gamma) with SNR = 1/sigma^2 (min-SNR weighting)."""
+    t_min: int = 0
+    t_max: int = 1000
+    noise_offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class DropoutConfig:
+    text: float = 0.05
+    """Caption replaced by the empty caption (classifier-free guidance)."""
+    face: float = 0.05
+    """ArcFace embedding zeroed (arcface stages)."""
+    base_lora: float = 0.0
+    """Base-LoRA switched off for a sample in the ID stages (the paper's LoRA-part toggling)."""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 1e-4
+    basis_lr: float | None = None
+    """Learning rate of the LoRA bases (default: lr)."""
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    kind: str = "constant"
+    """constant | cosine (to 0 at the stage's last step), after a linear warm-up."""
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = 500
+    keep_last: int = 2
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 10
+    progress_bar: bool = True
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    every: int = 0
+    """Steps between sample grids (0: only at the end of each stage; -1: never)."""
+    identities: int = 2
+    prompts: tuple[str, ...] = ("a photo of a person", "a portrait photo of a person, oil painting")
+    steps: int = 8
+    cfg: float = 4.0
+    seed: int = 0
+    size: int = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    precision: str = "fp32"
+    """fp32 | bf16 | fp16: autocast dtype of the forward passes (weights stay fp32)."""
+    gradient_checkpointing: bool = False
+    distributed: str = "ddp"
+    """ddp | fsdp2 (shards the hypernetwork; the frozen UNet is replicated). One process: neither."""
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    references: str = "other_photos"
+    """Which photos make a target's ID-LoRA: other_photos (of the same identity in the batch, the
+    target itself if it is alone), same_photo, or same_identity (all, target included)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    steps: int = 100
+    lr: float | None = None
+    basis_lr: float | None = None
+    warmup_steps: int | None = None
+    trainable: tuple[str, ...] | None = None
+    """Parts trained in this stage (default per stage, see DEFAULT_TRAINABLE)."""
+    base_strength: float = 1.0
+    """Strength of the frozen Base-LoRA during the ID stages (0 switches it off)."""
+    base_fraction: float = 0.25
+    """distill only: teacher = ID-LoRA + base_fraction x Base-LoRA, student = ID-LoRA."""
+    zero_init_face_stream: bool = True
+    """arcface_id only: zero the face cross-attention outputs when the stage starts fresh, so the
+    first step reproduces the CLIP-only model and the face stream grows in smoothly."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    run_dir: str
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    hypernetwork: HypernetworkConfig = field(default_factory=HypernetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+    seed: int = 0
+    source: str = ""
+    """The YAML text this config came from (stored in checkpoints and exports)."""
+
+    def stage_names(self) -> list[str]:
+        return [s for s in STAGE_ORDER if s in self.stages]
+
+    def trainable(self, stage: str) -> tuple[str, ...]:
+        return self.stages[stage].trainable or DEFAULT_TRAINABLE[stage]
+
+
+# -- strict loading ---------------------------------------------------------------------------
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise HyperLoRAError(f"config: '{where}' must be a list; found {value!r}.")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise HyperLoRAError(f"config: '{where}' must have {len(args)} entries; found {len(value)}.")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise HyperLoRAError(f"config: '{where}' must be a mapping; found {value!r}.")
+        return {str(k): _convert(v if v is not None else {}, val_t, f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-4 as a string
+        except ValueError:
+            pass
+    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise HyperLoRAError(f"config: '{where}' must be {_type_name(tp)}; found {value!r}.")
+
+
+def _build(cls, raw, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise HyperLoRAError(f"config: '{where or 'top level'}' must be a mapping; found {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        place = f"in '{where}'" if where else "at the top level"
+        raise HyperLoRAError(
+            f"config: unknown key '{unknown[0]}' {place}; allowed keys: {', '.join(names)}."
+        )
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            values[f.name] = _convert(raw[f.name], hints[f.name], f"{where}.{f.name}" if where else f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise HyperLoRAError(f"config: '{where + '.' if where else ''}{f.name}' is required.")
+    return cls(**values)
+
+
+def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise HyperLoRAError(f"config: '{where}' is '{value}'; allowed: {', '.join(allowed)}.")
+
+
+def validate(cfg: FitConfig) -> FitConfig:
+    """Value checks that types alone cannot express (choices, ranges, stage names)."""
+    t = cfg.train
+    _choice(cfg.model.backbone, ("tiny", "checkpoint"), "model.backbone")
+    if cfg.model.backbone == "checkpoint" and not cfg.model.checkpoint:
+        raise HyperLoRAError("config: model.backbone is 'checkpoint' but model.checkpoint (an SDXL .safetensors) is not set.")
+    _choice(cfg.data.verify, ("quick", "full"), "data.verify")
+    _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
+    _choice(t.distributed, ("ddp", "fsdp2"), "train.distributed")
+    _choice(t.references, ("other_photos", "same_photo", "same_identity"), "train.references")
+    _choice(t.loss.objective, ("eps", "v", "x0"), "train.loss.objective")
+    _choice(t.scheduler.kind, ("constant", "cosine"), "train.scheduler.kind")
+    if not 0 <= t.loss.t_min < t.loss.t_max <= 1000:
+        raise HyperLoRAError(f"config: need 0 <= train.loss.t_min < t_max <= 1000; found {t.loss.t_min}, {t.loss.t_max}.")
+    for name in ("text", "face", "base_lora"):
+        p = getattr(t.dropout, name)
+        if not 0.0 <= p <= 1.0:
+            raise HyperLoRAError(f"config: train.dropout.{name} must be in [0, 1]; found {p}.")
+    if t.batch.identities < 1 or t.batch.photos_per_identity < 1:
+        raise HyperLoRAError("config: train.batch.identities and photos_per_identity must be >= 1.")
+    if t.checkpoint.every < 1 or t.checkpoint.keep_last < 1:
+        raise HyperLoRAError("config: train.checkpoint.every and keep_last must be >= 1.")
+    if not cfg.stages:
+        raise HyperLoRAError(f"config: 'stages' is empty; list at least one of {', '.join(STAGE_ORDER)}.")
+    for name, st in cfg.stages.items():
+        if name not in STAGE_ORDER:
+            raise HyperLoRAError(f"config: unknown stage '{name}'; allowed stages: {', '.join(STAGE_ORDER)}.")
+        if st.steps < 1:
+            raise HyperLoRAError(f"config: stages.{name}.steps must be >= 1; found {st.steps}.")
+        for part in st.trainable or ():
+            if part not in PARTS:
+                raise HyperLoRAError(f"config: stages.{name}.trainable has '{part}'; allowed: {', '.join(PARTS)}.")
+        if name in ("base", "distill") and cfg.hypernetwork.base_rank is None:
+            raise HyperLoRAError(
+                f"config: stage '{name}' needs the Base-LoRA branch but hypernetwork.base_rank is null; "
+                f"set a base rank (e.g. {max(1, cfg.hypernetwork.rank // 2)}) or remove the stage."
+            )
+    return cfg
+
+
+def load_config(path: str | Path, overrides: dict | list[str] | None = None) -> FitConfig:
+    """Read and validate a YAML config; relative paths in it are taken relative to the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise HyperLoRAError(f"config file '{p}' does not exist.")
+    text = p.read_text(encoding="utf-8")
+    return parse_config(text, base_dir=p.parent, overrides=overrides)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`["train.batch.identities=4", "stages.base.steps=10"]` -> nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise HyperLoRAError(f"override '{item}' must look like key.path=value.")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _merge(base, extra):
+    if isinstance(base, dict) and isinstance(extra, dict):
+        merged = dict(base)
+        for k, v in extra.items():
+            merged[k] = _merge(base.get(k), v) if k in base else v
+        return merged
+    return extra
+
+
+def parse_config(text: str, base_dir: str | Path = ".", overrides: dict | list[str] | None = None) -> FitConfig:
+    """Parse YAML text; `overrides` (nested dict or key.path=value strings) replace values in it."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise HyperLoRAError(f"config: not valid YAML ({exc}).") from None
+    if overrides:
+        extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        raw = _merge(raw or {}, extra)
+        text = yaml.safe_dump(raw, sort_keys=False)
+    cfg = _build(FitConfig, raw, "")
+    base = Path(base_dir)
+
+    def resolve(v: str | None) -> str | None:
+        return str((base / v).resolve()) if v and not Path(v).is_absolute() else v
+
+    cfg = dataclasses.replace(
+        cfg,
+        run_dir=resolve(cfg.run_dir),
+        data=dataclasses.replace(cfg.data, shards=resolve(cfg.data.shards)),
+        model=dataclasses.replace(cfg.model, checkpoint=resolve(cfg.model.checkpoint), clip_vision=resolve(cfg.model.clip_vision)),
+        hypernetwork=dataclasses.replace(
+            cfg.hypernetwork,
+            init=resolve(cfg.hypernetwork.init),
+            modules=cfg.hypernetwork.modules if cfg.hypernetwork.modules == "from_model" else resolve(cfg.hypernetwork.modules),
+        ),
+        source=text,
+    )
+    return validate(cfg)
+
+
+def prerequisite(stage: str, cfg: FitConfig) -> str | None:
+    """The stage that must have finished before `stage` starts (None: it may start from scratch)."""
+    if stage == "base":
+        return None
+    if stage == "clip_id":
+        return "base" if cfg.hypernetwork.base_rank is not None else None
+    if stage == "arcface_id":
+        return "clip_id"
+    return "arcface_id"

@@ -1,0 +1,234 @@
+"""The prepared dataset on disk: webdataset tar shards plus an index for random access.
+
+Each sample is one photo, stored as tar members `{key}.{ext}` (webdataset's convention, so any
+webdataset tool can stream the shards):
+
+    json          identity, caption, sizes for SDXL's micro-conditioning, face box, 106 landmarks
+    latent.npy    VAE latent of the target crop, fp16 [4, H/8, W/8] (as `VAE.encode` returns it)
+    text.npy      caption embedding, fp16 [77, context]    pooled.npy  fp16 [pooled]
+    arcface.npy   normed ArcFace embedding, fp32 [512]
+    face.png      224x224 ID crop (grey background), the CLIP vision input of the ID branch
+    base.png      224x224 face-blurred crop, the CLIP vision input of the Base-LoRA branch
+
+`index.json` lists every sample's members with their byte offset, size and CRC32 inside the tar,
+and every shard's size and sha256, so the trainer reads any sample directly (deterministic
+batches at any world size, exact resume) and detects a damaged shard on the first bad read.
+Frozen-encoder outputs that belong to the dataset (the empty caption's embedding for text
+dropout) live next to it in `dataset.safetensors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import HyperLoRAError
+from ..safetensors_io import load_tensors, save_tensors_atomic
+
+INDEX_FILE = "index.json"
+DATASET_TENSORS = "dataset.safetensors"
+INDEX_VERSION = 1
+NPY_MEMBERS = ("latent.npy", "text.npy", "pooled.npy", "arcface.npy")
+PNG_MEMBERS = ("face.png", "base.png")
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _png_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class SampleRecord:
+    """One photo's cached data (numpy arrays) and its metadata."""
+
+    key: str
+    meta: dict
+    latent: np.ndarray
+    text: np.ndarray
+    pooled: np.ndarray
+    arcface: np.ndarray
+    face: np.ndarray
+    base: np.ndarray | None = None
+
+
+class ShardWriter:
+    """Writes samples into tar shards of at most `per_shard` samples and builds the index."""
+
+    def __init__(self, folder: str | Path, per_shard: int = 1000) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.per_shard = per_shard
+        self.samples: list[dict] = []
+        self.shards: dict[str, dict] = {}
+        self._tar: tarfile.TarFile | None = None
+        self._name = ""
+        self._count = 0
+
+    def _open(self) -> None:
+        self._name = f"shard-{len(self.shards):06d}.tar"
+        self._tmp = self.folder / f".{self._name}.tmp"
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self.shards[self._name] = {}
+        self._count = 0
+
+    def _close(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        final = self.folder / self._name
+        os.replace(self._tmp, final)
+        self.shards[self._name] = {"size": final.stat().st_size, "sha256": _sha256(final)}
+        self._tar = None
+
+    def add(self, rec: SampleRecord) -> None:
+        if self._tar is None or self._count >= self.per_shard:
+            self._close()
+            self._open()
+        members = {
+            "json": json.dumps({**rec.meta, "key": rec.key}).encode(),
+            "latent.npy": _npy_bytes(rec.latent.astype(np.float16)),
+            "text.npy": _npy_bytes(rec.text.astype(np.float16)),
+            "pooled.npy": _npy_bytes(rec.pooled.astype(np.float16)),
+            "arcface.npy": _npy_bytes(rec.arcface.astype(np.float32)),
+            "face.png": _png_bytes(rec.face),
+        }
+        if rec.base is not None:
+            members["base.png"] = _png_bytes(rec.base)
+        where = {}
+        for ext, data in members.items():
+            info = tarfile.TarInfo(f"{rec.key}.{ext}")
+            info.size = len(data)
+            self._tar.addfile(info, io.BytesIO(data))
+            offset = self._tar.offset - tarfile.BLOCKSIZE * ((len(data) + tarfile.BLOCKSIZE - 1) // tarfile.BLOCKSIZE)
+            where[ext] = [offset, len(data), zlib.crc32(data)]
+        self.samples.append({"key": rec.key, "identity": rec.meta["identity"], "shard": self._name, "members": where})
+        self._count += 1
+
+    def finish(self, tensors: dict[str, torch.Tensor], info: dict) -> Path:
+        """Close the last shard, write dataset.safetensors and then the index (last, atomically)."""
+        self._close()
+        save_tensors_atomic(tensors, self.folder / DATASET_TENSORS, {"hyperlora.dataset": json.dumps(info)})
+        index = {"version": INDEX_VERSION, "info": info, "shards": self.shards, "samples": self.samples}
+        tmp = self.folder / f".{INDEX_FILE}.tmp"
+        tmp.write_text(json.dumps(index), encoding="utf-8")
+        os.replace(tmp, self.folder / INDEX_FILE)
+        return self.folder / INDEX_FILE
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ShardDataset:
+    """Random access to the samples of a prepared dataset, with integrity checks."""
+
+    def __init__(self, folder: str | Path, verify: str = "quick") -> None:
+        self.folder = Path(folder)
+        index_path = self.folder / INDEX_FILE
+        if not index_path.is_file():
+            raise HyperLoRAError(
+                f"{self.folder}: no {INDEX_FILE}; this is not a prepared dataset. Run "
+                "`python -m hyperlora_core.train prepare` on your photos first (data.shards points at its output)."
+            )
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise HyperLoRAError(f"{index_path}: corrupt index ({exc}); run prepare again.") from None
+        if index.get("version") != INDEX_VERSION:
+            raise HyperLoRAError(f"{index_path}: index version {index.get('version')}, expected {INDEX_VERSION}; run prepare again.")
+        self.info: dict = index["info"]
+        self.samples: list[dict] = index["samples"]
+        self.shards: dict[str, dict] = index["shards"]
+        if not self.samples:
+            raise HyperLoRAError(
+                f"{self.folder}: the dataset is empty (0 samples). prepare found no usable photo; see its report "
+                "(photos need exactly one face)."
+            )
+        self._check_shards(verify)
+        self.tensors = load_tensors(self.folder / DATASET_TENSORS)
+        identities = sorted({s["identity"] for s in self.samples})
+        self.identity_ids = {name: i for i, name in enumerate(identities)}
+        self.by_identity: list[list[int]] = [[] for _ in identities]
+        for i, s in enumerate(self.samples):
+            self.by_identity[self.identity_ids[s["identity"]]].append(i)
+        self._files: dict[str, object] = {}
+
+    @property
+    def has_base(self) -> bool:
+        return "base.png" in self.samples[0]["members"]
+
+    @property
+    def num_identities(self) -> int:
+        return len(self.by_identity)
+
+    def _check_shards(self, verify: str) -> None:
+        for name, info in self.shards.items():
+            path = self.folder / name
+            if not path.is_file():
+                raise HyperLoRAError(f"{path}: shard listed in {INDEX_FILE} is missing; restore it or run prepare again.")
+            size = path.stat().st_size
+            if size != info["size"]:
+                raise HyperLoRAError(
+                    f"{path}: shard is corrupt ({size} bytes, the index says {info['size']}); it was truncated or "
+                    "overwritten. Restore it or run prepare again."
+                )
+            if verify == "full" and _sha256(path) != info["sha256"]:
+                raise HyperLoRAError(f"{path}: shard is corrupt (sha256 differs from the index); restore it or run prepare again.")
+
+    def _read(self, sample: dict, member: str) -> bytes:
+        shard = sample["shard"]
+        f = self._files.get(shard)
+        if f is None:
+            f = self._files[shard] = open(self.folder / shard, "rb")  # noqa: SIM115 - kept open for reuse
+        offset, size, crc = sample["members"][member]
+        f.seek(offset)
+        data = f.read(size)
+        if len(data) != size or zlib.crc32(data) != crc:
+            raise HyperLoRAError(
+                f"{self.folder / shard}: shard is corrupt: member '{sample['key']}.{member}' fails its checksum. "
+                "Restore the shard or run prepare again."
+            )
+        return data
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def load(self, i: int, with_base: bool) -> dict:
+        """Sample `i` as tensors: latent, text, pooled, arcface, face [224,224,3] uint8, sizes, meta."""
+        s = self.samples[i]
+        out = {}
+        for m in NPY_MEMBERS:
+            try:
+                out[m.split(".")[0]] = torch.from_numpy(np.load(io.BytesIO(self._read(s, m)), allow_pickle=False).astype(np.float32))
+            except (ValueError, OSError) as exc:
+                raise HyperLoRAError(f"{self.folder / s['shard']}: member '{s['key']}.{m}' cannot be decoded ({exc}).") from None
+        pngs = ("face.png", "base.png") if with_base else ("face.png",)
+        for m in pngs:
+            out[m.split(".")[0]] = torch.from_numpy(np.array(Image.open(io.BytesIO(self._read(s, m))).convert("RGB")))
+        meta = json.loads(self._read(s, "json"))
+        out["sizes"] = torch.tensor([*meta["orig_hw"], *meta["crop_tl"], *meta["target_hw"]], dtype=torch.float32)
+        out["meta"] = meta
+        return out

@@ -1,0 +1,112 @@
+"""Per-sample LoRA forward hooks (comfy_bridge.lora_hooks) against ComfyUI's own LoRA patching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+from hyperlora_core.comfy_bridge.diffusion import Denoiser
+from hyperlora_core.comfy_bridge.lora_apply import apply_lora
+from hyperlora_core.comfy_bridge.lora_hooks import (
+    INJECTION_KEY,
+    LoRAHookState,
+    LoRASet,
+    activate,
+    deactivate,
+    install_lora_hooks,
+    layer_module_paths,
+)
+from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
+from hyperlora_core.config import LORA_KEY_SUFFIX, PROJECTIONS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_lora(specs, rank: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    downs, ups, sd = [], [], {}
+    for spec in specs:
+        for proj in PROJECTIONS:
+            d = torch.randn(rank, spec.in_features(proj), generator=gen) * 0.3
+            u = torch.randn(spec.out_features(proj), rank, generator=gen) * 0.3
+            key = f"{spec.name}_{LORA_KEY_SUFFIX[proj]}"
+            sd[f"{key}.lora_down.weight"], sd[f"{key}.lora_up.weight"] = d, u
+            sd[f"{key}.alpha"] = torch.tensor(rank * 0.5)
+            downs.append(d)
+            ups.append(u)
+    return downs, ups, sd
+
+
+def _inputs(den: Denoiser, batch: int):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(batch, 4, 8, 8, generator=gen)
+    sigma = den.sigmas[torch.tensor([300, 700])[:batch]]
+    ctx = torch.randn(batch, 77, den.context_dim, generator=gen)
+    pooled = torch.randn(batch, 32, generator=gen)
+    adm = den.adm(pooled, torch.tensor([[64.0, 64, 0, 0, 64, 64]] * batch))
+    return x, sigma, ctx, adm
+
+
+def test_per_sample_hooks_equal_comfyui_weight_patches():
+    bb = tiny_backbone(0)
+    specs = attention_module_specs(bb.unet)
+    d1, u1, lora1 = _random_lora(specs, 2, 1)
+    d2, u2, lora2 = _random_lora(specs, 2, 2)
+    den = Denoiser(bb.unet)
+    x, sigma, ctx, adm = _inputs(den, 2)
+
+    reference = []
+    for i, lora in enumerate((lora1, lora2)):  # ComfyUI's own path: weight patches at strength 1
+        patched = apply_lora(bb.unet, lora, 1.0)
+        patched.patch_model()
+        with torch.no_grad():
+            reference.append(Denoiser(patched).denoise(x[i : i + 1], sigma[i : i + 1], ctx[i : i + 1], adm[i : i + 1]))
+        patched.unpatch_model()
+
+    state = LoRAHookState()
+    install_lora_hooks(bb.unet, layer_module_paths(bb.unet, specs), state)
+    activate(bb.unet, "cpu")
+    with torch.no_grad():
+        plain = den.denoise(x, sigma, ctx, adm)
+        state.sets = [LoRASet([torch.stack(p) for p in zip(d1, d2)], [torch.stack(p) for p in zip(u1, u2)],
+                              torch.full((2,), 0.5))]
+        hooked = den.denoise(x, sigma, ctx, adm)
+    state.clear()
+    deactivate(bb.unet)
+    torch.testing.assert_close(hooked, torch.cat(reference), rtol=1e-4, atol=1e-4)
+    assert (hooked - plain).abs().max() > 1e-2  # the LoRAs do something
+    with torch.no_grad():  # ejected: no hooks left behind
+        torch.testing.assert_close(den.model.apply_model(x, sigma, c_crossattn=ctx, y=adm), plain)
+    assert bb.unet.get_injections(INJECTION_KEY) is not None
+
+
+def test_gradients_reach_the_factors_through_non_reentrant_checkpointing():
+    bb = tiny_backbone(0)
+    specs = attention_module_specs(bb.unet)
+    den = Denoiser(bb.unet)
+    x, sigma, ctx, adm = _inputs(den, 2)
+    grads = {}
+    for ckpt in (False, True):
+        state = LoRAHookState()
+        install_lora_hooks(bb.unet, layer_module_paths(bb.unet, specs), state, gradient_checkpointing=ckpt)
+        activate(bb.unet, "cpu")
+        bb.unet.model.requires_grad_(False)
+        d, u, _ = _random_lora(specs, 2, 3)
+        downs = [t.unsqueeze(0).repeat(2, 1, 1).requires_grad_() for t in d]
+        ups = [t.unsqueeze(0).repeat(2, 1, 1).requires_grad_() for t in u]
+        state.sets = [LoRASet(downs, ups, torch.full((2,), 0.5))]
+        den.denoise(x, sigma, ctx, adm).pow(2).mean().backward()
+        state.clear()
+        deactivate(bb.unet)
+        grads[ckpt] = torch.cat([g.grad.flatten() for g in downs + ups])
+    assert grads[False].abs().sum() > 0
+    torch.testing.assert_close(grads[True], grads[False], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,111 @@
+"""SIGKILL mid-stage, then resume: weights, optimiser state and losses equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+from hyperlora_core.train import checkpointing
+from hyperlora_core.train.config import load_config
+from hyperlora_core.train.distributed import init_distributed
+from hyperlora_core.train.fit import fit, lr_lambda, make_optimizer
+from hyperlora_core.train.objective import HyperStep
+from hyperlora_core.train.observe import read_losses
+from hyperlora_core.train.setup import new_hyperlora, set_trainable
+from hyperlora_core.train.synthetic import write_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
+SETS = ["train.samples.every=-1", "train.log.progress_bar=false", "train.checkpoint.every=2",
+        "train.checkpoint.keep_last=3", "stages={base: {steps: 2}, clip_id: {steps: 6}}"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(run: Path, data: Path):
+    return load_config(TINY, [f"run_dir={run}", f"data.shards={data}", *SETS])
+
+
+def _optimizer_state(cfg, ckpt: Path) -> tuple[dict, dict]:
+    """Model and optimiser state of a checkpoint, restored into a fresh stage set-up."""
+    from hyperlora_core.train.fit import close_session, open_session
+
+    session = open_session(cfg)
+    try:
+        model = new_hyperlora(session.config, 123)  # different start: everything must come from the file
+        set_trainable(model, "clip_id", cfg.trainable("clip_id"))
+        step = HyperStep(model)
+        opt = make_optimizer(step, cfg, "clip_id")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("constant", 0, 6))
+        checkpointing.load_checkpoint(ckpt, step, opt, sched, init_distributed())
+        return {k: v.clone() for k, v in step.state_dict().items()}, opt.state_dict()
+    finally:
+        close_session(session)
+
+
+def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, comfyui_path):
+    # one thread here (fixture) and OMP_NUM_THREADS=1 in the killed process: the same float reduction order
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, tiny_backbone(0), identities=4, photos=3)
+    fit(_config(tmp_path / "straight", data))
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "hyperlora_core.train", "fit", "--config", str(TINY),
+           "--set", f"run_dir={run}", "--set", f"data.shards={data}"]
+    for s in SETS:
+        cmd += ["--set", s]
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = run / "clip_id" / "checkpoints" / "step-00000002" / "trainer.json"
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "clip_id" / "final.safetensors").exists()  # really killed mid-stage
+    killed_at = checkpointing.latest_checkpoint(run / "clip_id" / "checkpoints")
+    partial = run / "clip_id" / "checkpoints" / ".tmp-step-00000099"  # as if killed while writing
+    partial.mkdir()
+
+    fit(_config(run, data))
+
+    assert not partial.exists()
+    straight, resumed = tmp_path / "straight" / "clip_id", run / "clip_id"
+    assert [r["loss"] for r in read_losses(resumed)] == [r["loss"] for r in read_losses(straight)]
+    assert [r["step"] for r in read_losses(resumed)] == list(range(1, 7))
+    a, b = load_file(straight / "final.safetensors"), load_file(resumed / "final.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the optimiser state written after the resume equals the uninterrupted run's
+    step = int(killed_at.name.split("-")[1]) + 2
+    assert step <= 4, f"killed too late ({killed_at.name})"
+    name = f"step-{step:08d}"
+    m1, o1 = _optimizer_state(_config(tmp_path / "straight", data), straight / "checkpoints" / name)
+    m2, o2 = _optimizer_state(_config(run, data), resumed / "checkpoints" / name)
+    for key in m1:
+        assert torch.equal(m1[key], m2[key]), key
+    assert o1["state"].keys() == o2["state"].keys() and len(o1["state"]) > 0
+    for pid in o1["state"]:
+        for field in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(o1["state"][pid][field], o2["state"][pid][field]), (pid, field)
