@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
 
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is faster on a machine shared with other jobs)")
     parser.add_argument("--base-steps", type=int, default=None)
+    parser.add_argument("--hyper-trainer", choices=("train", "toy-loop"), default="train",
+                        help="train: `python -m hyperlora_core.train fit/export` (default); toy-loop: the toy "
+                             "world's own reference loop (hyperlora_core.toy.hyper.train_hyperlora)")
+    parser.add_argument("--work", default=None, help="scratch folder for the trainer's dataset and run "
+                                                     "(default output/toy_build)")
     args = parser.parse_args(argv)
     _boot()
     import torch
@@ -137,7 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "hyper" in stages_wanted:
         started = clock()
-        stats["stages"]["hyper"] = run_hyper_stage(data, judge, arc, clip, vae, out, args.smoke, log)
+        work = Path(args.work) if args.work else (Path(out) / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
+        if args.hyper_trainer == "train":
+            stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log)
+        else:
+            stats["stages"]["hyper"] = run_hyper_stage(data, judge, arc, clip, vae, out, args.smoke, log)
         stats["stages"]["hyper"]["minutes"] = round((time.time() - started) / 60, 2)
         stats["stages"]["hyper"]["cpu_minutes"] = round((time.process_time() - cpu_started[started]) / 60, 2)
         files.write_stats(stats, out)
@@ -154,6 +164,115 @@ def main(argv: list[str] | None = None) -> dict:
 
     log(f"model card: {write_card(out)}")
     return stats
+
+
+class _Curve:
+    """Held-out match of HyperLoRA snapshots (1 and 4 reference photos), against the no-LoRA samples."""
+
+    def __init__(self, unet, captions, vae, judge, cond, smoke: bool, log) -> None:
+        from . import hyper
+
+        self.unet, self.captions, self.vae, self.judge, self.log = unet, captions, vae, judge, log
+        self.held = hyper.HeldoutSet.make(cond, count=8 if smoke else 64)
+        self.steps = 4 if smoke else 20
+        base = hyper.generate_heldout(None, None, unet, captions, vae, self.held, steps=self.steps)
+        self.no_lora = hyper.match(judge, base, self.held.attributes)
+        self.rows: list[dict] = []
+        self.t0 = time.time()
+
+    def __call__(self, hl, hooks, step: int, use_id: bool, minutes: float | None = None) -> dict:
+        from . import hyper
+
+        own = hooks is None
+        hooks = hooks or hyper.LoRAHooks(self.unet, hl.config)
+        row = {"step": step, "stage": "id+clip" if use_id else "clip",
+               "minutes": round(minutes if minutes is not None else (time.time() - self.t0) / 60, 2)}
+        try:
+            for refs in (1, 4):
+                imgs = hyper.generate_heldout(hl, hooks, self.unet, self.captions, self.vae, self.held, refs=refs,
+                                              use_id=use_id, steps=self.steps)
+                m = hyper.match(self.judge, imgs, self.held.attributes)
+                row[f"match_{refs}ref"] = round(float(m.mean()), 4)
+                row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)
+        finally:
+            if own:
+                hooks.remove()
+        self.rows.append(row)
+        self.log(f"held-out match at step {step}: {row} (no LoRA {self.no_lora.mean():.3f})")
+        return row
+
+
+def _frozen_world(out):
+    from . import files
+    from .bridge import wrap_unet
+    from .caption import CaptionEncoder
+
+    unet = wrap_unet(files.load_part("unet", out))
+    captions = files.load_module(CaptionEncoder(), "caption_encoder", out)
+    for p in captions.parameters():
+        p.requires_grad_(False)
+    return unet, captions
+
+
+def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool, log) -> dict:
+    """The toy HyperLoRA through the project's trainer: dataset -> `train fit` -> `train export`,
+    then the held-out match of every checkpoint it kept (the curve of the model card)."""
+    import dataclasses
+    import json
+    import shutil
+
+    from ..model import HyperLoRA
+    from ..train.__main__ import main as train_cli
+    from ..train.config import load_config
+    from ..train.fit import final_path, stage_dir
+    from ..train.observe import read_losses
+    from . import files, hyper
+    from .trainer import checkpoint_hyperlora, write_toy_dataset, write_train_config
+
+    steps_clip, steps_id, every = (2, 3, 2) if smoke else (250, 1000, 125)
+    config_path = write_train_config(out, work, steps_clip, steps_id, every)
+    overrides = ["train.batch.identities=4"] if smoke else []
+    cfg = load_config(config_path, overrides)
+    shards = Path(cfg.data.shards)
+    if not (shards / "index.json").is_file():
+        t = time.time()
+        write_toy_dataset(shards, data.train, out)
+        log(f"trainer dataset: {len(data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
+    run = Path(cfg.run_dir)
+    if run.exists():
+        shutil.rmtree(run)  # a rebuild trains from scratch (the trainer would resume or skip finished stages)
+    args = ["--config", str(config_path)] + [a for o in overrides for a in ("--set", o)]
+    t = time.time()
+    if train_cli(["fit", *args]) != 0:
+        raise RuntimeError("hyperlora_core.train fit failed")
+    fit_minutes = (time.time() - t) / 60
+    single = files.part_path("hyperlora", out)
+    train_cli(["export", *args, "--out", str(work / "export"), "--single", str(single)])
+    hl = HyperLoRA.from_pretrained(single)  # the trainer knows no face packs but insightface's: name the toy one
+    hl.config = dataclasses.replace(hl.config, face_pack=hyper.FACE_PACK)
+    hl.save_single_file(single)
+
+    unet, captions = _frozen_world(out)
+    curve = _Curve(unet, captions, vae, judge, hyper.Conditioner(arc, clip), smoke, log)
+    losses = {}
+    offset = 0
+    for stage in cfg.stage_names():
+        folder = stage_dir(cfg, stage)
+        steps = cfg.stages[stage].steps
+        points = sorted((int(p.name.split("-")[1]), p) for p in (folder / "checkpoints").glob("step-*"))
+        for step, path in points:
+            curve(checkpoint_hyperlora(path, cfg, stage), None, offset + step, stage == "arcface_id")
+        curve(HyperLoRA.from_pretrained(final_path(cfg, stage)).eval(), None, offset + steps, stage == "arcface_id")
+        losses[stage] = [(r["step"], round(r["loss"], 5)) for r in read_losses(folder)][:: max(1, steps // 40)]
+        offset += steps
+    return {"recipe": {"steps_clip": steps_clip, "steps_id": steps_id, "batch": cfg.train.batch.identities *
+                       cfg.train.batch.photos_per_identity, "lr_basis": cfg.train.optimizer.basis_lr,
+                       "lr_net": cfg.train.optimizer.lr, "warmup": cfg.train.scheduler.warmup_steps,
+                       "t_min": cfg.train.loss.t_min, "w_distill": 0.0, "seed": cfg.seed},
+            "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
+            "fit_minutes": round(fit_minutes, 2), "no_lora_match": round(float(curve.no_lora.mean()), 4),
+            "match_curve": curve.rows, "losses": losses, "file_bytes": single.stat().st_size,
+            "config": json.loads(json.dumps(cfg.source))}
 
 
 def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:

@@ -38,7 +38,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
-    """tiny (seeded SDXL-architecture stand-ins) or checkpoint (an SDXL .safetensors)."""
+    """tiny (seeded SDXL-architecture stand-ins), checkpoint (an SDXL .safetensors) or toy (the toy
+    world of hyperlora_core.toy; `checkpoint` is then its folder, default models/toy)."""
     checkpoint: str | None = None
     clip_vision: str | None = None
     """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
@@ -268,7 +269,7 @@ def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
 def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
-    _choice(cfg.model.backbone, ("tiny", "checkpoint"), "model.backbone")
+    _choice(cfg.model.backbone, ("tiny", "checkpoint", "toy"), "model.backbone")
     if cfg.model.backbone == "checkpoint" and not cfg.model.checkpoint:
         raise HyperLoRAError("config: model.backbone is 'checkpoint' but model.checkpoint (an SDXL .safetensors) is not set.")
     _choice(cfg.data.verify, ("quick", "full"), "data.verify")

@@ -53,6 +53,10 @@ FINAL = "final.safetensors"
 def build_backbone(cfg: FitConfig) -> Backbone:
     if cfg.model.backbone == "tiny":
         return tiny_backbone(cfg.model.tiny_seed)
+    if cfg.model.backbone == "toy":
+        from ..toy.trainer import toy_backbone
+
+        return toy_backbone(cfg.model.checkpoint)
     return load_backbone(cfg.model.checkpoint, cfg.model.clip_vision)
 
 
