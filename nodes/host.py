@@ -55,13 +55,15 @@ def list_checkpoints() -> list[str]:
 
 
 def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
-    """`name` (from a widget) inside one of `roots`, never outside them."""
+    """`name` (from a widget) inside one of `roots`, never outside them. The name itself may not climb
+    out ('..', absolute paths); symlinked files and folders inside a root are fine, as in ComfyUI."""
     if not name or name == NOT_FOUND:
         raise HyperLoRAError(f"no {what} selected: put one into {where} and press 'r' (refresh) in ComfyUI.")
     for root in roots:
-        candidate = (root / name).resolve()
-        if candidate.exists() and (root.resolve() in candidate.parents or candidate == root.resolve()):
-            return candidate
+        base = os.path.abspath(root)
+        candidate = os.path.normpath(os.path.join(base, name))
+        if os.path.commonpath([base, candidate]) == base and os.path.exists(candidate):
+            return Path(candidate).resolve()
     raise HyperLoRAError(f"{what} '{name}' not found in {where} ({', '.join(str(r) for r in roots)}).")
 
 

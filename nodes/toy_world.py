@@ -10,11 +10,16 @@ models/hyper_lora/toy_world/. Latents are 16 x 16 and the VAE is /2: ask EmptyLa
 
 from __future__ import annotations
 
+import torch
+
+from hyperlora_core.toy import files, world
 from hyperlora_core.toy.bridge import BUILTIN_WORLD, load_toy_models, resolve_toy_world, toy_world_choices
 from hyperlora_core.toy.conditions import encode_toy_photos
+from hyperlora_core.toy.install import heldout_photos
 
 from . import types
 from .encode import parse_weights
+from .loaders import load_checkpoint
 from .spec import In, NodeDef, Out
 
 WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
@@ -25,7 +30,14 @@ def world_choices() -> list[str]:
 
 
 def _load(world: str):
-    return load_toy_models(resolve_toy_world(world))
+    folder = resolve_toy_world(world)
+    return (*load_toy_models(folder), load_checkpoint(files.part_path("hyperlora", folder), "auto"))
+
+
+def _photos(identity: int, photos: int, seed: int, scale: int):
+    images, ident = heldout_photos(identity, photos, seed, scale)
+    names = [f"{name}={value}" for name, value in zip(world.ATTRIBUTE_NAMES, world.identity_attributes(ident))]
+    return torch.from_numpy(images).float() / 255.0, f"identity {ident}: " + ", ".join(names)
 
 
 def _encode(photos, world: str, weights: str = ""):
@@ -38,12 +50,14 @@ TOY_LOADER = NodeDef(
     display_name="HyperLoRA Toy World Loader",
     description=(
         "Loads the toy world (a tiny synthetic SDXL-architecture world trained on CPU, shipped in models/toy): "
-        "its UNet as MODEL, caption encoder as CLIP and /2 VAE as VAE. Use EmptyLatentImage 128 x 128 for its "
-        "16 x 16 latents (32 x 32 images); captions are attribute phrases such as 'a face, red hair, smiling'."
+        "its UNet as MODEL, caption encoder as CLIP, /2 VAE as VAE and its trained HyperLoRA. Use EmptyLatentImage "
+        "128 x 128 for its 16 x 16 latents (32 x 32 images); captions are attribute phrases such as "
+        "'a face, red hair, smiling'."
     ),
     inputs=(In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD,
                tooltip="The pack's own copy, or a folder in models/toy_world."),),
-    outputs=(Out("MODEL", "model"), Out("CLIP", "clip"), Out("VAE", "vae")),
+    outputs=(Out("MODEL", "model"), Out("CLIP", "clip"), Out("VAE", "vae"),
+             Out(types.HYPERLORA, "hyper_lora", "The toy world's HyperLoRA (also loadable by the HyperLoRA Loader).")),
     run=_load,
 )
 
@@ -63,4 +77,24 @@ TOY_ENCODE = NodeDef(
     run=_encode,
 )
 
-NODES = [TOY_LOADER, TOY_ENCODE]
+TOY_PHOTOS = NodeDef(
+    node_id="HyperLoRAToyPhotos",
+    display_name="HyperLoRA Toy Reference Photos",
+    description=(
+        "Photos of a toy identity that no training stage ever saw (one of the held-out identities), each with "
+        "another background, clothing and pose: the reference photos for HyperLoRA Toy Encode. Also says which "
+        "attributes the identity has, to compare with the generated images."
+    ),
+    inputs=(
+        In("identity", "INT", default=0, min=0, max=len(world.heldout_identities()) - 1,
+           tooltip="Which held-out identity (0 to 345)."),
+        In("photos", "INT", default=1, min=1, max=8, tooltip="How many photos of that identity."),
+        In("seed", "INT", default=0, min=0, max=2**31 - 1, tooltip="Other seeds: other backgrounds, clothes, poses."),
+        In("scale", "INT", default=4, min=1, max=8,
+           tooltip="Pixel-art upscaling for viewing (the encoder scales back to 32 px)."),
+    ),
+    outputs=(Out("IMAGE", "photos"), Out("STRING", "attributes", "The identity's attributes.")),
+    run=_photos,
+)
+
+NODES = [TOY_LOADER, TOY_ENCODE, TOY_PHOTOS]

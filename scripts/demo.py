@@ -7,7 +7,10 @@ generated LoRA under output/demo/.
 * Real models, when all are in the host's model folders (SDXL checkpoint in models/checkpoints, CLIP
   ViT-L/14 in models/clip_vision, a HyperLoRA checkpoint in models/hyper_lora, the antelopev2 pack
   in models/insightface/models) and a face photo is given (--photo, or the host's input/face_1.png).
-* Otherwise tiny random stand-ins it creates (an SDXL-architecture UNet, text encoders, VAE and CLIP
+* Otherwise the toy world shipped in models/toy (`scripts/toy_demo.py`): reference photos of
+  held-out synthetic identities -> the toy HyperLoRA -> images with and without the LoRA, judged,
+  with the identity-match table, a grid PNG and `heldout_match_with_lora=<x> without=<y>` last.
+* With --standins (or without a toy world): tiny random stand-ins it creates (an SDXL-architecture UNet, text encoders, VAE and CLIP
   vision of small width, a random HyperLoRA checkpoint, stand-in face models and a synthetic photo):
   every node and ComfyUI code path is the real one, the picture is noise. It says so.
 """
@@ -92,7 +95,11 @@ def standin_setup(base: Path) -> tuple[dict, Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", help="a face photo for the real models")
-    parser.add_argument("--standins", action="store_true", help="use the tiny stand-ins even if real models exist")
+    parser.add_argument("--toy", action="store_true", help="use the toy world even if real models exist")
+    parser.add_argument("--standins", action="store_true",
+                        help="use tiny random stand-ins (every node, noise pictures) instead of real models or the toy world")
+    parser.add_argument("--identities", type=int, default=24, help="toy world: held-out identities to test")
+    parser.add_argument("--seed", type=int, default=11, help="toy world: first sampler seed (one per identity)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: 20 real, 2 stand-ins)")
     parser.add_argument("--size", type=int, default=None, help="image side in px (default: 1024 real, 64 stand-ins)")
     parser.add_argument("--timeout", type=float, default=3600)
@@ -111,10 +118,22 @@ def main() -> int:
 
     prompt = json.loads((ROOT / "workflows" / "api" / f"{WORKFLOW}.json").read_text())
     found, missing = find_real_models(comfy, args.photo)
-    real = not missing and not args.standins
+    real = not missing and not args.standins and not args.toy
     shutil.rmtree(OUT / "comfy", ignore_errors=True)
     base = OUT / "comfy"
     OUT.mkdir(parents=True, exist_ok=True)
+    from scripts.toy_demo import run_toy_demo, toy_world_ready
+
+    if not real and not args.standins:
+        if toy_world_ready():
+            if not args.toy:
+                say("real models not used (missing: " + "; ".join(missing) + ").")
+            say("running on the TOY WORLD shipped in models/toy: a tiny synthetic SDXL-architecture world and a "
+                "HyperLoRA trained on it by this pack's trainer (`make toy-world`).")
+            shutil.rmtree(OUT / "images" / "toy", ignore_errors=True)
+            return run_toy_demo(comfy, server_mod, OUT, identities=args.identities, seed=args.seed,
+                                steps=args.steps or 20, timeout=args.timeout)
+        say("the toy world is not in models/toy (rebuild it with `make toy-world`); falling back to stand-ins.")
     if real:
         say("using the real models: " + ", ".join(f"{k}={v}" for k, v in found.items() if k != "photo"))
         inputs = base / "input"

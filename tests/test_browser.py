@@ -60,7 +60,7 @@ def test_every_node_of_the_pack_is_offered(page):
     info = page.server.get_json("/object_info")
     ours = sorted(k for k, v in info.items() if v.get("category") == "HyperLoRA")
     registered = page.evaluate("(names) => names.filter(n => !!window.LiteGraph.registered_node_types[n])", ours)
-    assert registered == ours and len(ours) == 13 + 2 + 11  # ours, the two toy-world nodes, the published names
+    assert registered == ours and len(ours) == 13 + 3 + 11  # ours, the three toy-world nodes, the published names
 
 
 def test_a_workflow_with_an_unknown_node_is_reported_missing(page):

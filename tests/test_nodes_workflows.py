@@ -33,6 +33,12 @@ def test_shipped_files_match_the_builder(builder):
 def test_prompts_start_with_the_trigger_words_and_skip_the_last_clip_layer(name):
     prompt = workflows.api(name)
     samplers = workflows.nodes_of(prompt, "KSampler")
+    if workflows.nodes_of(prompt, "HyperLoRAToyWorldLoader"):
+        # the toy world: its caption encoder knows no trigger words and has no CLIP layers to skip;
+        # the caption stays empty so that only the LoRA can carry identity, and nothing is downloaded
+        assert all(prompt[prompt[s]["inputs"]["positive"][0]]["inputs"]["text"] == "" for s in samplers)
+        assert not any(n.get("properties", {}).get("models") for n in workflows.ui(name)["nodes"])
+        return
     for sampler in samplers:
         positive = prompt[prompt[sampler]["inputs"]["positive"][0]]
         assert positive["inputs"]["text"].startswith(TRIGGER_WORDS)

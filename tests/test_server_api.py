@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 from fixtures import comfy_session, workflows
 from fixtures.server import PromptRejected
@@ -55,11 +56,17 @@ def test_every_api_workflow_runs(server, name):
     result = server.run(prompt)
     assert result.error is None, result.error
     new = sorted(p for p in set(server.output_dir.rglob("*")) - before if p.is_file())
+    toy = bool(workflows.nodes_of(prompt, "HyperLoRAToyWorldLoader"))
+    batch = max([prompt[n]["inputs"]["batch_size"] for n in workflows.nodes_of(prompt, "EmptyLatentImage")] or [1])
+    pictures = []
     for node_id in workflows.nodes_of(prompt, "SaveImage"):
         images = result.outputs[node_id]["images"]
-        assert len(images) == 1
+        assert len(images) == batch
         path = server.output_dir / images[0]["subfolder"] / images[0]["filename"]
-        assert path in new and Image.open(path).size == (64, 64)
+        assert path in new and Image.open(path).size == ((32, 32) if toy else (64, 64))
+        pictures.append(np.asarray(Image.open(path)))
+    if toy:  # the same seed with and without the toy ID-LoRA: it changes the picture
+        assert len(pictures) == 2 and np.abs(pictures[0].astype(int) - pictures[1]).mean() > 2
     for node_id in workflows.nodes_of(prompt, "HyperLoRASave"):
         entry = result.outputs[node_id]["loras"][0]
         path = server.output_dir / entry["subfolder"] / entry["filename"]

@@ -54,7 +54,7 @@ def test_api_workflow_is_a_connected_graph():
         for value in node["inputs"].values():
             if isinstance(value, list):
                 assert value[0] in g, value
-    assert g["encode"]["inputs"]["images"] == ["batch2", 0]
+    assert g["encode"]["inputs"]["photos"] == ["batch2", 0]
     assert g["latent"]["inputs"]["width"] == 128  # EmptyLatentImage assumes /8: 128 px -> the toy's 16x16 latent
     assert {g["save_lora"]["class_type"], g["save_base"]["class_type"]} == {"SaveImage"}
     with pytest.raises(ValueError):

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.pack import pack_submodule
+
+from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
 
 pytestmark = pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(),
@@ -57,15 +60,18 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     import comfy.sd
 
     from hyperlora_core.toy.bridge import BUILTIN_WORLD, LATENT_SCALE, comfy_sample, toy_noise
-    from nodes.registry import classic_mappings, node_defs
-    from nodes.toy_world import TOY_LOADER
+    from hyperlora_core.toy.hyper import FACE_PACK
+    registry = pack_submodule("nodes.registry")
+    classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
+    TOY_LOADER = pack_submodule("nodes.toy_world").TOY_LOADER  # noqa: N806
 
     classes, names = classic_mappings(node_defs())
     loader = classes["HyperLoRAToyWorldLoader"]
     assert names["HyperLoRAToyWorldLoader"] == "HyperLoRA Toy World Loader"
     assert BUILTIN_WORLD in loader.INPUT_TYPES()["required"]["world"][0]
-    assert loader.RETURN_TYPES == ("MODEL", "CLIP", "VAE") and loader.NODE_DEF is TOY_LOADER
-    model, clip, vae = loader().run(world=BUILTIN_WORLD)
+    assert loader.RETURN_TYPES == ("MODEL", "CLIP", "VAE", "HYPERLORA") and loader.NODE_DEF is TOY_LOADER
+    model, clip, vae, hyper = loader().run(world=BUILTIN_WORLD)
+    assert hyper.model.hyperlora.config.face_pack == FACE_PACK
     assert isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(clip, comfy.sd.CLIP)
     assert isinstance(vae, comfy.sd.VAE)
     # VAEEncode / VAEDecode semantics: IMAGE [B, 32, 32, 3] <-> LATENT [B, 4, 16, 16], SDXL latent scale
@@ -89,7 +95,8 @@ def test_encode_node_makes_an_id_condition_the_hypernetwork_accepts(heldout):
     from hyperlora_core.model import HyperLoRA
     from hyperlora_core.toy.bridge import BUILTIN_WORLD
     from hyperlora_core.toy.hyper import FACE_PACK
-    from nodes.registry import classic_mappings, node_defs
+    registry = pack_submodule("nodes.registry")
+    classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
 
     hl = HyperLoRA.from_pretrained(files.part_path("hyperlora"))
     assert hl.config.face_pack == FACE_PACK
@@ -102,3 +109,19 @@ def test_encode_node_makes_an_id_condition_the_hypernetwork_accepts(heldout):
     lora = hl.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)
     assert len(lora) == 3 * 4 * len(hl.config.modules)
     assert any(v.abs().sum() > 0 for k, v in lora.items() if k.endswith("lora_up.weight"))
+
+
+def test_reference_photo_node_gives_heldout_identities_with_their_attributes():
+    registry = pack_submodule("nodes.registry")
+    classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
+
+    node = classic_mappings(node_defs())[0]["HyperLoRAToyPhotos"]()
+    photos, attributes = node.run(identity=3, photos=2, seed=5, scale=4)
+    ident = int(world.heldout_identities()[3])
+    assert photos.shape == (2, 128, 128, 3) and 0 <= photos.min() and photos.max() <= 1
+    assert attributes.startswith(f"identity {ident}: skin=")
+    small = world.render_set([ident], 2, 5).images
+    assert np.array_equal((photos[:, ::4, ::4] * 255).round().byte().numpy(), small)
+    assert not np.array_equal(small[0], small[1])  # other background / clothes / pose
+    with pytest.raises(HyperLoRAError, match="choose 0 to 345"):
+        node.run(identity=346, photos=1, seed=0, scale=1)

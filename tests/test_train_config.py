@@ -92,3 +92,18 @@ def test_example_configs_are_valid(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.stage_names() == list(STAGE_ORDER)
     check_prerequisites(cfg)
+
+
+def test_decay_tail_leaves_the_earlier_steps_alone():
+    """A finished stage lengthened with a cosine tail replays its first steps at the same lr, so
+    resuming it from a checkpoint equals training the longer stage from scratch."""
+    from hyperlora_core.train.fit import lr_lambda
+
+    plain, tail = lr_lambda("constant", 50, 1000), lr_lambda("constant", 50, 1750, 750)
+    assert [tail(s) for s in range(1000)] == [plain(s) for s in range(1000)]
+    assert tail(1000) == 1.0 and 0.49 < tail(1375) < 0.51 and tail(1749) < 1e-4
+    assert all(tail(s) >= tail(s + 1) for s in range(1000, 1749))
+    cfg = parse_config(MINIMAL.replace("{steps: 2}", "{steps: 10, decay_steps: 4}"))
+    assert cfg.stages["base"].decay_steps == 4
+    with pytest.raises(HyperLoRAError, match=r"stages.base.decay_steps must be between 0 and the stage's steps \(2\)"):
+        parse_config(MINIMAL.replace("{steps: 2}", "{steps: 2, decay_steps: 3}"))

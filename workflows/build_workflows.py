@@ -191,6 +191,35 @@ def one_click() -> list[N]:
     ]
 
 
+TOY_WORLD = "(built-in) models/toy"
+
+
+def toy_world() -> list[N]:
+    """The shipped toy world end to end, nothing to download: a never-seen identity's photo -> its
+    ID-LoRA -> four samples with it and the same four seeds without it (empty caption)."""
+    sampler = {"seed": 11, "steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "karras",
+               "positive": L(7), "negative": L(8), "latent_image": L(9), "denoise": 1.0}
+    return [
+        N(1, "HyperLoRAToyWorldLoader", {"world": TOY_WORLD}, 0, 0),
+        N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "seed": 0, "scale": 4}, 0, 2,
+          "Photos of a never-seen identity"),
+        N(3, "PreviewImage", {"images": L(2)}, 1, 3.2, "Reference photo"),
+        N(5, "HyperLoRAToyEncode", {"photos": L(2), "world": TOY_WORLD, "weights": ""}, 1, 2),
+        N(6, "HyperLoRAGenerateID", {"hyper_lora": L(1, 3), "id_cond": L(5), "allow_other_face_pack": False}, 2, 2),
+        N(16, "HyperLoRAApply", {"model": L(1), "lora": L(6), "strength": 1.0, "base_strength": 0.0}, 3, 2),
+        N(7, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 1, 0, "Caption (empty: only the LoRA carries identity)"),
+        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 1, 1, "Negative caption"),
+        N(9, "EmptyLatentImage", {"width": 128, "height": 128, "batch_size": 4}, 2, 0,
+          "128 px here = the toy's 16 x 16 latent (32 px images)"),
+        N(10, "KSampler", {"model": L(16), **sampler}, 4, 2, "With the ID-LoRA"),
+        N(11, "VAEDecode", {"samples": L(10), "vae": L(1, 2)}, 5, 2),
+        N(12, "SaveImage", {"images": L(11), "filename_prefix": "hyperlora/toy_with_lora"}, 6, 2),
+        N(13, "KSampler", {"model": L(1), **sampler}, 4, 0, "Same seeds, no LoRA"),
+        N(14, "VAEDecode", {"samples": L(13), "vae": L(1, 2)}, 5, 0),
+        N(15, "SaveImage", {"images": L(14), "filename_prefix": "hyperlora/toy_without_lora"}, 6, 0),
+    ]
+
+
 WORKFLOWS = {
     "hyperlora_t2i_one_photo": t2i_one_photo,
     "hyperlora_t2i_several_photos": t2i_several_photos,
@@ -198,6 +227,7 @@ WORKFLOWS = {
     "hyperlora_concept_slider": concept_slider,
     "hyperlora_save_lora": save_lora,
     "hyperlora_one_click": one_click,
+    "hyperlora_toy_world": toy_world,
 }
 PHOTOS = ("face_1.png", "face_2.png", "face_3.png", "person_a.png", "person_b.png", "slider_a.png", "slider_b.png")
 """Every image name the workflows load (put your own photos under these names, or pick others)."""

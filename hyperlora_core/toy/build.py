@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hyper-trainer", choices=("train", "toy-loop"), default="train",
                         help="train: `python -m hyperlora_core.train fit/export` (default); toy-loop: the toy "
                              "world's own reference loop (hyperlora_core.toy.hyper.train_hyperlora)")
+    parser.add_argument("--resume-hyper", action="store_true",
+                        help="keep the trainer's run folder: finished stages are skipped and an interrupted one resumes "
+                             "from its last checkpoint (default: the hyper stage trains from scratch)")
     parser.add_argument("--work", default=None, help="scratch folder for the trainer's dataset and run "
                                                      "(default output/toy_build)")
     args = parser.parse_args(argv)
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
         started = clock()
         work = Path(args.work) if args.work else (Path(out) / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
         if args.hyper_trainer == "train":
-            stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log)
+            stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log,
+                                                           resume=args.resume_hyper)
         else:
             stats["stages"]["hyper"] = run_hyper_stage(data, judge, arc, clip, vae, out, args.smoke, log)
         stats["stages"]["hyper"]["minutes"] = round((time.time() - started) / 60, 2)
@@ -214,12 +218,17 @@ def _frozen_world(out):
     return unet, captions
 
 
-def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool, log) -> dict:
+def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool, log, resume: bool = False) -> dict:
     """The toy HyperLoRA through the project's trainer: dataset -> `train fit` -> `train export`,
-    then the held-out match of every checkpoint it kept (the curve of the model card)."""
+    then the held-out match of every checkpoint it kept (the curve of the model card).
+
+    `resume` keeps an earlier run: the trainer skips finished stages and resumes an interrupted one
+    (bit-identical to an uninterrupted run), so the step times are read from its logs."""
     import dataclasses
     import json
     import shutil
+
+    import torch
 
     from ..model import HyperLoRA
     from ..train.__main__ import main as train_cli
@@ -229,8 +238,8 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
     from . import files, hyper
     from .trainer import checkpoint_hyperlora, write_toy_dataset, write_train_config
 
-    steps_clip, steps_id, every = (2, 3, 2) if smoke else (250, 1000, 125)
-    config_path = write_train_config(out, work, steps_clip, steps_id, every)
+    steps_clip, steps_id, every, decay = (2, 3, 2, 1) if smoke else (250, 1750, 125, 750)
+    config_path = write_train_config(out, work, steps_clip, steps_id, every, decay)
     overrides = ["train.batch.identities=4"] if smoke else []
     cfg = load_config(config_path, overrides)
     shards = Path(cfg.data.shards)
@@ -239,7 +248,7 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
         write_toy_dataset(shards, data.train, out)
         log(f"trainer dataset: {len(data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
     run = Path(cfg.run_dir)
-    if run.exists():
+    if run.exists() and not resume:
         shutil.rmtree(run)  # a rebuild trains from scratch (the trainer would resume or skip finished stages)
     args = ["--config", str(config_path)] + [a for o in overrides for a in ("--set", o)]
     t = time.time()
@@ -254,7 +263,7 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
 
     unet, captions = _frozen_world(out)
     curve = _Curve(unet, captions, vae, judge, hyper.Conditioner(arc, clip), smoke, log)
-    losses = {}
+    losses, step_seconds = {}, {}
     offset = 0
     for stage in cfg.stage_names():
         folder = stage_dir(cfg, stage)
@@ -263,12 +272,16 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
         for step, path in points:
             curve(checkpoint_hyperlora(path, cfg, stage), None, offset + step, stage == "arcface_id")
         curve(HyperLoRA.from_pretrained(final_path(cfg, stage)).eval(), None, offset + steps, stage == "arcface_id")
-        losses[stage] = [(r["step"], round(r["loss"], 5)) for r in read_losses(folder)][:: max(1, steps // 40)]
+        rows = read_losses(folder)
+        losses[stage] = [(r["step"], round(r["loss"], 5)) for r in rows][:: max(1, steps // 40)]
+        step_seconds[stage] = round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 3)
         offset += steps
     return {"recipe": {"steps_clip": steps_clip, "steps_id": steps_id, "batch": cfg.train.batch.identities *
                        cfg.train.batch.photos_per_identity, "lr_basis": cfg.train.optimizer.basis_lr,
                        "lr_net": cfg.train.optimizer.lr, "warmup": cfg.train.scheduler.warmup_steps,
-                       "t_min": cfg.train.loss.t_min, "w_distill": 0.0, "seed": cfg.seed},
+                       "t_min": cfg.train.loss.t_min, "w_distill": 0.0, "seed": cfg.seed,
+                       "decay_id": cfg.stages["arcface_id"].decay_steps},
+            "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": resume,
             "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
             "fit_minutes": round(fit_minutes, 2), "no_lora_match": round(float(curve.no_lora.mean()), 4),
             "match_curve": curve.rows, "losses": losses, "file_bytes": single.stat().st_size,

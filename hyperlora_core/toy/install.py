@@ -61,6 +61,22 @@ def extra_model_paths_yaml(source: str | os.PathLike | None = None, section: str
             f"    hyper_lora: {Path(files.FILES['hyperlora']).parent.as_posix()}\n")
 
 
+def heldout_photos(index: int, count: int = 1, seed: int = 0, scale: int = 1) -> tuple[np.ndarray, int]:
+    """`count` photos `[count, 32*scale, 32*scale, 3]` uint8 of the `index`-th held-out identity (never seen
+    in any training stage; other seeds give other backgrounds, clothes and poses) and its identity number."""
+    held = world.heldout_identities()
+    if not 0 <= index < len(held):
+        raise HyperLoRAError(f"held-out identity index {index} is out of range; the toy world holds out "
+                             f"{len(held)} identities: choose 0 to {len(held) - 1}.")
+    if not 1 <= count <= 64 or not 1 <= scale <= 16:
+        raise HyperLoRAError(f"photos must be 1 to 64 and scale 1 to 16; got photos={count}, scale={scale}.")
+    ident = int(held[index])
+    images = world.render_set([ident], count, seed).images
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    return images, ident
+
+
 def write_reference_photos(folder: str | os.PathLike, identities: int = 8, refs: int = 4, seed: int = 0,
                            scale: int = 1) -> list[Path]:
     """PNG photos `heldout_<identity>_<j>.png` of held-out identities; returns the paths (identity-major)."""

@@ -119,19 +119,20 @@ train:
   samples: {{every: -1}}
 stages:
   clip_id: {{steps: {steps_clip}}}
-  arcface_id: {{steps: {steps_id}}}
+  arcface_id: {{steps: {steps_id}, decay_steps: {decay_id}}}
 """
 
 
 def write_train_config(world_folder: str | os.PathLike, work: str | os.PathLike, steps_clip: int = 250,
-                       steps_id: int = 1000, every: int = 125) -> Path:
+                       steps_id: int = 1750, every: int = 125, decay_id: int = 750) -> Path:
     """The trainer config for the toy world in `world_folder`, with its run and data under `work`."""
     folder = files.world_dir(world_folder).resolve()
     work = Path(work).resolve()
     path = folder / CONFIG_FILE
     rel = lambda p: Path(os.path.relpath(p, folder)).as_posix()  # noqa: E731
     text = TRAIN_CONFIG.format(run_dir=rel(work / "run"), shards=rel(work / "shards"), every=every,
-                               steps_clip=steps_clip, steps_id=steps_id, config=rel(path))
+                               steps_clip=steps_clip, steps_id=steps_id, decay_id=decay_id,
+                               config=rel(path))
     path.write_text(text, encoding="utf-8")
     return path
 

@@ -32,8 +32,9 @@ def setup_demo(comfy_root: str | os.PathLike, identities: int = 4, refs: int = 4
 
 def toy_api_workflow(photo_names: list[str], seed: int = 11, strength: float = 1.0, prompt: str = "",
                      world: str = WORLD, checkpoint: str = TOY_CHECKPOINT, steps: int = 20,
-                     prefix: str = "hyperlora_toy") -> dict:
-    """ComfyUI API-format graph generating one image with and one without the toy ID-LoRA."""
+                     prefix: str = "hyperlora_toy", compare: bool = True) -> dict:
+    """ComfyUI API-format graph generating one image with the toy ID-LoRA and, if `compare`, one with
+    the same seed without it (saved with the prefixes `<prefix>_lora` and `<prefix>_base`)."""
     if not photo_names:
         raise ValueError("give at least one reference photo (a name inside ComfyUI's input folder)")
     g: dict[str, dict] = {
@@ -48,14 +49,16 @@ def toy_api_workflow(photo_names: list[str], seed: int = 11, strength: float = 1
         else:
             g[f"batch{i}"] = {"class_type": "ImageBatch", "inputs": {"image1": batch, "image2": [f"photo{i}", 0]}}
             batch = [f"batch{i}", 0]
-    g["encode"] = {"class_type": "HyperLoRAToyEncode", "inputs": {"images": batch, "world": world}}
-    g["generate"] = {"class_type": "HyperLoRAGenerateID", "inputs": {"hyper_lora": ["hyper", 0], "id_cond": ["encode", 0]}}
+    g["encode"] = {"class_type": "HyperLoRAToyEncode", "inputs": {"photos": batch, "world": world, "weights": ""}}
+    g["generate"] = {"class_type": "HyperLoRAGenerateID",
+                     "inputs": {"hyper_lora": ["hyper", 0], "id_cond": ["encode", 0], "allow_other_face_pack": False}}
     g["apply"] = {"class_type": "HyperLoRAApply",
                   "inputs": {"model": ["world", 0], "lora": ["generate", 0], "strength": strength, "base_strength": 0.0}}
     g["positive"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["world", 1], "text": prompt}}
     g["negative"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["world", 1], "text": ""}}
     g["latent"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 128, "batch_size": 1}}
-    for tag, model in (("lora", ["apply", 0]), ("base", ["world", 0])):
+    branches = [("lora", ["apply", 0])] + ([("base", ["world", 0])] if compare else [])
+    for tag, model in branches:
         g[f"sample_{tag}"] = {"class_type": "KSampler", "inputs": {
             "model": model, "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler", "scheduler": "karras",
             "positive": ["positive", 0], "negative": ["negative", 0], "latent_image": ["latent", 0], "denoise": 1.0}}

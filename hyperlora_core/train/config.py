@@ -168,6 +168,9 @@ class StageConfig:
     lr: float | None = None
     basis_lr: float | None = None
     warmup_steps: int | None = None
+    decay_steps: int = 0
+    """Last steps of the stage over which the lr falls to 0 along a cosine (0: none). Steps before
+    them are untouched, so lengthening a finished stage with a tail keeps its first steps exact."""
     trainable: tuple[str, ...] | None = None
     """Parts trained in this stage (default per stage, see DEFAULT_TRAINABLE)."""
     base_strength: float = 1.0
@@ -295,6 +298,11 @@ def validate(cfg: FitConfig) -> FitConfig:
             raise HyperLoRAError(f"config: unknown stage '{name}'; allowed stages: {', '.join(STAGE_ORDER)}.")
         if st.steps < 1:
             raise HyperLoRAError(f"config: stages.{name}.steps must be >= 1; found {st.steps}.")
+        if not 0 <= st.decay_steps <= st.steps:
+            raise HyperLoRAError(
+                f"config: stages.{name}.decay_steps must be between 0 and the stage's steps ({st.steps}); "
+                f"found {st.decay_steps}."
+            )
         for part in st.trainable or ():
             if part not in PARTS:
                 raise HyperLoRAError(f"config: stages.{name}.trainable has '{part}'; allowed: {', '.join(PARTS)}.")

@@ -90,10 +90,16 @@ def start_weights(cfg: FitConfig, stage: str) -> Path | None:
     return Path(cfg.hypernetwork.init) if cfg.hypernetwork.init else None
 
 
-def lr_lambda(kind: str, warmup: int, total: int):
+def lr_lambda(kind: str, warmup: int, total: int, decay: int = 0):
+    """lr factor per step: linear warm-up, then constant or one cosine to 0; `decay` > 0 instead
+    keeps the factor at 1 and falls along a cosine over the stage's last `decay` steps."""
+
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        if decay:
+            progress = (step - (total - decay)) / decay
+            return 1.0 if progress < 0 else 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         if kind == "cosine":
             progress = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
@@ -215,7 +221,7 @@ def run_stage(session: Session, stage: str) -> Path:
     wrapped = wrap(step_module, cfg.train.distributed, info)
     optimizer = make_optimizer(wrapped, cfg, stage)
     warmup = st.warmup_steps if st.warmup_steps is not None else cfg.train.scheduler.warmup_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.train.scheduler.kind, warmup, st.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.train.scheduler.kind, warmup, st.steps, st.decay_steps))
     start = 0
     if resume is not None:
         start = checkpointing.load_checkpoint(resume, wrapped, optimizer, scheduler, info)["step"]
