@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from fixtures.pack import pack_submodule
 
 from hyperlora_core.errors import HyperLoRAError
