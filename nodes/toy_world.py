@@ -34,8 +34,8 @@ def _load(world: str):
     return (*load_toy_models(folder), load_checkpoint(files.part_path("hyperlora", folder), "auto"))
 
 
-def _photos(identity: int, photos: int, seed: int, scale: int):
-    images, ident = heldout_photos(identity, photos, seed, scale)
+def _photos(identity: int, photos: int, variation: int, scale: int):
+    images, ident = heldout_photos(identity, photos, variation, scale)
     names = [f"{name}={value}" for name, value in zip(world.ATTRIBUTE_NAMES, world.identity_attributes(ident))]
     return torch.from_numpy(images).float() / 255.0, f"identity {ident}: " + ", ".join(names)
 
@@ -89,7 +89,8 @@ TOY_PHOTOS = NodeDef(
         In("identity", "INT", default=0, min=0, max=len(world.heldout_identities()) - 1,
            tooltip="Which held-out identity (0 to 345)."),
         In("photos", "INT", default=1, min=1, max=8, tooltip="How many photos of that identity."),
-        In("seed", "INT", default=0, min=0, max=2**31 - 1, tooltip="Other seeds: other backgrounds, clothes, poses."),
+        In("variation", "INT", default=0, min=0, max=2**31 - 1,
+           tooltip="Other values: other backgrounds, clothes and poses of the same identity."),
         In("scale", "INT", default=4, min=1, max=8,
            tooltip="Pixel-art upscaling for viewing (the encoder scales back to 32 px)."),
     ),

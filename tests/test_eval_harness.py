@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from hyperlora_core.eval.harness import Method, Person, default_methods, evaluate, summarise
 from hyperlora_core.eval.report import markdown_table, write_report
-from hyperlora_core.toy import files
 
 
 class ScriptedBackend:
@@ -78,7 +76,6 @@ def test_base_method_is_skipped_without_a_base_lora():
     assert [r.method.name for r in records] == ["no LoRA"]
 
 
-@pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(), reason="models/toy is not built")
 def test_toy_world_end_to_end_through_comfyui(tmp_path):
     from hyperlora_core.eval.backends import ToyBackend
     from hyperlora_core.eval.metrics import DlibFaces

@@ -13,10 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hyperlora_core.toy import files, world
-
-pytestmark = pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(),
-                                reason="models/toy is not built (run `make toy-world`)")
+from hyperlora_core.toy import world
 
 IDENTITIES = 48
 

@@ -12,8 +12,6 @@ from hyperlora_core.toy import files, world
 from hyperlora_core.toy.install import extra_model_paths_yaml, install_toy_world, read_photo, write_reference_photos
 from hyperlora_core.toy.workflow import TOY_CHECKPOINT, toy_api_workflow
 
-built = pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(), reason="models/toy not built")
-
 
 def test_reference_photos_are_heldout_identities(tmp_path):
     paths = write_reference_photos(tmp_path, identities=3, refs=2, scale=4)
@@ -27,7 +25,6 @@ def test_reference_photos_are_heldout_identities(tmp_path):
     assert small.shape == (32, 32, 3) and np.abs(small.astype(int) - original).max() <= 1
 
 
-@built
 def test_install_links_every_part_where_comfyui_loaders_look(tmp_path):
     placed = install_toy_world(tmp_path / "models")
     assert placed["hyperlora"] == tmp_path / "models" / "hyper_lora" / TOY_CHECKPOINT

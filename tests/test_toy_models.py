@@ -10,9 +10,6 @@ from fixtures.pack import pack_submodule
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
 
-pytestmark = pytest.mark.skipif(not files.part_path("hyperlora", files.DEFAULT_DIR).is_file(),
-                                reason="models/toy is not built (run `make toy-world`)")
-
 
 @pytest.fixture(scope="module")
 def heldout():
@@ -115,7 +112,7 @@ def test_reference_photo_node_gives_heldout_identities_with_their_attributes():
     classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
 
     node = classic_mappings(node_defs())[0]["HyperLoRAToyPhotos"]()
-    photos, attributes = node.run(identity=3, photos=2, seed=5, scale=4)
+    photos, attributes = node.run(identity=3, photos=2, variation=5, scale=4)
     ident = int(world.heldout_identities()[3])
     assert photos.shape == (2, 128, 128, 3) and 0 <= photos.min() and photos.max() <= 1
     assert attributes.startswith(f"identity {ident}: skin=")
@@ -123,4 +120,4 @@ def test_reference_photo_node_gives_heldout_identities_with_their_attributes():
     assert np.array_equal((photos[:, ::4, ::4] * 255).round().byte().numpy(), small)
     assert not np.array_equal(small[0], small[1])  # other background / clothes / pose
     with pytest.raises(HyperLoRAError, match="choose 0 to 345"):
-        node.run(identity=346, photos=1, seed=0, scale=1)
+        node.run(identity=346, photos=1, variation=0, scale=1)

@@ -201,7 +201,7 @@ def toy_world() -> list[N]:
                "positive": L(7), "negative": L(8), "latent_image": L(9), "denoise": 1.0}
     return [
         N(1, "HyperLoRAToyWorldLoader", {"world": TOY_WORLD}, 0, 0),
-        N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "seed": 0, "scale": 4}, 0, 2,
+        N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
           "Photos of a never-seen identity"),
         N(3, "PreviewImage", {"images": L(2)}, 1, 3.2, "Reference photo"),
         N(5, "HyperLoRAToyEncode", {"photos": L(2), "world": TOY_WORLD, "weights": ""}, 1, 2),

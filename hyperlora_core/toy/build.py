@@ -369,8 +369,8 @@ def run_eval_stage(out, smoke: bool, log) -> dict:
                                   "not meaningful on 32-px cartoons and are left out here"])
     return {"identities": count, "table": result.table(), "summary_line": result.summary_line(),
             "with_lora_1ref": result.with_lora, "with_lora_4ref": result.row("ID-LoRA", 4).mean,
-            "without": result.without, "grid": str(grid), "strength_table": table,
-            "strength_plot": str(plot) if plot else None}
+            "without": result.without, "grid": grid.relative_to(out).as_posix(), "strength_table": table,
+            "strength_plot": plot.relative_to(out).as_posix() if plot else None}
 
 
 if __name__ == "__main__":

@@ -120,24 +120,41 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                             f"{s['match_curve'][-1]['match_4ref']:.3f} (4 refs); no LoRA {s['no_lora_match']:.3f}"
                             if s.get("match_curve") else ""),
     }
+    total = 0.0
     for name in ("judge", "arcface", "clip", "vae", "base", "hyper"):
         s = st.get(name)
         if not s:
             continue
         steps = s.get("steps") or (s.get("recipe", {}).get("steps_clip", 0) + s.get("recipe", {}).get("steps_id", 0))
-        lines.append(f"| {name} | {steps} | {s.get('minutes', '')} | {s.get('cpu_minutes', '')} | "
-                     f"{s.get('threads', '')} | {results[name](s)} |")
-    if stats.get("total_minutes"):
-        lines.append(f"| **total** | | **{stats['total_minutes']}** | | | |")
-    lines += ["", "Wall minutes were measured on a 2-core machine SHARED with other jobs (load average about 5), so",
-              "they overstate the cost on an idle machine; CPU minutes are the process's own CPU time.", ""]
+        minutes, cpu = s.get("minutes", ""), s.get("cpu_minutes", "")
+        if name == "hyper" and s.get("resumed") and s.get("seconds_per_step"):
+            # a resumed build's own clock says little: the trainer's measured step times times the steps
+            per_stage = {"clip_id": s["recipe"]["steps_clip"], "arcface_id": s["recipe"]["steps_id"]}
+            minutes = round(sum(per_stage[k] * v for k, v in s["seconds_per_step"].items()) / 60, 2)
+            cpu = "(see below)"
+        total += minutes if isinstance(minutes, (int, float)) else 0
+        lines.append(f"| {name} | {steps} | {minutes} | {cpu} | {s.get('threads', '')} | {results[name](s)} |")
+    lines.append(f"| **total** | | **{total:.1f}** | | | |")
+    lines += ["", "Machine: 2 CPU cores, no GPU. The judge, ArcFace/CLIP analogues, VAE and base UNet were trained one",
+              "thread each while other jobs shared the machine (load average about 5), so their wall minutes overstate the",
+              "cost on an idle machine; CPU minutes are the process's own CPU time."]
+    hyper_s = st.get("hyper", {})
+    if hyper_s.get("seconds_per_step"):
+        sps = ", ".join(f"{k} {v:.2f} s/step" for k, v in hyper_s["seconds_per_step"].items())
+        lines += [f"The HyperLoRA stage: mean trainer step time {sps} (batch {hyper_s['recipe']['batch']}, "
+                  f"{hyper_s.get('threads')} threads)"
+                  + (", from the trainer's logs: this run was interrupted and resumed from its checkpoint, which the "
+                     "trainer makes bit-identical to an uninterrupted run" if hyper_s.get("resumed") else "") + "."]
+    lines.append("")
     hyper = st.get("hyper", {})
     if hyper:
         r = hyper.get("recipe", {})
         lines += ["## HyperLoRA recipe", "",
                   f"- Trainer: `{hyper.get('trainer')}`.",
                   f"- Stage 1 (CLIP analogue only): {r.get('steps_clip')} steps; stage 2 (ArcFace analogue + CLIP analogue): "
-                  f"{r.get('steps_id')} steps.",
+                  f"{r.get('steps_id')} steps"
+                  + (f", the last {r['decay_id']} with the lr falling to 0 along a cosine" if r.get("decay_id") else "")
+                  + ".",
                   f"- Batch {r.get('batch')}: target render j2 of an identity, its LoRA made from another render j1 (flipped "
                   "at random): different background, clothes and pose, so only identity is worth copying.",
                   f"- Loss: the plain diffusion eps-MSE on the frozen base UNet with the EMPTY caption, t >= {r.get('t_min')}"
@@ -166,8 +183,10 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                 lines += [f"![strength]({FIGURES}/{Path(ev['strength_plot']).name})", ""]
         lines += [f"Headline: `{ev.get('summary_line', '')}`", ""]
     lines += ["## Reproduce", "", "```", "make toy-world                       # everything, writes models/toy",
-              "python -m hyperlora_core.toy.demo    # the table and grid through ComfyUI (headless)",
-              "python -m hyperlora_core.eval --toy  # the metric harness on the toy world", "```", ""]
+              "make demo                            # held-out photos -> LoRA -> images through ComfyUI's HTTP API",
+              "python -m hyperlora_core.toy.demo    # the same table and grid with ComfyUI as a library",
+              "python -m hyperlora_core.eval --toy  # the metric harness on the toy world", "```", "",
+              "In the graph editor: Workflow -> Browse Templates -> comfyui-hyperlora -> hyperlora_toy_world.", ""]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
