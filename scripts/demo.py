@@ -103,7 +103,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: 20 real, 2 stand-ins)")
     parser.add_argument("--size", type=int, default=None, help="image side in px (default: 1024 real, 64 stand-ins)")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--out", default=str(OUT), help="output folder (default output/demo)")
     args = parser.parse_args()
+    out = Path(args.out)
 
     comfy = comfyui_path()
     if not (comfy / "main.py").is_file():
@@ -119,9 +121,9 @@ def main() -> int:
     prompt = json.loads((ROOT / "workflows" / "api" / f"{WORKFLOW}.json").read_text())
     found, missing = find_real_models(comfy, args.photo)
     real = not missing and not args.standins and not args.toy
-    shutil.rmtree(OUT / "comfy", ignore_errors=True)
-    base = OUT / "comfy"
-    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "comfy", ignore_errors=True)
+    base = out / "comfy"
+    out.mkdir(parents=True, exist_ok=True)
     from scripts.toy_demo import run_toy_demo, toy_world_ready
 
     if not real and not args.standins:
@@ -130,8 +132,8 @@ def main() -> int:
                 say("real models not used (missing: " + "; ".join(missing) + ").")
             say("running on the TOY WORLD shipped in models/toy: a tiny synthetic SDXL-architecture world and a "
                 "HyperLoRA trained on it by this pack's trainer (`make toy-world`).")
-            shutil.rmtree(OUT / "images" / "toy", ignore_errors=True)
-            return run_toy_demo(comfy, server_mod, OUT, identities=args.identities, seed=args.seed,
+            shutil.rmtree(out / "images" / "toy", ignore_errors=True)
+            return run_toy_demo(comfy, server_mod, out, identities=args.identities, seed=args.seed,
                                 steps=args.steps or 20, timeout=args.timeout)
         say("the toy world is not in models/toy (rebuild it with `make toy-world`); falling back to stand-ins.")
     if real:
@@ -154,7 +156,7 @@ def main() -> int:
         yaml_path = server_mod.write_extra_model_paths(base / "extra_model_paths.yaml", comfy / "models", {
             name: name for name in ("checkpoints", "clip_vision", "hyper_lora", "insightface", "vae", "loras")})
         server = server_mod.ComfyServer(comfy, base, extra_model_paths=yaml_path, packs={"comfyui-hyperlora": ROOT},
-                                        cpu=not torch.cuda.is_available(), output_dir=OUT)
+                                        cpu=not torch.cuda.is_available(), output_dir=out)
     else:
         why = "--standins given" if args.standins else "missing: " + "; ".join(missing)
         say(f"real models not used ({why}).")
@@ -164,7 +166,7 @@ def main() -> int:
         names, _ = standin_setup(base)
         prompt = flows.for_tiny_models(prompt, names["tiny_checkpoint"], names["tiny_checkpoint"],
                                        size=args.size or 64, steps=args.steps or 2)
-        server = server_mod.ComfyServer(comfy, base, output_dir=OUT)
+        server = server_mod.ComfyServer(comfy, base, output_dir=out)
     generate = flows.nodes_of(prompt, "HyperLoRAGenerateID")[0]
     prompt["900"] = {"class_type": "HyperLoRASave", "inputs": {"lora": [generate, 0], "filename_prefix": "hyperlora/demo_lora",
                                                                "dtype": "fp16", "notes": "made by make demo"}}

@@ -32,3 +32,30 @@ def test_stand_ins_are_used_when_anything_is_missing(tmp_path):
     assert found["ckpt"] == "any_sdxl.safetensors"
     assert any("antelopev2" in x for x in missing) and any("CLIP" in x for x in missing)
     assert any("photo" in x for x in missing) and any("HyperLoRA" in x for x in missing)
+
+
+def test_make_demo_runs_the_toy_world_over_the_http_api(tmp_path):
+    """Without real models `make demo` personalises never-seen toy identities through ComfyUI's HTTP API
+    and ends with the summary line (a short run: 2 identities, 6 sampler steps)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "scripts.demo", "--identities", "2", "--steps", "6", "--out", str(out)],
+                          cwd=root, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "TOY WORLD" in proc.stdout and "4 prompts ran through POST /prompt" in proc.stdout
+    assert re.fullmatch(r"heldout_match_with_lora=\d\.\d{3} without=\d\.\d{3}", lines[-1]), lines[-1]
+    table = [ln for ln in lines if ln.startswith("| ")]
+    assert [r.split("|")[1].strip() for r in table[2:]] == ["no LoRA", "ID-LoRA", "ID-LoRA", "chance"]
+    grid = Image.open(out / "toy_demo_grid.png")
+    assert grid.height > 3 * 32 and grid.width > 2 * 32  # references / with LoRA / without, 2 identities
+    assert len(list((out / "images" / "toy").glob("*.png"))) == 2 * 3  # per identity: 1-photo, 4-photo, no LoRA

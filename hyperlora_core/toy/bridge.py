@@ -17,6 +17,8 @@ by ComfyUI from the latent as 8 x 16 = 128 px, and the UNet is trained with exac
 
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 
@@ -87,6 +89,13 @@ def new_unet():
             if ".out_layers.3." in name or ".proj_out." in name or name.startswith("out.2."):
                 p.zero_()
     return patcher
+
+
+def release_weight_patches() -> None:
+    """Restore every loaded model's own weights. ComfyUI bakes a LoRA into the weights of the model
+    its clones share and leaves it there after sampling; code that adds LoRAs through forward hooks
+    on that shared model must first undo it, or it applies the LoRA twice."""
+    comfy.model_management.unload_all_models()
 
 
 def wrap_unet(state_dict: dict[str, torch.Tensor]):
@@ -207,7 +216,10 @@ def euler_sample(model, noise: torch.Tensor, context: torch.Tensor, adm: torch.T
     Returns latents in the model's space (x LATENT_SCALE).
     """
     sigmas = comfy.samplers.calculate_sigmas(model.model_sampling, scheduler, steps).to(noise)
-    x = noise * sigmas[0]
+    # KSampler's start at full denoise: noise x sqrt(1 + sigma_max^2) for EPS models, not x sigma_max
+    ms = model.model_sampling
+    full = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-5) or float(sigmas[0]) > float(ms.sigma_max)
+    x = ms.noise_scaling(sigmas[0], noise.clone(), torch.zeros_like(noise), max_denoise=full)
     guided = cfg != 1.0 and uncond_context is not None
     for i in range(len(sigmas) - 1):
         s = sigmas[i].expand(x.shape[0])

@@ -238,7 +238,7 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
     from . import files, hyper
     from .trainer import checkpoint_hyperlora, write_toy_dataset, write_train_config
 
-    steps_clip, steps_id, every, decay = (2, 3, 2, 1) if smoke else (250, 1750, 125, 750)
+    steps_clip, steps_id, every, decay = (2, 3, 2, 1) if smoke else (250, 2500, 125, 1000)
     config_path = write_train_config(out, work, steps_clip, steps_id, every, decay)
     overrides = ["train.batch.identities=4"] if smoke else []
     cfg = load_config(config_path, overrides)

@@ -145,6 +145,8 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                   f"{hyper_s.get('threads')} threads)"
                   + (", from the trainer's logs: this run was interrupted and resumed from its checkpoint, which the "
                      "trainer makes bit-identical to an uninterrupted run" if hyper_s.get("resumed") else "") + "."]
+        if hyper_s.get("timing_note"):
+            lines.append(hyper_s["timing_note"])
     lines.append("")
     hyper = st.get("hyper", {})
     if hyper:

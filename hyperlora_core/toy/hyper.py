@@ -80,6 +80,9 @@ class LoRAHooks:
     """
 
     def __init__(self, unet_patcher, config: HyperLoRAConfig) -> None:
+        from .bridge import release_weight_patches
+
+        release_weight_patches()  # a LoRA ComfyUI merged into the shared weights would count twice
         self.downs: list[torch.Tensor] | None = None
         self.ups: list[torch.Tensor] | None = None
         self.scale = 0.5  # alpha / rank, as in the exported files

@@ -124,7 +124,7 @@ stages:
 
 
 def write_train_config(world_folder: str | os.PathLike, work: str | os.PathLike, steps_clip: int = 250,
-                       steps_id: int = 1750, every: int = 125, decay_id: int = 750) -> Path:
+                       steps_id: int = 2500, every: int = 125, decay_id: int = 1000) -> Path:
     """The trainer config for the toy world in `world_folder`, with its run and data under `work`."""
     folder = files.world_dir(world_folder).resolve()
     work = Path(work).resolve()
