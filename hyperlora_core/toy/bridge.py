@@ -17,9 +17,8 @@ by ComfyUI from the latent as 8 x 16 = 128 px, and the UNet is trained with exac
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from pathlib import Path
 
 import comfy.ldm.models.autoencoder
