@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
 from hyperlora_core.toy.bridge import BUILTIN_WORLD, load_toy_models, resolve_toy_world, toy_world_choices
 from hyperlora_core.toy.conditions import encode_toy_photos
@@ -31,7 +32,11 @@ def world_choices() -> list[str]:
 
 def _load(world: str):
     folder = resolve_toy_world(world)
-    return (*load_toy_models(folder), load_checkpoint(files.part_path("hyperlora", folder), "auto"))
+    hyper = files.part_path("hyperlora", folder)
+    if not hyper.is_file():
+        raise HyperLoRAError(f"toy world '{world}' ({folder}) has no trained HyperLoRA at {hyper}; copy "
+                             f"models/toy/{files.FILES['hyperlora']} of the pack there, or rebuild with `make toy-world`.")
+    return (*load_toy_models(folder), load_checkpoint(hyper, "auto"))
 
 
 def _photos(identity: int, photos: int, variation: int, scale: int):

@@ -30,6 +30,7 @@ def test_install_links_every_part_where_comfyui_loaders_look(tmp_path):
     assert placed["hyperlora"] == tmp_path / "models" / "hyper_lora" / TOY_CHECKPOINT
     assert placed["unet"] == tmp_path / "models" / "toy_world" / "toy_unet.safetensors"
     assert all(p.is_symlink() and p.resolve().is_file() for p in placed.values())
+    assert (tmp_path / "models" / "toy_world" / files.FILES["hyperlora"]).resolve() == placed["hyperlora"].resolve()
     copied = install_toy_world(tmp_path / "copy", mode="copy")
     assert all(p.is_file() and not p.is_symlink() for p in copied.values())
     text = extra_model_paths_yaml()

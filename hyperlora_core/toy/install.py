@@ -3,8 +3,9 @@
 Two ways, both used by `make demo` when no real weights are present:
 
 - `install_toy_world(models_dir)`: links (or copies) the files into a ComfyUI `models` folder:
-  `models/toy_world/*` (UNet, VAE, caption encoder, the ArcFace/CLIP analogues, the judge) and
-  `models/hyper_lora/toy_world/toy_hyperlora.safetensors` (found by the HyperLoRA Loader).
+  `models/toy_world/*` (UNet, VAE, caption encoder, the ArcFace/CLIP analogues, the judge and the
+  HyperLoRA, for the Toy World Loader) and `models/hyper_lora/toy_world/toy_hyperlora.safetensors`
+  (found by the HyperLoRA Loader).
 - `extra_model_paths_yaml()`: the same without copying, as an `extra_model_paths.yaml` section.
 
 `write_reference_photos(folder)` writes PNG photos of held-out identities (never seen in any
@@ -49,6 +50,12 @@ def install_toy_world(models_dir: str | os.PathLike, source: str | os.PathLike |
         else:
             shutil.copy2(src, dst)
         placed[part] = dst
+        if part == "hyperlora":  # the world folder stays complete too (the Toy World Loader reads it there)
+            inside = models / TOY_FOLDER / name
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            if inside.is_symlink() or inside.exists():
+                inside.unlink()
+            inside.symlink_to(src) if mode == "link" else shutil.copy2(src, inside)
     return placed
 
 
