@@ -55,7 +55,7 @@ def test_make_demo_runs_the_toy_world_over_the_http_api(tmp_path):
     assert "TOY WORLD" in proc.stdout and "4 prompts ran through POST /prompt" in proc.stdout
     assert re.fullmatch(r"heldout_match_with_lora=\d\.\d{3} without=\d\.\d{3}", lines[-1]), lines[-1]
     table = [ln for ln in lines if ln.startswith("| ")]
-    assert [r.split("|")[1].strip() for r in table[2:]] == ["no LoRA", "ID-LoRA", "ID-LoRA", "chance"]
+    assert [r.split("|")[1].strip() for r in table[1:]] == ["no LoRA", "ID-LoRA", "ID-LoRA", "chance"]  # after the header
     grid = Image.open(out / "toy_demo_grid.png")
     assert grid.height > 3 * 32 and grid.width > 2 * 32  # references / with LoRA / without, 2 identities
     assert len(list((out / "images" / "toy").glob("*.png"))) == 2 * 3  # per identity: 1-photo, 4-photo, no LoRA
