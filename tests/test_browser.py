@@ -84,6 +84,11 @@ def test_shipped_workflow_loads_without_missing_nodes(page, name, artifacts_dir)
     expected = workflows.api(name)
     assert {k: (v["class_type"], v["inputs"]) for k, v in exported.items()} == \
            {k: (v["class_type"], v["inputs"]) for k, v in expected.items()}
+    # Widget values as the editor holds them equal the file's: a widget the frontend adds on its own (such as
+    # "control after generate" for an input named seed) would shift the saved values and show here.
+    held = page.evaluate("() => Object.fromEntries(window.app.graph.serialize().nodes.map(n => [n.id, n.widgets_values]))")
+    for node in wf["nodes"]:
+        assert held[str(node["id"])] == node.get("widgets_values", []), (node["type"], node["id"])
     page.screenshot(path=str(artifacts_dir / f"browser_{name}.png"))
 
 
