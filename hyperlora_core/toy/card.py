@@ -148,6 +148,8 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         if hyper_s.get("timing_note"):
             lines.append(hyper_s["timing_note"])
     lines.append("")
+    if stats.get("rebuild_check"):
+        lines += ["### Rebuild check", "", stats["rebuild_check"], ""]
     hyper = st.get("hyper", {})
     if hyper:
         r = hyper.get("recipe", {})
