@@ -50,3 +50,14 @@ def artifacts_dir() -> Path:
     out = ROOT / "test-artifacts"
     out.mkdir(exist_ok=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
+    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count.
+    Training tests ask for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from safetensors.torch import load_file
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
@@ -18,18 +19,10 @@ from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
 STAGES = {"base": {"steps": 2}, "clip_id": {"steps": 2}, "arcface_id": {"steps": 2}, "distill": {"steps": 2}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overrides(run_dir: Path, data_dir: Path) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from PIL import Image
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
@@ -23,17 +24,7 @@ from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.prepare import REPORT
 
-TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _photo(rng: np.random.Generator, tint: np.ndarray, size: int = 128) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from factories import random_hyperlora, small_config
+from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -21,17 +22,7 @@ from hyperlora_core.lora import save_lora
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.finetune import finetune
 
-TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _photos(folder: Path, n: int = 4) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures.training import TINY_TRAIN_CONFIG as TINY
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.train.config import load_config
@@ -14,17 +15,7 @@ from hyperlora_core.train.objective import HyperStep, StepRunner
 from hyperlora_core.train.setup import new_hyperlora, set_trainable
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
-TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

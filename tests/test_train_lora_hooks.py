@@ -20,15 +20,7 @@ from hyperlora_core.comfy_bridge.lora_hooks import (
 from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
 from hyperlora_core.config import LORA_KEY_SUFFIX, PROJECTIONS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_lora(specs, rank: int, seed: int):

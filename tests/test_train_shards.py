@@ -8,23 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.training import TINY_TRAIN_CONFIG as TINY
 
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.fit import fit
 from hyperlora_core.train.shards import INDEX_FILE, SampleRecord, ShardDataset, ShardWriter
 
-TINY = Path(__file__).resolve().parents[1] / "hyperlora_core" / "train" / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and a shared, busy 2-core box makes two
-    OpenMP threads ~10x slower than one; the killed-run comparison also needs one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _record(i: int, rng: np.random.Generator) -> SampleRecord:
