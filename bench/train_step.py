@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import PeakRSS, gib  # noqa: E402
+from _measure import PeakRSS, best_of, gib  # noqa: E402
 
 from scripts.comfy_env import boot_comfy  # noqa: E402
 
@@ -42,12 +42,7 @@ GPU_GB = 80.0
 
 def _timed(fn, repeats: int) -> float:
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_of(fn, repeats)
 
 
 def _interleaved(a, b, repeats: int) -> tuple[float, float]:

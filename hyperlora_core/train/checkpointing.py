@@ -108,27 +108,29 @@ def save_checkpoint(
         _write_json(tmp / f"rank-{info.rank}.json", {"rng": _rng_state(), "step": step})
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 - re-raised below on every rank
         failure = exc
-    if any_rank(failure is not None, info):
-        if info.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-        barrier(info)
-        raise HyperLoRAError(_save_failure_message(final, failure, folder)) from failure
+    _abort_if_any_rank_failed(failure, tmp, final, folder, info)
     try:
         if info.is_main:
             _write_json(tmp / "trainer.json", {**trainer, "step": step, "scheduler": scheduler.state_dict(), "world": info.world})
             os.replace(tmp, final)
     except OSError as exc:
         failure = exc
-    if any_rank(failure is not None, info):
-        if info.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-        barrier(info)
-        raise HyperLoRAError(_save_failure_message(final, failure, folder)) from failure
+    _abort_if_any_rank_failed(failure, tmp, final, folder, info)
     if info.is_main:
         for old in list_checkpoints(folder)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     barrier(info)
     return final
+
+
+def _abort_if_any_rank_failed(failure: BaseException | None, tmp: Path, final: Path, folder: Path,
+                              info: DistInfo) -> None:
+    """Every rank raises the same error if any rank failed; the half-written folder is removed."""
+    if any_rank(failure is not None, info):
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier(info)
+        raise HyperLoRAError(_save_failure_message(final, failure, folder)) from failure
 
 
 def _save_failure_message(final: Path, exc: BaseException | None, folder: Path) -> str:
