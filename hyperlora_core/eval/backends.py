@@ -44,8 +44,7 @@ class ToyBackend:
     def heldout_persons(count: int = 16, refs: int = 4, seed: int = 0) -> list[Person]:
         from ..toy import world
 
-        held = world.heldout_identities()
-        ids = held[:: max(1, len(held) // count)][:count]
+        ids = world.spread_heldout_identities(count)
         renders = world.render_set(ids, refs, seed)
         return [Person(f"identity {i}", list(renders.images[k * refs : (k + 1) * refs]), world.all_attributes()[i])
                 for k, i in enumerate(ids)]

@@ -18,7 +18,6 @@ by ComfyUI from the latent as 8 x 16 = 128 px, and the UNet is trained with exac
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import comfy.ldm.models.autoencoder
@@ -215,10 +214,8 @@ def euler_sample(model, noise: torch.Tensor, context: torch.Tensor, adm: torch.T
     Returns latents in the model's space (x LATENT_SCALE).
     """
     sigmas = comfy.samplers.calculate_sigmas(model.model_sampling, scheduler, steps).to(noise)
-    # KSampler's start at full denoise: noise x sqrt(1 + sigma_max^2) for EPS models, not x sigma_max
-    ms = model.model_sampling
-    full = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-5) or float(sigmas[0]) > float(ms.sigma_max)
-    x = ms.noise_scaling(sigmas[0], noise.clone(), torch.zeros_like(noise), max_denoise=full)
+    # always from pure noise (denoise 1), which KSampler scales by sqrt(1 + sigma_max^2) for EPS models
+    x = model.model_sampling.noise_scaling(sigmas[0], noise.clone(), torch.zeros_like(noise), max_denoise=True)
     guided = cfg != 1.0 and uncond_context is not None
     for i in range(len(sigmas) - 1):
         s = sigmas[i].expand(x.shape[0])

@@ -138,19 +138,18 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     lines += ["", "Machine: 2 CPU cores, no GPU. The judge, ArcFace/CLIP analogues, VAE and base UNet were trained one",
               "thread each while other jobs shared the machine (load average about 5), so their wall minutes overstate the",
               "cost on an idle machine; CPU minutes are the process's own CPU time."]
-    hyper_s = st.get("hyper", {})
-    if hyper_s.get("seconds_per_step"):
-        sps = ", ".join(f"{k} {v:.2f} s/step" for k, v in hyper_s["seconds_per_step"].items())
-        lines += [f"The HyperLoRA stage: mean trainer step time {sps} (batch {hyper_s['recipe']['batch']}, "
-                  f"{hyper_s.get('threads')} threads)"
+    hyper = st.get("hyper", {})
+    if hyper.get("seconds_per_step"):
+        sps = ", ".join(f"{k} {v:.2f} s/step" for k, v in hyper["seconds_per_step"].items())
+        lines += [f"The HyperLoRA stage: mean trainer step time {sps} (batch {hyper['recipe']['batch']}, "
+                  f"{hyper.get('threads')} threads)"
                   + (", from the trainer's logs: this run was interrupted and resumed from its checkpoint, which the "
-                     "trainer makes bit-identical to an uninterrupted run" if hyper_s.get("resumed") else "") + "."]
-        if hyper_s.get("timing_note"):
-            lines.append(hyper_s["timing_note"])
+                     "trainer makes bit-identical to an uninterrupted run" if hyper.get("resumed") else "") + "."]
+        if hyper.get("timing_note"):
+            lines.append(hyper["timing_note"])
     lines.append("")
     if stats.get("rebuild_check"):
         lines += ["### Rebuild check", "", stats["rebuild_check"], ""]
-    hyper = st.get("hyper", {})
     if hyper:
         r = hyper.get("recipe", {})
         lines += ["## HyperLoRA recipe", "",

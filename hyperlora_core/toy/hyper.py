@@ -139,7 +139,7 @@ class HeldoutSet:
 
     @classmethod
     def make(cls, conditioner: Conditioner, count: int = 64, refs: int = 4, seed: int = 0) -> HeldoutSet:
-        ids = world.heldout_identities()[:: max(1, len(world.heldout_identities()) // count)][:count]
+        ids = world.spread_heldout_identities(count)
         renders = world.render_set(ids, refs, seed)
         x = to_tensor(renders.images)
         tokens, embeds = conditioner(x)

@@ -42,21 +42,22 @@ def install_toy_world(models_dir: str | os.PathLike, source: str | os.PathLike |
             raise HyperLoRAError(f"{src}: the toy world's {part} is missing; run `make toy-world` first.")
         dst = (models / "hyper_lora" / TOY_FOLDER / Path(name).name if part == "hyperlora"
                else models / TOY_FOLDER / Path(name).name)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_symlink() or dst.exists():
-            dst.unlink()
-        if mode == "link":
-            dst.symlink_to(src)
-        else:
-            shutil.copy2(src, dst)
-        placed[part] = dst
+        placed[part] = _place(src, dst, mode)
         if part == "hyperlora":  # the world folder stays complete too (the Toy World Loader reads it there)
-            inside = models / TOY_FOLDER / name
-            inside.parent.mkdir(parents=True, exist_ok=True)
-            if inside.is_symlink() or inside.exists():
-                inside.unlink()
-            inside.symlink_to(src) if mode == "link" else shutil.copy2(src, inside)
+            _place(src, models / TOY_FOLDER / name, mode)
     return placed
+
+
+def _place(src: Path, dst: Path, mode: str) -> Path:
+    """`dst` becomes a link to (or a copy of) `src`, replacing what was there."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    if mode == "link":
+        dst.symlink_to(src)
+    else:
+        shutil.copy2(src, dst)
+    return dst
 
 
 def extra_model_paths_yaml(source: str | os.PathLike | None = None, section: str = "hyperlora_toy_world") -> str:
@@ -66,6 +67,11 @@ def extra_model_paths_yaml(source: str | os.PathLike | None = None, section: str
             f"    base_path: {src}\n"
             f"    {TOY_FOLDER}: .\n"
             f"    hyper_lora: {Path(files.FILES['hyperlora']).parent.as_posix()}\n")
+
+
+def _pixel_upscale(images: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of `[..., H, W, 3]` by an integer factor (pixel art stays sharp)."""
+    return images.repeat(scale, axis=-3).repeat(scale, axis=-2) if scale > 1 else images
 
 
 def heldout_photos(index: int, count: int = 1, seed: int = 0, scale: int = 1) -> tuple[np.ndarray, int]:
@@ -79,26 +85,20 @@ def heldout_photos(index: int, count: int = 1, seed: int = 0, scale: int = 1) ->
         raise HyperLoRAError(f"photos must be 1 to 64 and scale 1 to 16; got photos={count}, scale={scale}.")
     ident = int(held[index])
     images = world.render_set([ident], count, seed).images
-    if scale > 1:
-        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    return images, ident
+    return _pixel_upscale(images, scale), ident
 
 
 def write_reference_photos(folder: str | os.PathLike, identities: int = 8, refs: int = 4, seed: int = 0,
                            scale: int = 1) -> list[Path]:
     """PNG photos `heldout_<identity>_<j>.png` of held-out identities; returns the paths (identity-major)."""
-    held = world.heldout_identities()
-    ids = held[:: max(1, len(held) // identities)][:identities]
+    ids = world.spread_heldout_identities(identities)
     renders = world.render_set(ids, refs, seed)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for img, ident, j in zip(renders.images, renders.identity, renders.render_index):
         p = out / f"heldout_{int(ident):04d}_{int(j)}.png"
-        pil = Image.fromarray(np.asarray(img))
-        if scale > 1:
-            pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-        pil.save(p)
+        Image.fromarray(_pixel_upscale(np.asarray(img), scale)).save(p)
         paths.append(p)
     return paths
 

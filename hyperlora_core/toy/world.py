@@ -77,6 +77,13 @@ def heldout_identities() -> np.ndarray:
     return np.sort(perm[: int(round(HELDOUT_FRACTION * NUM_IDENTITIES))])
 
 
+def spread_heldout_identities(count: int) -> np.ndarray:
+    """`count` held-out identities spread evenly over the sorted list: the same set wherever the
+    evaluation, the tests, the demo photos and the metric harness ask for that many."""
+    held = heldout_identities()
+    return held[:: max(1, len(held) // count)][:count]
+
+
 def train_identities() -> np.ndarray:
     return np.setdiff1d(np.arange(NUM_IDENTITIES), heldout_identities())
 
