@@ -238,10 +238,12 @@ def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool,
     from . import files, hyper
     from .trainer import checkpoint_hyperlora, write_toy_dataset, write_train_config
 
-    steps_clip, steps_id, every, decay = (2, 3, 2, 1) if smoke else (250, 2500, 125, 1000)
-    config_path = write_train_config(out, work, steps_clip, steps_id, every, decay)
+    # the full recipe is write_train_config's defaults; the smoke run a few steps of each stage
+    config_path = (write_train_config(out, work, steps_clip=2, steps_id=3, every=2, decay_id=1) if smoke
+                   else write_train_config(out, work))
     overrides = ["train.batch.identities=4"] if smoke else []
     cfg = load_config(config_path, overrides)
+    steps_clip, steps_id = cfg.stages["clip_id"].steps, cfg.stages["arcface_id"].steps
     shards = Path(cfg.data.shards)
     if not (shards / "index.json").is_file():
         t = time.time()
