@@ -11,7 +11,8 @@ Parts (`--parts`, default all, in this order):
 
 * `mm`: ComfyUI's model management on a simulated 12 GB card (ComfyUI's own reserve setting):
   generate an ID-LoRA (hypernetwork + CLIP vision loaded), sample with the UNet, check the
-  hypernetwork and CLIP vision were offloaded to make room, generate again (they reload).
+  hypernetwork and CLIP vision were offloaded to make room (the UNet loaded whole), generate again
+  (they reload).
 * `generate`: ID-LoRA generation, 1 and 4 photos, fp16 and bf16 storage: ours vs the per-layer form
   of the published code; wall time with CUDA synchronised; peak GPU memory above the start.
 * `photo`: the full photo path, per photo: face analysis (onnxruntime, the provider that ran is
@@ -38,6 +39,7 @@ import gc
 import json
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -53,8 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scripts.comfy_env import boot_comfy  # noqa: E402
 
 PARTS = ("mm", "generate", "photo", "sample", "train")
-SIMULATED_CARD_GB = 12
-"""The card the `mm` part pretends to be (a common consumer size), through ComfyUI's own reserve."""
+SIMULATED_CARD_GB = 8
+"""The card the `mm` part pretends to be (a common consumer size), through ComfyUI's own reserve: on
+it the SDXL UNet, the fp16 hypernetwork and CLIP vision do not all fit at once."""
 
 
 @dataclass
@@ -73,7 +76,7 @@ class Sizes:
 
     @property
     def sample_steps(self) -> int:
-        return 3 if self.tiny else 6
+        return 3 if self.tiny else 12
 
     def unet_config(self) -> dict:
         from hyperlora_core.comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, sdxl_unet_config
@@ -100,6 +103,8 @@ class Report:
 
     def __init__(self) -> None:
         self.figures: dict[str, object] = {}
+        self.raw: dict[str, object] = {}
+        """Per-round samples behind the figures, for --json (to see what a spread is made of)."""
 
     def __call__(self, line: str = "") -> None:
         print(line, flush=True)
@@ -157,6 +162,25 @@ def release() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def live_cuda_tensors(report: Report, top: int = 6) -> None:
+    """What still holds GPU memory after a part: the largest live CUDA tensors and who refers to them."""
+    import torch
+
+    gc.collect()
+    found = []
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.Tensor) and obj.is_cuda:
+                found.append(obj)
+        except Exception:  # noqa: BLE001 - some objects refuse isinstance probes
+            continue
+    total = sum(t.untyped_storage().nbytes() for t in {id(t.untyped_storage()): t for t in found}.values())
+    report(f"  live CUDA tensors: {len(found)}, {total / 2**20:.0f} MiB in distinct storages")
+    for t in sorted(found, key=lambda t: -t.untyped_storage().nbytes())[:top]:
+        holders = sorted({type(r).__name__ for r in gc.get_referrers(t) if r is not found})
+        report(f"  {tuple(t.shape)} {t.dtype} {t.untyped_storage().nbytes() / 2**20:.0f} MiB <- {holders[:6]}")
 
 
 def photos_for_check(count: int):
@@ -279,12 +303,15 @@ def part_mm(sizes: Sizes, report: Report) -> None:
             latent = torch.zeros(1, 4, sizes.latent, sizes.latent)
             sampler_run(unet, pos, neg, latent, 2, time.perf_counter, sync)
             offloaded = hl.device.type == "cpu" and next(vision.model.parameters()).device.type == "cpu"
-            report(f"after sampling at {8 * sizes.latent} px: {where()}; GPU memory {gpu_mib():.0f} MiB "
-                   f"(the UNet now holds most of it)")
+            unet_whole = unet.loaded_size() >= unet.model_size()
+            report(f"after sampling at {8 * sizes.latent} px: {where()}; GPU memory {gpu_mib():.0f} MiB; UNet "
+                   f"{unet.loaded_size() / 2**30:.2f} of {unet.model_size() / 2**30:.2f} GiB on the GPU; "
+                   f"ComfyUI holds {[type(m.model.model).__name__ for m in mm.current_loaded_models]}")
             t_reload, t_gen2 = generate()
             report(f"second generation: reload {t_reload:.2f} s, generation incl. reload {t_gen2:.2f} s; {where()}")
             if cuda:
                 report.figure("mm_offloaded_for_sampling", offloaded)
+                report.figure("mm_unet_loaded_whole", unet_whole)
                 report.figure("mm_reload_s", round(t_reload, 3))
                 report(f"offloaded for sampling: {offloaded}")
             else:
@@ -389,15 +416,21 @@ def part_photo(sizes: Sizes, report: Report) -> None:
         for count in (1, 4):
             photos = photos_for_check(count)
             model = load_for_use(patcher, vision)
-            for _ in range(2):  # warm-up, then the measured pass
+            times: dict[str, list[float]] = {"face": [], "clip": [], "gen": []}
+            for rep in range(1 + sizes.rounds):  # a warm-up pass, then the measured ones
                 prepared, t_face = timed(partial(prepare_id, photos, analyzer))
                 tokens, t_clip = timed(partial(encoder, prepared.pixels))
                 _, t_gen = timed(partial(model.generate_id_lora, tokens, torch.from_numpy(prepared.id_embeds)))
+                if rep:
+                    for key, t in (("face", t_face), ("clip", t_clip), ("gen", t_gen)):
+                        times[key].append(t)
+            t_face, t_clip, t_gen = (statistics.median(times[k]) for k in ("face", "clip", "gen"))
             total = t_face + t_clip + t_gen
             report(f"{count:>6} | {t_face / count * 1e3:10.1f} ms {t_clip / count * 1e3:8.1f} ms "
                    f"{t_gen / count * 1e3:7.1f} ms | {total / count * 1e3:16.1f} ms")
             report.figure(f"photo_path_{count}photo_ms_per_photo", round(total / count * 1e3, 1))
         report.figure("photo_path_face_provider", providers[0])
+        report(f"(medians of {sizes.rounds} passes; basis on {hl.id_basis.down[next(iter(hl.id_basis.down))].device})")
         report("paper: 1,143 ms of preprocessing per image on its GPU (face analysis + LoRA generation)")
     release()
 
@@ -416,6 +449,7 @@ def part_sample(sizes: Sizes, report: Report) -> None:
     report.figure("sample_lora_step_ratio_half_iqr", round(out["lora_ratio"].half_spread, 4))
     report.figure("sample_ip_adapter_step_ratio", round(out["ip_ratio"].median, 4))
     report.figure("sample_lora_merge_s", round(out["merge_s"], 3))
+    report.raw["sample_rounds_s"] = out["rounds"]
     release()
 
 
@@ -448,10 +482,10 @@ def part_train(sizes: Sizes, report: Report) -> None:
 
     image_size = vision.image_size
 
-    def measure(label: str, bench, batch_size: int) -> None:
+    def measure(label: str, bench, batch_size: int, profile: bool = False) -> None:
         batch = ts.synthetic_batch(bench.denoiser, batch_size, sizes.latent, image_size, dev)
         try:
-            rows.append((label, ts.compare(bench, batch, rounds)))
+            rows.append((label, ts.compare(bench, batch, rounds, profile)))
         except torch.OutOfMemoryError:
             report(f"{label}: out of GPU memory")
             bench.optimizer.zero_grad(set_to_none=True)
@@ -469,7 +503,7 @@ def part_train(sizes: Sizes, report: Report) -> None:
                        f"({next(unet.model.parameters()).dtype}); median of {rounds} interleaved rounds")
             try:
                 for b in (1, 4):
-                    measure(f"batch {b}, grad ckpt {'on' if ckpt else 'off'}", bench, b)
+                    measure(f"batch {b}, grad ckpt {'on' if ckpt else 'off'}", bench, b, profile=not ckpt)
             finally:
                 bench.close()
                 del bench
@@ -498,8 +532,21 @@ def part_train(sizes: Sizes, report: Report) -> None:
     ts.print_rows(rows, report, "GPU" if cuda else "+RSS")
     report("ratio = HyperLoRA step (CLIP vision + hypernetwork + hooked UNet + AdamW) / fixed-LoRA step "
            "(the same hooked UNet + AdamW on one LoRA), per round")
+    by_label = dict(rows)
+    for ckpt in ("off", "on"):
+        one, four = by_label.get(f"batch 1, grad ckpt {ckpt}"), by_label.get(f"batch 4, grad ckpt {ckpt}")
+        if one and four and cuda:
+            per_sample = (four["peak_lora"] - one["peak_lora"]) / 3 / 2**30
+            report(f"activation memory per {8 * sizes.latent} px sample, gradient checkpointing {ckpt}: "
+                   f"{per_sample:.2f} GiB (fixed-LoRA peaks, batch 4 - batch 1, / 3)")
+            report.figure(f"train_activation_gib_per_sample_ckpt_{ckpt}", round(per_sample, 3))
     for label, m in rows:
         key = label.replace(", ", "_").replace(" ", "_").replace("(", "").replace(")", "")
+        report.raw[f"train_{key}_rounds_s"] = m["rounds"]
+        if "busy_hyper" in m:
+            report.figure(f"train_{key}_gpu_busy_ms", round(m["busy_hyper"] * 1e3, 1))
+            report.figure(f"train_{key}_kernels", m["kernels_hyper"])
+            report.figure(f"train_{key}_lora_gpu_busy_ms", round(m["busy_lora"] * 1e3, 1))
         report.figure(f"train_{key}_ms", round(m["hyper_s"] * 1e3, 1))
         report.figure(f"train_{key}_ratio", round(m["ratio"].median, 3))
         report.figure(f"train_{key}_peak_gib", round(m["peak_hyper"] / 2**30, 2))
@@ -552,11 +599,13 @@ def main() -> None:
             release()
         left = f"; GPU memory still allocated {gpu_mib():.0f} MiB" if dev.type == "cuda" else ""
         report(f"({part}: {time.perf_counter() - t:.0f} s{left})")
+        if dev.type == "cuda" and gpu_mib() > 256:
+            live_cuda_tensors(report)
     report.figure("total_s", round(time.perf_counter() - t0, 1))
     report.figure("failed_parts", ",".join(failed) or "none")
     report(f"\n(total {time.perf_counter() - t0:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps(report.figures, indent=1))
+        args.json.write_text(json.dumps({**report.figures, "raw": report.raw}, indent=1))
     if failed:
         sys.exit(1)
 

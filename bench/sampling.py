@@ -16,7 +16,7 @@ own sampler (`comfy.sample.sample`, euler, CFG batch of 2):
 * merge: the one-off cost of ComfyUI merging the LoRA into the weights when it loads the model.
 
 Method (bench/_measure.py): the three run in interleaved rounds; each run samples `--steps` steps
-and counts the median of its steps after the first; each round gives lora/bare and ip/bare, and the
+and counts the median of its steps after the first quarter (a GPU may still be raising its clocks); each round gives lora/bare and ip/bare, and the
 report is the median of those per-round ratios with half their interquartile range. On the CPU the
 clock is this process's CPU time on one torch thread (another process on a shared machine does not
 add to it); on a GPU it is wall time with CUDA synchronised at every step. The last line is
@@ -141,7 +141,8 @@ def sampler_run(model, positive, negative, latent, steps: int, clock: Callable[[
     comfy.sample.sample(model, noise, steps, 5.0, "euler", "normal", positive, negative, latent,
                         callback=on_step, disable_pbar=True, seed=seed)
     steps_s = [b - a for a, b in zip(marks, marks[1:])]
-    return statistics.median(steps_s), marks[0] - start
+    settled = steps_s[len(steps_s) // 4:]  # a GPU's clocks may still be ramping up after loading or patching
+    return statistics.median(settled), marks[0] - start
 
 
 def measure(unet_config: dict, latent_side: int, steps: int, rounds: int, dtype=None, hyperlora=None,
@@ -214,7 +215,7 @@ def measure(unet_config: dict, latent_side: int, steps: int, rounds: int, dtype=
     report(f"ip-adapter patch: {sites} cross-attentions attend to {IMAGE_TOKENS} extra image tokens every step")
     report(f"LoRA merge at model load (one-off, best of 3): {lora_load:.3f} s vs {bare_load:.3f} s bare load "
            f"({4 * modules} weights updated)")
-    return {"bare_step_s": rounds_out.stat("bare").median, "lora_ratio": lora_ratio, "ip_ratio": ip_ratio,
+    return {"rounds": rounds_out.times, "bare_step_s": rounds_out.stat("bare").median, "lora_ratio": lora_ratio, "ip_ratio": ip_ratio,
             "merge_s": lora_load - bare_load, "lora_load_s": lora_load, "bare_load_s": bare_load, "clock": unit}
 
 

@@ -191,7 +191,25 @@ def peak_of(fn: Callable[[], object], device: torch.device) -> float:
     return float(mem.peak_extra)
 
 
-def compare(bench: StepBench, batch, rounds: int) -> dict:
+def gpu_busy(fn: Callable[[], object]) -> tuple[float, int]:
+    """(seconds of GPU kernel time, kernels launched) in one call of `fn`, by torch's profiler.
+
+    Set against the wall time of the same step it tells whether the step waits for the GPU or for
+    the Python thread that launches the kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    busy, kernels = 0.0, 0
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            busy += event.device_time if hasattr(event, "device_time") else event.cuda_time
+            kernels += 1
+    return busy / 1e6, kernels
+
+
+def compare(bench: StepBench, batch, rounds: int, profile: bool = False) -> dict:
     """Step times (interleaved rounds) and peak memory of the HyperLoRA step and the fixed-LoRA step."""
     dev = bench.device
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
@@ -203,8 +221,12 @@ def compare(bench: StepBench, batch, rounds: int) -> dict:
     peak_lora = peak_of(lambda: bench.lora_step(batch), dev)
     r = interleaved({"lora": lambda: bench.lora_step(batch), "hyper": lambda: bench.hyper_step(batch)},
                     rounds, baseline="lora", sync=sync, warmup=0)
-    return {"hyper_s": r.stat("hyper").median, "lora_s": r.stat("lora").median, "ratio": r.ratio("hyper"),
-            "peak_hyper": peak_hyper, "peak_lora": peak_lora}
+    out = {"hyper_s": r.stat("hyper").median, "lora_s": r.stat("lora").median, "ratio": r.ratio("hyper"),
+           "peak_hyper": peak_hyper, "peak_lora": peak_lora, "rounds": r.times}
+    if profile and dev.type == "cuda":
+        out["busy_hyper"], out["kernels_hyper"] = gpu_busy(lambda: bench.hyper_step(batch))
+        out["busy_lora"], out["kernels_lora"] = gpu_busy(lambda: bench.lora_step(batch))
+    return out
 
 
 def print_rows(rows: list[tuple[str, dict]], report: Callable[[str], None], mem_label: str) -> None:
@@ -213,6 +235,10 @@ def print_rows(rows: list[tuple[str, dict]], report: Callable[[str], None], mem_
     for label, m in rows:
         report(f"{label:>24} | {m['hyper_s'] * 1e3:11.1f} ms | {m['lora_s'] * 1e3:12.1f} ms | {m['ratio'].ratio_text():>24} | "
                f"{m['peak_hyper'] / 2**30:14.2f} GiB | {m['peak_lora'] / 2**30:5.2f} GiB")
+    for label, m in rows:
+        if "busy_hyper" in m:
+            report(f"{label}: GPU busy {m['busy_hyper'] * 1e3:.0f} ms in {m['kernels_hyper']} kernels (HyperLoRA step), "
+                   f"{m['busy_lora'] * 1e3:.0f} ms in {m['kernels_lora']} kernels (fixed-LoRA step)")
 
 
 def tiny_step(rounds: int) -> None:
