@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -170,12 +171,14 @@ def live_cuda_tensors(report: Report, top: int = 6) -> None:
 
     gc.collect()
     found = []
-    for obj in gc.get_objects():
-        try:
-            if isinstance(obj, torch.Tensor) and obj.is_cuda:
-                found.append(obj)
-        except Exception:  # noqa: BLE001 - some objects refuse isinstance probes
-            continue
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated module attributes warn when probed
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, torch.Tensor) and obj.is_cuda:
+                    found.append(obj)
+            except Exception:  # noqa: BLE001 - some objects refuse isinstance probes
+                continue
     total = sum(t.untyped_storage().nbytes() for t in {id(t.untyped_storage()): t for t in found}.values())
     report(f"  live CUDA tensors: {len(found)}, {total / 2**20:.0f} MiB in distinct storages")
     for t in sorted(found, key=lambda t: -t.untyped_storage().nbytes())[:top]:
@@ -278,14 +281,15 @@ def part_mm(sizes: Sizes, report: Report) -> None:
             photos = photos_for_check(2)
 
             def generate() -> tuple[float, float]:
+                """As the graph runs it: Encode ID (ComfyUI loads CLIP vision), then Generate ID LoRA."""
+                cond = encode_id(photos, analyzer, ComfyClipEncoder(vision))
                 if sync:
                     sync()
                 t0 = time.perf_counter()
-                model = load_for_use(patcher, vision)
+                model = load_for_use(patcher)
                 if sync:
                     sync()
                 t_load = time.perf_counter() - t0
-                cond = encode_id(photos, analyzer, ComfyClipEncoder(vision))
                 model.generate_id_lora(cond.clip_tokens, cond.id_embeds)
                 if sync:
                     sync()
@@ -308,7 +312,7 @@ def part_mm(sizes: Sizes, report: Report) -> None:
                    f"{unet.loaded_size() / 2**30:.2f} of {unet.model_size() / 2**30:.2f} GiB on the GPU; "
                    f"ComfyUI holds {[type(m.model.model).__name__ for m in mm.current_loaded_models]}")
             t_reload, t_gen2 = generate()
-            report(f"second generation: reload {t_reload:.2f} s, generation incl. reload {t_gen2:.2f} s; {where()}")
+            report(f"second generation: hypernetwork reload {t_reload:.2f} s, with generation {t_gen2:.2f} s; {where()}")
             if cuda:
                 report.figure("mm_offloaded_for_sampling", offloaded)
                 report.figure("mm_unet_loaded_whole", unet_whole)
