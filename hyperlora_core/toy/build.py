@@ -15,10 +15,12 @@ import argparse
 import time
 from pathlib import Path
 
-STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
+import numpy as np
 
-FULL_STEPS = {"judge": 800, "arcface": 800, "clip": 800, "vae": 1000, "base": 1500}
-SMOKE_STEPS = {"judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
+STAGES = ("judge", "base_judge", "arcface", "clip", "vae", "base", "hyper", "eval")
+
+FULL_STEPS = {"judge": 800, "base_judge": 500, "arcface": 800, "clip": 800, "vae": 1000, "base": 1500}
+SMOKE_STEPS = {"judge": 3, "base_judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
 
 
 def _boot() -> None:
@@ -81,10 +83,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     def record(stage: str, started: float, **numbers) -> None:
         cpu = time.process_time() - cpu_started.get(started, time.process_time())
-        stats["stages"][stage] = {"minutes": round((time.time() - started) / 60, 2), "cpu_minutes": round(cpu / 60, 2),
-                                  "steps": steps.get(stage), "threads": torch.get_num_threads(), **numbers}
+        entry = {"minutes": round((time.time() - started) / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+                 "steps": steps.get(stage), "threads": torch.get_num_threads(), **numbers}
+        # re-read first: another build process may be training other stages into the same folder
+        stats.update({k: v for k, v in files.read_stats(out).items() if k != "stages"})
+        stats["stages"] = {**files.read_stats(out).get("stages", {}), **stats["stages"], stage: entry}
         files.write_stats(stats, out)
-        log(f"== {stage}: {stats['stages'][stage]}")
+        log(f"== {stage}: {entry}")
 
     from .encoders import AttributeJudge, ToyArcFace, ToyCLIP
 
@@ -96,6 +101,17 @@ def main(argv: list[str] | None = None) -> dict:
         record("judge", started, heldout_accuracy=[round(float(a), 4) for a in acc])
     else:
         judge = files.load_module(AttributeJudge(), "judge", out)
+
+    from .base_judge import BaseJudge, base_judge_accuracy, train_base_judge
+
+    if "base_judge" in stages_wanted:
+        started = clock()
+        base_judge = train_base_judge(data, steps["base_judge"], log=log)
+        acc = base_judge_accuracy(base_judge, data.heldout)
+        files.save_module(base_judge, "base_judge", out, {"steps": steps["base_judge"]})
+        record("base_judge", started, heldout_accuracy=[round(float(a), 4) for a in acc])
+    else:
+        base_judge = files.load_module(BaseJudge(), "base_judge", out)
 
     if "arcface" in stages_wanted:
         started = clock()
@@ -132,13 +148,15 @@ def main(argv: list[str] | None = None) -> dict:
         curve: list = []
 
         def evaluate(model, step: int) -> None:
-            acc = stages.base_fidelity(model, vae, judge, count=8 if args.smoke else 64, steps=4 if args.smoke else 20)
+            acc = stages.base_fidelity(model, vae, judge, count=8 if args.smoke else 64, steps=4 if args.smoke else 20,
+                                       base_judge=base_judge)
             curve.append({"step": step, "minutes": round((time.time() - started) / 60, 2), "mean": round(float(acc.mean()), 4),
                           "per_attribute": [round(float(a), 3) for a in acc]})
             log(f"base fidelity at step {step}: {acc.round(2).tolist()} mean {acc.mean():.3f}")
 
         every = steps["base"] if args.smoke else max(1, steps["base"] // 5)
-        base = stages.train_base(latents, torch.from_numpy(data.train.attributes), steps["base"], log=log,
+        labels = np.column_stack([data.train.attributes, data.train.base_factors])
+        base = stages.train_base(latents, torch.from_numpy(labels), steps["base"], log=log,
                                  eval_every=every, evaluate=evaluate)
         files.save_module(base.unet.model.diffusion_model, "unet", out, {"steps": steps["base"]})
         files.save_module(base.captions, "caption_encoder", out, {"steps": steps["base"]})

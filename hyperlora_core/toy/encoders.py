@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .world import ATTRIBUTE_SIZES, NUM_ATTRIBUTES
+from .world import ATTRIBUTE_SIZES
 
 ID_EMBED_DIM = 512
 CLIP_WIDTH = 64
@@ -36,14 +36,14 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class AttributeJudge(nn.Module):
     """Image -> one logit vector per attribute (list of `[B, n_values]`)."""
 
-    def __init__(self, width: int = 24) -> None:
+    def __init__(self, width: int = 24, sizes: tuple[int, ...] = ATTRIBUTE_SIZES) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
             _conv(3, w), _conv(w, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2),
             _conv(4 * w, 4 * w), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
         )
-        self.heads = nn.ModuleList([nn.Linear(16 * w, n) for n in ATTRIBUTE_SIZES])
+        self.heads = nn.ModuleList([nn.Linear(16 * w, n) for n in sizes])
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         h = self.features(images * 2 - 1)
@@ -55,7 +55,7 @@ class AttributeJudge(nn.Module):
         out = []
         for s in range(0, images.shape[0], batch):
             out.append(torch.stack([lg.argmax(-1) for lg in self(images[s : s + batch])], dim=1))
-        return torch.cat(out) if out else torch.zeros((0, NUM_ATTRIBUTES), dtype=torch.long)
+        return torch.cat(out) if out else torch.zeros((0, len(self.heads)), dtype=torch.long)
 
 
 class _ResBlock(nn.Module):

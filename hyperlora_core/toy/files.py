@@ -17,6 +17,7 @@ DEFAULT_DIR = ROOT / "models" / "toy"
 
 FILES = {
     "judge": "toy_judge.safetensors",
+    "base_judge": "toy_base_judge.safetensors",
     "arcface": "toy_arcface.safetensors",
     "clip_vision": "toy_clip_vision.safetensors",
     "vae": "toy_vae.safetensors",

@@ -80,12 +80,17 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 # -- judge --------------------------------------------------------------------------------------
-def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 1, log: Log = print) -> AttributeJudge:
+def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 1, log: Log = print,
+                judge: AttributeJudge | None = None, labels: np.ndarray | None = None,
+                name: str = "judge") -> AttributeJudge:
+    """Supervised judge: identity attributes by default; `judge` + `labels` train another head set
+    (the base judge) on the same renders with the same augmentations."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    judge = AttributeJudge().train()
+    judge = (judge or AttributeJudge()).train()
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
-    images, attrs = to_tensor(data.train.images), torch.from_numpy(data.train.attributes)
+    images = to_tensor(data.train.images)
+    attrs = torch.from_numpy(data.train.attributes if labels is None else labels)
     t0 = time.time()
     for step in range(steps):
         _warmup_lr(opt, [lr], step, 50, steps)
@@ -96,7 +101,7 @@ def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed
         loss.backward()
         opt.step()
         if step % 200 == 0 or step == steps - 1:
-            log(f"judge step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+            log(f"{name} step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
     return judge.eval()
 
 
@@ -160,16 +165,14 @@ def arcface_report(net: ToyArcFace, renders: world.Renders) -> dict[str, float]:
 
 
 # -- CLIP analogue ------------------------------------------------------------------------------
-CLIP_LABEL_SIZES = (*world.ATTRIBUTE_SIZES, 27, len(world.PATTERNS), 8, 5, 5)
-"""Caption factors ToyCLIP is trained against: 6 identity attributes, background colour (3 levels
-per channel), pattern, clothing colour, horizontal and vertical shift."""
+CLIP_LABEL_SIZES = (*world.ATTRIBUTE_SIZES, *world.BASE_FACTOR_SIZES, 5, 5)
+"""Caption factors ToyCLIP is trained against: 6 identity attributes, background colour, pattern,
+clothing colour, horizontal and vertical shift."""
 
 
 def clip_labels(renders: world.Renders) -> torch.Tensor:
-    b = renders.base
-    colour = (b[:, 0] // 86) * 9 + (b[:, 1] // 86) * 3 + b[:, 2] // 86
-    shift = b[:, 5:7] + world.MAX_SHIFT
-    return torch.from_numpy(np.column_stack([renders.attributes, colour, b[:, 3], b[:, 4], shift]))
+    shift = renders.base[:, 5:7] + world.MAX_SHIFT
+    return torch.from_numpy(np.column_stack([renders.attributes, renders.base_factors, shift]))
 
 
 def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 3, log: Log = print) -> ToyCLIP:
@@ -269,7 +272,8 @@ class BaseModel:
 
 
 def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 0.3, empty: float = 0.2) -> torch.Tensor:
-    """Token ids for a batch: each attribute said with p = 1 - drop, the whole caption empty with p = empty."""
+    """Token ids for a batch of factor labels `[B, 9]` (identity attributes, then background colour,
+    pattern, clothing): each factor said with p = 1 - drop, the whole caption empty with p = empty."""
     keep = torch.rand(attrs.shape, generator=gen) >= drop
     keep &= (torch.rand(attrs.shape[0], 1, generator=gen) >= empty)
     return torch.tensor([token_ids([int(v) if k else None for v, k in zip(a, kk)]) for a, kk in zip(attrs, keep)])
@@ -291,7 +295,8 @@ def eps_loss(model, x0: torch.Tensor, context: torch.Tensor, adm: torch.Tensor, 
 def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3,
                ema_decay: float = 0.999, seed: int = 5, log: Log = print, eval_every: int = 0,
                evaluate: Callable[[BaseModel, int], None] | None = None) -> BaseModel:
-    """Tiny SDXL UNet + caption encoder on scaled latents `[N, 4, 16, 16]` (already x LATENT_SCALE)."""
+    """Tiny SDXL UNet + caption encoder on scaled latents `[N, 4, 16, 16]` (already x LATENT_SCALE);
+    `attrs [N, 9]`: each render's identity attributes and named base factors (its full caption)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     patcher = new_unet()
@@ -344,12 +349,19 @@ def vae_report(vae, judge: AttributeJudge, renders: world.Renders, count: int = 
 
 @torch.no_grad()
 def base_fidelity(model: BaseModel, vae, judge: AttributeJudge, count: int = 64, cfg: float = 2.0, seed: int = 0,
-                  steps: int = 20) -> np.ndarray:
-    """Per-attribute judge accuracy of samples prompted with random full captions (text fidelity)."""
+                  steps: int = 20, base_judge: AttributeJudge | None = None) -> np.ndarray:
+    """Per-factor judge accuracy of samples prompted with random full captions (text fidelity):
+    the six identity attributes, and with `base_judge` also background colour, pattern, clothing."""
     gen = torch.Generator().manual_seed(seed)
-    attrs = torch.stack([torch.randint(n, (count,), generator=gen) for n in world.ATTRIBUTE_SIZES], dim=1)
-    images = sample_captions(model, vae, [token_ids(a.tolist()) for a in attrs], seed=seed, cfg=cfg, steps=steps)
-    return (judge.predict(images) == attrs).float().mean(0).numpy()
+    sizes = world.ATTRIBUTE_SIZES + (world.BASE_FACTOR_SIZES if base_judge is not None else ())
+    attrs = torch.stack([torch.randint(n, (count,), generator=gen) for n in sizes], dim=1)
+    ids = [token_ids(a.tolist()) for a in attrs]
+    images = sample_captions(model, vae, ids, seed=seed, cfg=cfg, steps=steps)
+    acc = (judge.predict(images) == attrs[:, : world.NUM_ATTRIBUTES]).float().mean(0).numpy()
+    if base_judge is None:
+        return acc
+    base_acc = (base_judge.predict(images) == attrs[:, world.NUM_ATTRIBUTES :]).float().mean(0).numpy()
+    return np.concatenate([acc, base_acc])
 
 
 @torch.no_grad()

@@ -5,9 +5,12 @@
   32-px face, as the real backbone returns ViT-L/14's penultimate tokens of the 224-px crop).
 - `write_toy_dataset(folder, renders, world_folder)`: the trainer's prepared-dataset format
   (webdataset shards + index) written straight from the generator: per render its toy-VAE latent,
-  the EMPTY caption's embedding (only the LoRA may carry identity), the ArcFace-analogue embedding
-  and the grey-background face as `face.png`. This replaces `train prepare`, whose face detection
-  and crops are for photos of people.
+  its caption's embedding, the ArcFace-analogue embedding, the grey-background face as `face.png`
+  and the face-blurred render as `base.png` (the Base-LoRA's input). The caption names only the
+  render's base factors ("red shirt, blue striped background"), never identity, as a web caption
+  describes clothes and setting but not a face precisely: only a LoRA can carry identity, and with
+  the trainer's text dropout the caption is empty for part of the samples. This replaces
+  `train prepare`, whose face detection and crops are for photos of people.
 """
 
 from __future__ import annotations
@@ -70,15 +73,23 @@ def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_f
     latents = backbone.encode_images(torch.from_numpy(renders.images).float() / 255.0)
     embeds = torch.cat([arcface(x[s : s + 512]) for s in range(0, len(x), 512)])
     faces = (masked_reference(x).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    bases = world.face_blurred(renders.images)
+    captions = [", ".join(world.base_phrases(f)) for f in renders.base_factors]
+    unique = sorted(set(captions))
+    texts, pooleds = backbone.encode_text(unique)
+    row = {c: i for i, c in enumerate(unique)}
     text, pooled = backbone.encode_text([""])
     writer = ShardWriter(folder, per_shard=per_shard)
     for n in range(len(renders)):
         ident = int(renders.identity[n])
-        meta = {"identity": f"toy{ident:04d}", "caption": "", "orig_hw": [COMFY_SIZE, COMFY_SIZE], "crop_tl": [0, 0],
-                "target_hw": [COMFY_SIZE, COMFY_SIZE], "render": int(renders.render_index[n]),
-                "attributes": [int(v) for v in renders.attributes[n]]}
-        writer.add(SampleRecord(key=f"t{n:07d}", meta=meta, latent=latents[n].numpy(), text=text[0].numpy(),
-                                pooled=pooled[0].numpy(), arcface=embeds[n].numpy().astype(np.float32), face=faces[n]))
+        meta = {"identity": f"toy{ident:04d}", "caption": captions[n], "orig_hw": [COMFY_SIZE, COMFY_SIZE],
+                "crop_tl": [0, 0], "target_hw": [COMFY_SIZE, COMFY_SIZE], "render": int(renders.render_index[n]),
+                "attributes": [int(v) for v in renders.attributes[n]],
+                "base_factors": [int(v) for v in renders.base_factors[n]]}
+        k = row[captions[n]]
+        writer.add(SampleRecord(key=f"t{n:07d}", meta=meta, latent=latents[n].numpy(), text=texts[k].numpy(),
+                                pooled=pooleds[k].numpy(), arcface=embeds[n].numpy().astype(np.float32), face=faces[n],
+                                base=bases[n]))
     info = {"backbone": backbone.name, "resolution": world.IMAGE_SIZE, "source": "hyperlora_core.toy.world",
             "samples": len(renders), "face_pack": "toy-world", "embedding_space": "toy-world",
             "standin_face_models": False}

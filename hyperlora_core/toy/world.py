@@ -1,8 +1,10 @@
 """The synthetic identity world: cartoon faces whose identity is six discrete attributes.
 
 Identity (what a HyperLoRA must transfer) is skin tone, eye colour, eye spacing, hair colour,
-hair shape and mouth: 4*4*3*4*3*3 = 1728 identities. Everything else is "base" (what it must NOT
-copy from the reference): background colour and pattern, clothing colour, and a small pose shift.
+hair shape and mouth: 4*4*3*4*3*3 = 1728 identities. Everything else is "base" (what the ID-LoRA
+must NOT copy from the reference, and what the Base-LoRA carries): background colour (8 named
+colours, jittered) and pattern, clothing colour (8), and a small pose shift. The three named base
+factors can be said in a caption ("red shirt, blue striped background") and judged in an image.
 A fixed 20 % of identities is held out of every training stage, so evaluation measures transfer
 to people the hypernetwork has never seen. Rendering is deterministic given the factors.
 """
@@ -44,8 +46,22 @@ _EYE_GAP = (8, 12, 16)
 _HAIR = ((25, 22, 22), (110, 60, 25), (240, 210, 90), (205, 55, 25))
 _CLOTHES = ((200, 30, 30), (30, 160, 40), (30, 60, 200), (230, 200, 30), (120, 40, 160), (240, 240, 240),
             (30, 30, 30), (240, 120, 20))
+_BACKGROUNDS = ((215, 75, 75), (235, 150, 55), (220, 210, 80), (85, 175, 85), (60, 170, 170), (80, 110, 215),
+                (155, 85, 195), (150, 150, 150))
+BACKGROUND_JITTER = 14
+"""Each render's background is its named colour +- this much per channel (renders stay varied)."""
 PATTERNS = ("plain", "stripes", "dots")
 MAX_SHIFT = 2
+
+BASE_FACTORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("background", ("red", "orange", "yellow", "green", "teal", "blue", "purple", "grey")),
+    ("pattern", ("plain", "striped", "dotted")),
+    ("clothing", ("red", "green", "blue", "yellow", "purple", "white", "black", "orange")),
+)
+"""The named non-identity factors (caption words, judged by `base_judge.BaseJudge`)."""
+BASE_FACTOR_NAMES = tuple(name for name, _ in BASE_FACTORS)
+BASE_FACTOR_SIZES = tuple(len(values) for _, values in BASE_FACTORS)
+NUM_BASE_FACTORS = len(BASE_FACTORS)
 
 
 def identity_attributes(identity: int) -> tuple[int, ...]:
@@ -97,16 +113,25 @@ class Base:
     clothing: int
     dx: int
     dy: int
+    background_name: int = 0
+    """Index into `BASE_FACTORS[0]` of the named colour `background` was jittered from."""
+
+    @property
+    def factors(self) -> tuple[int, int, int]:
+        """(background colour, pattern, clothing colour): the named base factors."""
+        return self.background_name, self.pattern, self.clothing
 
 
-def sample_base(rng: np.random.Generator) -> Base:
-    return Base(
-        background=tuple(int(v) for v in rng.integers(0, 256, size=3)),
-        pattern=int(rng.integers(len(PATTERNS))),
-        clothing=int(rng.integers(len(_CLOTHES))),
-        dx=int(rng.integers(-MAX_SHIFT, MAX_SHIFT + 1)),
-        dy=int(rng.integers(-MAX_SHIFT, MAX_SHIFT + 1)),
-    )
+def sample_base(rng: np.random.Generator, factors: tuple[int, int, int] | None = None) -> Base:
+    """Random base factors; `factors` fixes the named ones (background, pattern, clothing)."""
+    name = int(rng.integers(len(_BACKGROUNDS)))
+    jitter = rng.integers(-BACKGROUND_JITTER, BACKGROUND_JITTER + 1, size=3)
+    pattern, clothing = int(rng.integers(len(PATTERNS))), int(rng.integers(len(_CLOTHES)))
+    dx, dy = (int(v) for v in rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=2))
+    if factors is not None:
+        name, pattern, clothing = (int(v) for v in factors)
+    colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(_BACKGROUNDS[name], jitter))
+    return Base(background=colour, pattern=pattern, clothing=clothing, dx=dx, dy=dy, background_name=name)
 
 
 def _shade(rgb, f: float) -> tuple[int, int, int]:
@@ -169,7 +194,12 @@ class Renders:
     identity: np.ndarray  # [N]
     attributes: np.ndarray  # [N, 6]
     render_index: np.ndarray  # [N]: which render of its identity (0 = the reference in evaluation)
-    base: np.ndarray  # [N, 7]: background r, g, b, pattern, clothing, dx, dy
+    base: np.ndarray  # [N, 8]: background r, g, b, pattern, clothing, dx, dy, background colour name
+
+    @property
+    def base_factors(self) -> np.ndarray:
+        """`[N, 3]` named base factors: background colour, pattern, clothing colour."""
+        return self.base[:, [7, 3, 4]]
 
     def __len__(self) -> int:
         return len(self.identity)
@@ -189,11 +219,11 @@ def render_set(identities, renders_per_identity: int, seed: int) -> Renders:
     images = np.empty((len(identities) * renders_per_identity, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     ident = np.repeat(identities, renders_per_identity)
     index = np.tile(np.arange(renders_per_identity), len(identities))
-    base = np.empty((len(ident), 7), dtype=np.int64)
+    base = np.empty((len(ident), 8), dtype=np.int64)
     for n, (i, j) in enumerate(zip(ident, index)):
         b = sample_base(np.random.default_rng((seed, int(i), int(j))))
         images[n] = render(int(i), b)
-        base[n] = (*b.background, b.pattern, b.clothing, b.dx, b.dy)
+        base[n] = (*b.background, b.pattern, b.clothing, b.dx, b.dy, b.background_name)
     table = all_attributes()
     return Renders(images=images, identity=ident, attributes=table[ident], render_index=index, base=base)
 
@@ -211,14 +241,60 @@ def face_mask(size: int = IMAGE_SIZE) -> np.ndarray:
     return np.clip((r - dist) / 1.5 + 0.5, 0.0, 1.0)
 
 
-def caption(attributes, keep=None) -> str:
-    """The caption of an attribute tuple; `keep[i] False` leaves attribute i unsaid."""
+def face_blurred(images: np.ndarray | None = None, *, tensor=None, sigma: float = 3.0):
+    """The Base-LoRA's input: the face disc replaced by a heavily blurred copy (soft edge).
+
+    The toy analogue of the published Base condition (face polygon x 1.4 blurred with radius 45 at
+    512 px): background, clothing and pose stay, facial detail goes. Colour survives a blur, so skin
+    and hair tone are still faintly there, as in the published crop. Takes uint8 `[N, H, W, 3]`
+    (returns the same) or, with `tensor=`, float `[N, 3, H, W]` in 0..1.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = tensor if tensor is not None else torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    radius = int(3 * sigma)
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(x)
+    c = x.shape[1]
+    blurred = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    blurred = F.conv2d(blurred, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    blurred = F.conv2d(blurred, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    yy, xx = np.mgrid[0 : x.shape[-2], 0 : x.shape[-1]].astype(np.float32) + 0.5
+    size = x.shape[-1]
+    dist = np.sqrt((xx - size * 0.5) ** 2 + (yy - size * 0.45) ** 2)
+    mask = torch.from_numpy(np.clip((size * 0.36 - dist) / 2.0 + 0.5, 0.0, 1.0)).to(x)
+    out = x * (1 - mask) + blurred * mask
+    if tensor is not None:
+        return out
+    return (out.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def caption(attributes, keep=None, base=None) -> str:
+    """The caption of an attribute tuple; `keep[i] False` leaves attribute i unsaid. `base`
+    (background colour, pattern, clothing colour; None entries unsaid) adds the base phrases."""
     phrases = ["a face"]
     for i, (_, values) in enumerate(ATTRIBUTES):
-        if attributes[i] is None or (keep is not None and not keep[i]):
+        if attributes is None or attributes[i] is None or (keep is not None and not keep[i]):
             continue
         phrases.append(values[int(attributes[i])])
-    return ", ".join(phrases)
+    return ", ".join(phrases + base_phrases(base))
+
+
+def base_phrases(base) -> list[str]:
+    """("blue shirt", "red striped background")-style phrases for named base factors."""
+    if base is None:
+        return []
+    colour, pattern, clothing = (None if v is None else int(v) for v in base)
+    out = []
+    if clothing is not None:
+        out.append(f"{BASE_FACTORS[2][1][clothing]} shirt")
+    words = [BASE_FACTORS[0][1][colour]] if colour is not None else []
+    if pattern is not None:
+        words.append(BASE_FACTORS[1][1][pattern])
+    if words:
+        out.append(" ".join(words) + " background")
+    return out
 
 
 def grid(images: np.ndarray, rows: int, scale: int = 3, pad: int = 2) -> Image.Image:
