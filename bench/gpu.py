@@ -295,8 +295,13 @@ def part_mm(sizes: Sizes, report: Report) -> None:
                     sync()
                 return t_load, time.perf_counter() - t0
 
+            def gpu_share(module) -> tuple[float, float]:
+                sizes_by_place = [(p.numel() * p.element_size(), p.is_cuda) for p in module.parameters()]
+                return sum(n for n, cuda_ in sizes_by_place if cuda_) / 2**30, sum(n for n, _ in sizes_by_place) / 2**30
+
             def where() -> str:
-                return f"hypernetwork on {hl.device.type}, CLIP vision on {next(vision.model.parameters()).device.type}"
+                (h_gpu, h_all), (c_gpu, c_all) = gpu_share(hl), gpu_share(vision.model)
+                return f"on the GPU: hypernetwork {h_gpu:.2f} of {h_all:.2f} GiB, CLIP vision {c_gpu:.2f} of {c_all:.2f} GiB"
 
             t_load1, t_gen1 = generate()
             t_load_warm, _ = generate()
@@ -306,18 +311,20 @@ def part_mm(sizes: Sizes, report: Report) -> None:
             pos, neg = conditioning(77, unet.model.model_config.unet_config["context_dim"])
             latent = torch.zeros(1, 4, sizes.latent, sizes.latent)
             sampler_run(unet, pos, neg, latent, 2, time.perf_counter, sync)
-            offloaded = hl.device.type == "cpu" and next(vision.model.parameters()).device.type == "cpu"
+            offloaded = gpu_share(hl)[0] + gpu_share(vision.model)[0] < gpu_share(hl)[1] + gpu_share(vision.model)[1]
             unet_whole = unet.loaded_size() >= unet.model_size()
             report(f"after sampling at {8 * sizes.latent} px: {where()}; GPU memory {gpu_mib():.0f} MiB; UNet "
                    f"{unet.loaded_size() / 2**30:.2f} of {unet.model_size() / 2**30:.2f} GiB on the GPU; "
                    f"ComfyUI holds {[type(m.model.model).__name__ for m in mm.current_loaded_models]}")
             t_reload, t_gen2 = generate()
+            whole_again = gpu_share(hl)[0] == gpu_share(hl)[1]
             report(f"second generation: hypernetwork reload {t_reload:.2f} s, with generation {t_gen2:.2f} s; {where()}")
             if cuda:
                 report.figure("mm_offloaded_for_sampling", offloaded)
                 report.figure("mm_unet_loaded_whole", unet_whole)
                 report.figure("mm_reload_s", round(t_reload, 3))
-                report(f"offloaded for sampling: {offloaded}")
+                report.figure("mm_hypernetwork_whole_for_generation", whole_again)
+                report(f"ComfyUI offloaded (part of) the hypernetwork and CLIP vision for sampling: {offloaded}")
             else:
                 report("(CPU: load and offload device are the same; offloading is exercised only on a GPU)")
     finally:

@@ -25,7 +25,7 @@ from .resampler import IDProjector, Resampler
 def _to_cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """CPU copies of same-dtype tensors; from a GPU in one transfer, not one synchronising copy each
     (1,120 separate copies took most of an SDXL ID-LoRA's generation time on an H200)."""
-    if not tensors or tensors[0].device.type == "cpu":
+    if not tensors or any(t.device != tensors[0].device for t in tensors) or tensors[0].device.type == "cpu":
         return [t.cpu() for t in tensors]
     flat = torch.cat([t.reshape(-1) for t in tensors]).cpu()
     parts = flat.split([t.numel() for t in tensors])
