@@ -135,12 +135,12 @@ class LoRABasis(nn.Module):
             idx = torch.tensor(members, device=down_coeffs.device)
             mixed = self._mix_group(down_coeffs.index_select(1, idx), self.down[key])
             n_in = int(key[2:])
-            for pos, layer in enumerate(members):
-                downs[layer] = mixed[pos].view(b, self.rank, n_in)
+            for layer, part in zip(members, mixed.unbind(0)):  # one backward op, not one zero-filled copy per layer
+                downs[layer] = part.view(b, self.rank, n_in)
         for key, members in self._up_members.items():
             idx = torch.tensor(members, device=up_coeffs.device)
             mixed = self._mix_group(up_coeffs.index_select(1, idx), self.up[key])
             n_out = int(key[3:])
-            for pos, layer in enumerate(members):
-                ups[layer] = mixed[pos].view(b, n_out, self.rank)
+            for layer, part in zip(members, mixed.unbind(0)):
+                ups[layer] = part.view(b, n_out, self.rank)
         return downs, ups  # type: ignore[return-value]

@@ -3,7 +3,8 @@
 ComfyUI's weight patches give one LoRA per forward. Training needs a different LoRA for every
 sample of a batch (different identities), and gradients that reach the hypernetwork. So each
 LoRA'd attention projection (`attn1|attn2 . to_q|to_k|to_v|to_out.0`) gets a forward hook that
-adds `scale_b * up_b @ down_b @ x_b` per sample (the kohya "bypass" form; W is never copied).
+adds `scale_b * up_b @ down_b @ x_b` per sample (the kohya "bypass" form; W is never copied),
+as two batched matmuls per layer (see `LoRAHookState`).
 The hooks are installed by a `PatcherInjection`, so they live exactly as long as the model is
 patched and never leak into clones. Which LoRA is active is read from a `LoRAHookState` at call
 time; the caller must keep it unchanged between a forward and its backward, because
@@ -12,7 +13,7 @@ non-reentrant gradient checkpointing re-runs the hooks during backward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import comfy.lora
 import comfy.patcher_extension
@@ -35,14 +36,53 @@ class LoRASet:
     scale: torch.Tensor
 
 
-@dataclass
 class LoRAHookState:
-    """What the hooks add right now: zero or more LoRA sets (e.g. ID-LoRA and Base-LoRA)."""
+    """What the hooks add right now: zero or more LoRA sets (e.g. ID-LoRA and Base-LoRA).
 
-    sets: list[LoRASet] = field(default_factory=list)
+    Assigning `sets` merges them once, outside the UNet's forward: per layer one `down [B, R, in]`
+    and one `up [B, out, R]` with each sample's scale folded into `up`, the sets side by side
+    along the rank (R = sum of their ranks). Every hooked layer then costs two batched matmuls
+    (`bmm`, and `baddbmm` that adds into the layer's output) however many sets there are, in the
+    forward, in the backward and at every sampler step.
+    """
+
+    def __init__(self, sets: list[LoRASet] | None = None) -> None:
+        self._sets: list[LoRASet] = []
+        self._merged: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.sets = sets or []
+
+    @property
+    def sets(self) -> list[LoRASet]:
+        return self._sets
+
+    @sets.setter
+    def sets(self, sets: list[LoRASet]) -> None:
+        self._sets = list(sets)
+        self._merged = merge_sets(self._sets)
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The merged (down, scaled up) of hooked layer `index`, or None when no LoRA is active."""
+        return self._merged[index] if self._merged else None
 
     def clear(self) -> None:
         self.sets = []
+
+
+def merge_sets(sets: list[LoRASet]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer: the sets' downs concatenated along the rank, and their ups times the per-sample
+    scale, concatenated likewise; `up @ down` is then the scaled sum of every set's LoRA."""
+    if not sets:
+        return []
+    layers = len(sets[0].downs)
+    if any(len(s.downs) != layers or len(s.ups) != layers for s in sets):
+        raise HyperLoRAError("every LoRA set must give factors for the same hooked layers.")
+    merged = []
+    for layer in range(layers):
+        downs = [s.downs[layer] for s in sets]
+        ups = [s.ups[layer] * s.scale.to(device=s.ups[layer].device, dtype=s.ups[layer].dtype).view(-1, 1, 1)
+               for s in sets]
+        merged.append((downs[0], ups[0]) if len(sets) == 1 else (torch.cat(downs, 1), torch.cat(ups, 2)))
+    return merged
 
 
 def lora_layer_paths(model_patcher, lora_names: list[str]) -> list[str]:
@@ -73,21 +113,20 @@ def layer_module_paths(model_patcher, specs: list[ModuleSpec] | tuple[ModuleSpec
 
 def _lora_hook(layer: int, state: LoRAHookState):
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        if not state.sets:
+        merged = state.layer(layer)
+        if merged is None:
             return output
+        down, up = merged
         x = args[0]
-        for s in state.sets:
-            down, up, scale = s.downs[layer], s.ups[layer], s.scale
-            if x.shape[0] != down.shape[0]:  # e.g. cond + uncond stacked by a sampler
-                reps = x.shape[0] // down.shape[0]
-                if reps * down.shape[0] != x.shape[0]:
-                    raise HyperLoRAError(f"batch {x.shape[0]} is not a multiple of the {down.shape[0]} LoRAs.")
-                down, up, scale = down.repeat(reps, 1, 1), up.repeat(reps, 1, 1), scale.repeat(reps)
-            flat = x.reshape(x.shape[0], -1, x.shape[-1])
-            h = torch.bmm(flat, down.to(flat.dtype).transpose(1, 2))
-            delta = torch.bmm(h, up.to(h.dtype).transpose(1, 2)) * scale.to(h.dtype).view(-1, 1, 1)
-            output = output + delta.reshape(output.shape).to(output.dtype)
-        return output
+        if x.shape[0] != down.shape[0]:  # e.g. cond + uncond stacked by a sampler
+            reps = x.shape[0] // down.shape[0]
+            if reps * down.shape[0] != x.shape[0]:
+                raise HyperLoRAError(f"batch {x.shape[0]} is not a multiple of the {down.shape[0]} LoRAs.")
+            down, up = down.repeat(reps, 1, 1), up.repeat(reps, 1, 1)
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        h = torch.bmm(flat, down.to(flat.dtype).transpose(1, 2))
+        out = output.reshape(flat.shape[0], -1, output.shape[-1])
+        return torch.baddbmm(out, h.to(out.dtype), up.to(out.dtype).transpose(1, 2)).view(output.shape)
 
     return hook
 

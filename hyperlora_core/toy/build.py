@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         files.save_module(judge, "judge", out, {"steps": steps["judge"]})
         record("judge", started, heldout_accuracy=[round(float(a), 4) for a in acc])
     else:
-        judge = files.load_module(AttributeJudge(), "judge", out)
+        judge = None  # read when a later stage needs it: a parallel build process may still be training it
 
     from .base_judge import BaseJudge, base_judge_accuracy, train_base_judge
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         files.save_module(base_judge, "base_judge", out, {"steps": steps["base_judge"]})
         record("base_judge", started, heldout_accuracy=[round(float(a), 4) for a in acc])
     else:
-        base_judge = files.load_module(BaseJudge(), "base_judge", out)
+        base_judge = None
 
     if "arcface" in stages_wanted:
         started = clock()
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "vae" in stages_wanted:
         started = clock()
         vae = stages.train_vae(data, steps["vae"], log=log)
+        judge = judge or files.load_module(AttributeJudge(), "judge", out)
         psnr, judge_on_rec = stages.vae_report(vae, judge, data.heldout, count=64 if args.smoke else 512)
         files.save_module(vae, "vae", out, {"steps": steps["vae"]})
         record("vae", started, heldout_psnr=round(psnr, 2), judge_on_reconstructions=judge_on_rec)
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "base" in stages_wanted:
         started = clock()
+        judge = judge or files.load_module(AttributeJudge(), "judge", out)
+        base_judge = base_judge or files.load_module(BaseJudge(), "base_judge", out)
         latents = stages.vae_encode(vae, stages.to_tensor(data.train.images)) * stages.LATENT_SCALE
         curve: list = []
 
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "hyper" in stages_wanted:
         started = clock()
+        judge = judge or files.load_module(AttributeJudge(), "judge", out)
         work = Path(args.work) if args.work else (Path(out) / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
         if args.hyper_trainer == "train":
             stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log,
