@@ -102,3 +102,35 @@ def test_gradients_reach_the_factors_through_non_reentrant_checkpointing():
         grads[ckpt] = torch.cat([g.grad.flatten() for g in downs + ups])
     assert grads[False].abs().sum() > 0
     torch.testing.assert_close(grads[True], grads[False], rtol=1e-4, atol=1e-6)
+
+
+def test_two_sets_with_different_ranks_and_scales_equal_both_weight_patches():
+    """ID-LoRA (rank 2) + Base-LoRA (rank 1) merged along the rank give what ComfyUI gives for both
+    LoRAs patched at their strengths, per sample (here sample 0 has the Base-LoRA off)."""
+    bb = tiny_backbone(0)
+    specs = attention_module_specs(bb.unet)
+    d_id, u_id, lora_id = _random_lora(specs, 2, 4)
+    d_base, u_base, lora_base = _random_lora(specs, 1, 5)
+    den = Denoiser(bb.unet)
+    x, sigma, ctx, adm = _inputs(den, 2)
+    reference = []
+    for i, base_strength in enumerate((0.0, 0.7)):
+        patched = apply_lora(apply_lora(bb.unet, lora_id, 1.0), lora_base, base_strength)
+        patched.patch_model()
+        with torch.no_grad():
+            reference.append(Denoiser(patched).denoise(x[i : i + 1], sigma[i : i + 1], ctx[i : i + 1], adm[i : i + 1]))
+        patched.unpatch_model()
+    state = LoRAHookState()
+    install_lora_hooks(bb.unet, layer_module_paths(bb.unet, specs), state)
+    activate(bb.unet, "cpu")
+    with torch.no_grad():
+        state.sets = [
+            LoRASet([t.unsqueeze(0).expand(2, -1, -1) for t in d_id],
+                    [t.unsqueeze(0).expand(2, -1, -1) for t in u_id], torch.full((2,), 0.5)),
+            LoRASet([t.unsqueeze(0).expand(2, -1, -1) for t in d_base],
+                    [t.unsqueeze(0).expand(2, -1, -1) for t in u_base], torch.tensor([0.0, 0.35])),
+        ]
+        hooked = den.denoise(x, sigma, ctx, adm)
+    state.clear()
+    deactivate(bb.unet)
+    torch.testing.assert_close(hooked, torch.cat(reference), rtol=1e-4, atol=1e-4)

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         files.save_module(arc, "arcface", out, {"steps": steps["arcface"]})
         record("arcface", started, heldout=report)
     else:
-        arc = files.load_module(ToyArcFace(), "arcface", out)
+        arc = None
 
     if "clip" in stages_wanted:
         started = clock()
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         files.save_module(clip, "clip_vision", out, {"steps": steps["clip"]})
         record("clip", started)
     else:
-        clip = files.load_module(ToyCLIP(), "clip_vision", out)
+        clip = None
 
     from .bridge import new_vae_model
 
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "hyper" in stages_wanted:
         started = clock()
         judge = judge or files.load_module(AttributeJudge(), "judge", out)
+        arc = arc or files.load_module(ToyArcFace(), "arcface", out)
+        clip = clip or files.load_module(ToyCLIP(), "clip_vision", out)
         work = Path(args.work) if args.work else (Path(out) / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
         if args.hyper_trainer == "train":
             stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log,
