@@ -1,0 +1,373 @@
+"""The paper's claims, measured in the toy world for one HyperLoRA checkpoint.
+
+On held-out identities (never in any training stage), each with reference photos (renders 0..3,
+each with its own background, pattern, clothing and pose), the same sampler noise with and
+without every LoRA, judged by the identity judge and the base-factor judge:
+
+- ID fidelity: mean attribute match and all-6 exact, LoRA from 1 and from 4 photos, empty caption;
+- leakage: how often the output's background colour, pattern and clothing colour equal the first
+  reference photo's (empty caption; the no-LoRA rate on the same noise is the floor);
+- editability: a caption naming a background and a shirt that differ from the reference's
+  ("red shirt, blue striped background"): how often the output follows it, with the ID-LoRA and
+  without any LoRA, and the ID match while it does;
+- Base fidelity: ID-LoRA + Base-LoRA (both from the first reference photo, strength 1), empty
+  caption: how often background and clothing match the reference's (the paper's "Full" setting);
+- fine-tune: `train.finetune` from the 4-photo ID-LoRA on those 4 photos: ID match after, wall time;
+- CFG: ID match and caption-following at several CFG scales (with the editing captions: with the
+  empty caption as both prompts CFG changes nothing).
+
+Sampling runs every identity's own LoRA in one batch: the trainer's per-sample LoRA hooks
+(`comfy_bridge.lora_hooks`) and the bridge's batched Euler sampler, which equal ComfyUI's KSampler
+with the LoRA applied as weight patches (`tests/test_toy_study.py` checks it, ID + Base and CFG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..coefficients import normalize
+from ..comfy_bridge.diffusion import Denoiser, euler_sample
+from ..comfy_bridge.lora_hooks import (
+    LoRAHookState,
+    LoRASet,
+    activate,
+    deactivate,
+    install_lora_hooks,
+    layer_module_paths,
+)
+from ..config import LORA_KEY_SUFFIX, PROJECTIONS
+from ..lora import lora_modules
+from ..model import HyperLoRA
+from . import files, world
+from .base_judge import BaseJudge
+
+Log = Callable[[str], None]
+FINETUNE_STEPS = 50
+FINETUNE_LR = 1e-3
+"""The toy LoRA's factors are ~100x smaller than SDXL's; at the authors' 1e-4, 50 steps barely move them."""
+
+
+def _images01(images: np.ndarray) -> torch.Tensor:
+    """uint8 `[N, H, W, 3]` -> float `[N, 3, H, W]` in 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def edit_factors(reference: np.ndarray, seed: int = 3) -> np.ndarray:
+    """Per identity a background colour, pattern and shirt colour that all differ from its reference
+    photo's `[I, 3]`, so following the caption can never be mistaken for copying the photo."""
+    rng = np.random.default_rng(seed)
+    out = np.empty_like(reference)
+    for f, n in enumerate(world.BASE_FACTOR_SIZES):
+        out[:, f] = (reference[:, f] + rng.integers(1, n, size=len(reference))) % n
+    return out
+
+
+@dataclass
+class StudySet:
+    """Held-out identities, their reference photos (render 0..R-1), conditions and editing captions."""
+
+    identities: np.ndarray
+    attributes: np.ndarray  # [I, 6]
+    reference_factors: np.ndarray  # [I, 3] background colour, pattern, clothing of render 0
+    photos: np.ndarray  # [I, R, 32, 32, 3] uint8
+    clip_tokens: torch.Tensor  # [I, R, T, C] of the grey-background faces
+    id_embeds: torch.Tensor  # [I, R, 512]
+    base_tokens: torch.Tensor  # [I, T, C] of render 0, face blurred
+    edits: np.ndarray  # [I, 3]
+    edit_captions: list[str]
+
+    @classmethod
+    def make(cls, conditioner, count: int = 128, refs: int = 4, seed: int = 0) -> StudySet:
+        ids = world.spread_heldout_identities(count)
+        renders = world.render_set(ids, refs, seed)
+        x = _images01(renders.images)
+        tokens, embeds = conditioner(x)
+        first = renders.render_index == 0
+        with torch.no_grad():
+            base_tokens = conditioner.clip.penultimate(world.face_blurred(tensor=x[torch.from_numpy(first)]))
+        reference = renders.base_factors[first]
+        edits = edit_factors(reference)
+        n = len(ids)
+        return cls(ids, world.all_attributes()[ids], reference, renders.images.reshape(n, refs, *renders.images.shape[1:]),
+                   tokens.view(n, refs, *tokens.shape[1:]), embeds.view(n, refs, -1), base_tokens, edits,
+                   [", ".join(world.base_phrases(e)) for e in edits])
+
+    def __len__(self) -> int:
+        return len(self.identities)
+
+    def head(self, count: int) -> StudySet:
+        """The first `count` identities."""
+        return StudySet(*(getattr(self, f.name)[:count] for f in dataclasses.fields(self)))
+
+
+@dataclass
+class Loras:
+    """Per-identity LoRA factors for the hooks: `downs[l] [I, r, in]`, `ups[l] [I, out, r]`, and the
+    alpha/rank every LoRA of this kind is exported with."""
+
+    downs: list[torch.Tensor]
+    ups: list[torch.Tensor]
+    alpha_scale: float
+
+    def set(self, strength: float, rows: slice | None = None) -> LoRASet:
+        sel = rows or slice(None)
+        downs, ups = [d[sel] for d in self.downs], [u[sel] for u in self.ups]
+        return LoRASet(downs, ups, torch.full((downs[0].shape[0],), self.alpha_scale * strength))
+
+
+@torch.no_grad()
+def id_loras(hl: HyperLoRA, study: StudySet, refs: int) -> Loras:
+    """Each identity's ID-LoRA from its first `refs` photos: tokens averaged over the photos, then
+    normalised (what `HyperLoRA.generate_id_lora` does, for all identities at once)."""
+    n = len(study)
+    tokens = hl.id_tokens(study.clip_tokens[:, :refs].flatten(0, 1), study.id_embeds[:, :refs].flatten(0, 1)).float()
+    coeffs = normalize(tokens.view(n, refs, *tokens.shape[1:]).mean(1))
+    downs, ups = hl.lora_factors(coeffs, "id")
+    return Loras(downs, ups, 0.5)
+
+
+@torch.no_grad()
+def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
+    """Each identity's Base-LoRA from its first photo, face blurred (`HyperLoRA.generate_base_lora`)."""
+    downs, ups = hl.lora_factors(normalize(hl.base_tokens(study.base_tokens).float()), "base")
+    return Loras(downs, ups, 0.5)
+
+
+def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:
+    """Kohya LoRA state dicts (e.g. fine-tuned ones), one per identity, in the checkpoint's layer order."""
+    names = [f"{spec.name}_{LORA_KEY_SUFFIX[p]}" for spec in hl.config.modules for p in PROJECTIONS]
+    per = [lora_modules(d) for d in dicts]
+    downs = [torch.stack([m[name][0].float() for m in per]) for name in names]
+    ups = [torch.stack([m[name][1].float() for m in per]) for name in names]
+    down0, _, alpha = per[0][names[0]]
+    return Loras(downs, ups, float(alpha) / down0.shape[0])
+
+
+class StudySampler:
+    """Samples of every study identity in one batch: own caption, own LoRAs, shared CFG."""
+
+    def __init__(self, toy, study: StudySet, hl: HyperLoRA, seed: int = 11, steps: int = 20, batch: int = 128) -> None:
+        import comfy.sample
+
+        self.toy, self.study, self.steps, self.batch = toy, study, steps, batch
+        self.denoiser = Denoiser(toy.unet)
+        self.noise = comfy.sample.prepare_noise(torch.zeros(len(study), 4, 16, 16), seed)
+        self.size = torch.tensor([[self.noise.shape[-2] * 8, self.noise.shape[-1] * 8, 0, 0,
+                                   self.noise.shape[-2] * 8, self.noise.shape[-1] * 8]], dtype=torch.float32)
+        self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.state = LoRAHookState()
+        install_lora_hooks(toy.unet, layer_module_paths(toy.unet, hl.config.modules), self.state)
+        activate(toy.unet, "cpu")
+
+    def close(self) -> None:
+        self.state.clear()
+        deactivate(self.toy.unet)
+
+    def __enter__(self) -> StudySampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def text(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context `[1, T, C]`, ADM `[1, D]`) of a caption, as CLIPTextEncode + SDXL's size embedding."""
+        if caption not in self._text:
+            clip = self.toy.clip
+            cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
+            self._text[caption] = (cond.float(), self.denoiser.adm(pooled.float(), self.size))
+        return self._text[caption]
+
+    @torch.no_grad()
+    def images(self, loras: list[tuple[Loras, float]], captions: list[str] | None = None, cfg: float = 1.0) -> torch.Tensor:
+        """`[I, 3, 32, 32]` 0..1: identity i with `captions[i]` (default empty) and every LoRA's row i at
+        its strength; the negative prompt is empty."""
+        n = len(self.study)
+        captions = captions or [""] * n
+        uctx, uadm = self.text("")
+        out = []
+        for s in range(0, n, self.batch):
+            rows = slice(s, min(n, s + self.batch))
+            b = rows.stop - rows.start
+            texts = [self.text(c) for c in captions[rows]]
+            ctx, adm = torch.cat([t[0] for t in texts]), torch.cat([t[1] for t in texts])
+            self.state.sets = [lo.set(strength, rows) for lo, strength in loras if strength]
+            try:
+                x = euler_sample(self.denoiser, self.noise[rows], ctx, adm, uctx.expand(b, -1, -1), uadm.expand(b, -1),
+                                 steps=self.steps, cfg=cfg)
+            finally:
+                self.state.clear()
+            out.append(self.toy.vae.decode(self.denoiser.latent_out(x)).float().clamp(0, 1).permute(0, 3, 1, 2))
+        return torch.cat(out)
+
+
+@dataclass
+class Judged:
+    """What the judges see in one set of samples."""
+
+    identity: np.ndarray  # [I, 6] bool: attribute == the identity's
+    factors: np.ndarray  # [I, 3] predicted background colour, pattern, clothing
+
+    @property
+    def id_match(self) -> float:
+        return float(self.identity.mean())
+
+    @property
+    def all6(self) -> float:
+        return float(self.identity.all(1).mean())
+
+    def factor_rate(self, target: np.ndarray) -> float:
+        """Mean over the three base factors of how often the prediction equals `target [I, 3]`."""
+        return float((self.factors == target).mean())
+
+
+@dataclass
+class StudyResult:
+    identities: int
+    numbers: dict[str, float] = field(default_factory=dict)
+    per_factor: dict[str, list[float]] = field(default_factory=dict)
+    cfg_rows: list[dict] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # label -> [I, 32, 32, 3] uint8
+    seconds: float = 0.0
+
+    def summary_line(self) -> str:
+        keys = ("id_match_1ref", "id_match_4ref", "no_lora", "leakage", "no_lora_leakage", "edit_follow",
+                "no_lora_edit_follow", "base_match", "finetune_id_match")
+        return "toy_eval " + " ".join(f"{k}={self.numbers[k]:.3f}" if k in self.numbers else f"{k}=n/a" for k in keys)
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def finetune_loras(toy, hl: HyperLoRA, study: StudySet, count: int, cfg, steps: int = FINETUNE_STEPS,
+                   lr: float = FINETUNE_LR, log: Log | None = None) -> tuple[list[dict], float]:
+    """`train.finetune` from each of the first `count` identities' 4-photo ID-LoRA on those photos
+    (captioned with their background and shirt, as a user describes a photo; 50 steps, batch 4).
+    Returns the LoRAs and the mean wall seconds per identity."""
+    from PIL import Image
+
+    from ..safetensors_io import load_tensors, save_tensors_atomic
+    from ..train.finetune import finetune
+    from ..train.fit import build_backbone
+
+    refs = study.photos.shape[1]
+    backbone = getattr(toy, "backbone", None) or build_backbone(cfg)
+    out, seconds = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(count):
+            folder = Path(tmp) / f"id{i}"
+            folder.mkdir()
+            renders = world.render_set([int(study.identities[i])], refs, 0)
+            for j in range(refs):
+                Image.fromarray(study.photos[i, j]).save(folder / f"{j}.png")
+                (folder / f"{j}.txt").write_text(", ".join(world.base_phrases(renders.base_factors[j])))
+            lora = hl.generate_id_lora(study.clip_tokens[i], study.id_embeds[i])
+            src, dst = Path(tmp) / f"id{i}.safetensors", Path(tmp) / f"id{i}_ft.safetensors"
+            save_tensors_atomic(lora, src)
+            t0 = time.perf_counter()
+            finetune(cfg, src, folder, dst, steps=steps, lr=lr, batch=4, resolution=world.IMAGE_SIZE, seed=i,
+                     backbone=backbone)
+            seconds.append(time.perf_counter() - t0)
+            out.append(load_tensors(dst))
+            if log and (i + 1) % 8 == 0:
+                log(f"fine-tuned {i + 1}/{count} LoRAs ({np.mean(seconds):.1f} s each)")
+    return out, float(np.mean(seconds))
+
+
+def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None,
+              identities: int = 128, steps: int = 20, seed: int = 11, finetune_count: int = 32,
+              cfgs: tuple[float, ...] = (1.0, 2.0, 4.0, 7.0), edit_cfg: float = 1.0, log: Log | None = None,
+              train_config: str | os.PathLike | None = None) -> StudyResult:
+    """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
+    the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
+    from .evaluate import ToyWorld
+
+    t0 = time.time()
+    log = log or (lambda _m: None)
+    toy = ToyWorld.load(folder)
+    hl = HyperLoRA.from_pretrained(hyperlora).eval() if hyperlora else toy.hyperlora
+    judge = toy.judge
+    base_judge = files.load_module(BaseJudge(), "base_judge", folder)
+    study = StudySet.make(toy.conditioner, identities)
+    result = StudyResult(len(study))
+    n = result.numbers
+    attrs = torch.from_numpy(study.attributes)
+
+    def judged(images: torch.Tensor) -> Judged:
+        return Judged((judge.predict(images) == attrs).numpy(), base_judge.predict(images).numpy())
+
+    one, four = id_loras(hl, study, 1), id_loras(hl, study, 4)
+    base = base_loras(hl, study) if hl.config.has_base else None
+    edits = study.edit_captions
+    with StudySampler(toy, study, hl, seed=seed, steps=steps) as sampler:
+        plain = sampler.images([])
+        j0 = judged(plain)
+        n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
+        n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
+        result.images["no LoRA"] = _uint8(plain)
+        for label, lo in (("1ref", one), ("4ref", four)):
+            imgs = sampler.images([(lo, 1.0)])
+            j = judged(imgs)
+            n[f"id_match_{label}"], n[f"all6_{label}"] = j.id_match, j.all6
+            if label == "1ref":
+                n["leakage"] = j.factor_rate(study.reference_factors)
+                result.per_factor["leakage"] = list((j.factors == study.reference_factors).mean(0))
+                result.per_factor["no_lora_leakage"] = list((j0.factors == study.reference_factors).mean(0))
+                result.per_factor["id_match_1ref"] = list(j.identity.mean(0))
+                result.images["ID-LoRA"] = _uint8(imgs)
+            log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
+        if base is not None:
+            imgs = sampler.images([(one, 1.0), (base, 1.0)])
+            j = judged(imgs)
+            n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
+            result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
+            result.images["ID + Base"] = _uint8(imgs)
+            imgs = sampler.images([(base, 1.0)])
+            j = judged(imgs)
+            n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
+            log(f"ID + Base: base match {n['base_match']:.3f}, ID match {n['id_match_id_base']:.3f}")
+        for c in sorted({edit_cfg, *cfgs}):
+            row = {"cfg": c}
+            for label, loras in (("no_lora", []), ("id", [(one, 1.0)])):
+                imgs = sampler.images(loras, edits, cfg=c)
+                j = judged(imgs)
+                row[f"{label}_edit_follow"] = j.factor_rate(study.edits)
+                row[f"{label}_id_match"] = j.id_match
+                row[f"{label}_leakage"] = j.factor_rate(study.reference_factors)
+                if c == edit_cfg:
+                    result.images[f"edit {label}"] = _uint8(imgs)
+                    result.per_factor[f"{label}_edit_follow"] = list((j.factors == study.edits).mean(0))
+            result.cfg_rows.append(row)
+            log(f"CFG {c:g}: {row}")
+            if c == edit_cfg:
+                n["edit_follow"], n["no_lora_edit_follow"] = row["id_edit_follow"], row["no_lora_edit_follow"]
+                n["id_match_edit"], n["no_lora_id_match_edit"] = row["id_id_match"], row["no_lora_id_match"]
+    if finetune_count:
+        from ..train.config import load_config
+
+        cfg = load_config(train_config or files.world_dir(folder) / "toy_train.yaml")
+        k = min(finetune_count, len(study))
+        tuned, seconds = finetune_loras(toy, hl, study, k, cfg, log=log)
+        sub = study.head(k)
+        with StudySampler(toy, sub, hl, seed=seed, steps=steps) as sampler:
+            imgs = sampler.images([(loras_from_files(tuned, hl), 1.0)])
+            j = Judged((judge.predict(imgs) == torch.from_numpy(sub.attributes)).numpy(), base_judge.predict(imgs).numpy())
+            before = sampler.images([(id_loras(hl, sub, 4), 1.0)])
+            jb = (judge.predict(before) == torch.from_numpy(sub.attributes)).numpy()
+        n["finetune_id_match"], n["finetune_all6"] = j.id_match, j.all6
+        n["finetune_before_id_match"] = float(jb.mean())
+        n["finetune_leakage"] = j.factor_rate(sub.reference_factors)
+        n["finetune_seconds"] = seconds
+        n["finetune_identities"] = k
+        log(f"fine-tune ({k} identities): ID match {float(jb.mean()):.3f} -> {j.id_match:.3f}, {seconds:.1f} s each")
+    result.seconds = time.time() - t0
+    return result
