@@ -382,8 +382,9 @@ def prerequisite(stage: str, cfg: FitConfig) -> str | None:
     """The stage that must have finished before `stage` starts (None: it may start from scratch)."""
     if stage == "base":
         return None
-    if stage == "clip_id":
-        return "base" if cfg.hypernetwork.base_rank is not None else None
+    if stage == "clip_id":  # builds on the Base-LoRA warm-up, unless it trains the Base-LoRA itself
+        trains_base = bool({"base_resampler", "base_basis"} & set(cfg.trainable(stage)))
+        return "base" if cfg.hypernetwork.base_rank is not None and not trains_base else None
     if stage == "arcface_id":
         return "clip_id"
     return "arcface_id"

@@ -1,0 +1,156 @@
+"""The ablation table of the toy world: every row trained by the same trainer, measured the same way.
+
+    python -m hyperlora_core.toy.ablation prepare --work output/toy_ablation   # dataset + one config per row
+    python -m hyperlora_core.toy.ablation fit full --work output/toy_ablation  # one row (resumable: rerun it)
+    python -m hyperlora_core.toy.ablation measure --work output/toy_ablation   # toy/study.py per finished row
+    python -m hyperlora_core.toy.ablation table --work output/toy_ablation     # the Markdown table
+
+Rows (`recipe.ABLATIONS`) share one budget (`recipe.ABLATION_BUDGET`); `fit` runs
+`python -m hyperlora_core.train fit --config <work>/configs/<row>.yaml`, so a row stopped at any
+point resumes from its last checkpoint. Rows that start from another row's stage (the shared Base
+warm-up) wait until it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .recipe import ABLATIONS, ROW, ablation_config
+
+RESULTS = "results"
+
+
+def _boot() -> None:
+    from .build import _boot as boot
+
+    boot()
+
+
+def final_model(work: Path, row: str) -> Path | None:
+    """The row's trained HyperLoRA: its last stage's result, once every stage has finished."""
+    from ..train.config import load_config
+    from ..train.fit import final_path
+
+    cfg = load_config(work / "configs" / f"{row}.yaml")
+    finals = [final_path(cfg, s) for s in cfg.stage_names()]
+    return finals[-1] if all(f.is_file() for f in finals) else None
+
+
+def prepare(world: Path, work: Path) -> None:
+    from .stages import Data
+    from .trainer import write_toy_dataset
+
+    shards = work / "shards"
+    if not (shards / "index.json").is_file():
+        t = time.time()
+        write_toy_dataset(shards, Data.make().train, world)
+        print(f"dataset -> {shards} ({time.time() - t:.0f}s)", flush=True)
+    for row in ABLATIONS:
+        print(f"{row.name}: {ablation_config(row, world, work)}", flush=True)
+
+
+def fit(work: Path, row: str) -> None:
+    from ..train.__main__ import main as train_cli
+
+    r = ROW[row]
+    if r.init_from:
+        need = work / "runs" / r.init_from[0] / r.init_from[1] / "final.safetensors"
+        while not need.is_file():
+            print(f"{row}: waiting for {need}", flush=True)
+            time.sleep(60)
+    if train_cli(["fit", "--config", str(work / "configs" / f"{row}.yaml")]) != 0:
+        raise SystemExit(f"{row}: train fit failed")
+
+
+def measure(world: Path, work: Path, rows: list[str], identities: int, finetune: int, steps: int) -> None:
+    from .study import run_study
+
+    out = work / RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        path = out / f"{row}.json"
+        model = final_model(work, row)
+        if path.is_file() or model is None:
+            print(f"{row}: {'measured already' if path.is_file() else 'not finished'}", flush=True)
+            continue
+        res = run_study(world, model, identities=identities, steps=steps,
+                        finetune_count=finetune if row == "full" else 0,
+                        cfgs=(1.0, 2.0, 4.0, 7.0) if row == "full" else (), log=lambda m, r=row: print(f"{r}: {m}", flush=True),
+                        train_config=work / "configs" / f"{row}.yaml")
+        path.write_text(json.dumps({"row": row, "label": ROW[row].label, "numbers": res.numbers,
+                                    "per_factor": res.per_factor, "cfg_rows": res.cfg_rows,
+                                    "identities": res.identities, "seconds": res.seconds}, indent=1))
+        print(f"{row}: {res.summary_line()} ({res.seconds:.0f}s)", flush=True)
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def table(work: Path) -> str:
+    """The Markdown ablation table from the measured rows."""
+    res = {p.stem: json.loads(p.read_text()) for p in sorted((work / RESULTS).glob("*.json"))}
+    if not res:
+        return "(no rows measured yet)"
+    head = ("| row | ID match, 1 photo | ID match, 4 photos | all-6, 1 photo | leakage (floor) | caption followed "
+            "(no LoRA) | ID match while editing | Base fidelity |")
+    lines = [head, "|" + "---|" * 8]
+    any_row = next(iter(res.values()))["numbers"]
+    floor = any_row["no_lora_leakage"]
+    lines.append(f"| no LoRA | {_f(any_row['no_lora'])} | - | {_f(any_row['no_lora_all6'])} | {_f(floor)} | "
+                 f"{_f(any_row['no_lora_edit_follow'])} | {_f(any_row['no_lora_id_match_edit'])} | - |")
+    for row in ABLATIONS:
+        if row.name not in res:
+            continue
+        n = res[row.name]["numbers"]
+        lines.append(f"| {row.label}, ID-LoRA | {_f(n['id_match_1ref'])} | {_f(n['id_match_4ref'])} | {_f(n['all6_1ref'])} | "
+                     f"{_f(n['leakage'])} | {_f(n['edit_follow'])} | {_f(n['id_match_edit'])} | - |")
+        if "base_match" in n:
+            lines.append(f"| {row.label}, ID + Base | {_f(n['id_match_id_base'])} | - | - | - | - | - | "
+                         f"{_f(n['base_match'])} |")
+        if "finetune_id_match" in n:
+            lines.append(f"| {row.label} + {int(n['finetune_identities'])}-identity 50-step fine-tune (4 photos) | - | "
+                         f"{_f(n['finetune_id_match'])} (before {_f(n['finetune_before_id_match'])}) | "
+                         f"{_f(n['finetune_all6'])} | {_f(n['finetune_leakage'])} | - | - | - |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("prepare", "fit", "measure", "table"))
+    p.add_argument("rows", nargs="*", help="fit: one row; measure: rows (default all)")
+    p.add_argument("--work", default="output/toy_ablation")
+    p.add_argument("--world", default=None, help="toy world folder (default models/toy)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--identities", type=int, default=128)
+    p.add_argument("--finetune", type=int, default=32, help="identities fine-tuned for the full recipe's row")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps")
+    args = p.parse_args(argv)
+    work = Path(args.work)
+    if args.command == "table":
+        print(table(work))
+        return 0
+    _boot()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from . import files
+
+    world = files.world_dir(args.world)
+    if args.command == "prepare":
+        prepare(world, work)
+    elif args.command == "fit":
+        if len(args.rows) != 1 or args.rows[0] not in ROW:
+            p.error(f"fit takes one row: {', '.join(ROW)}")
+        fit(work, args.rows[0])
+    else:
+        measure(world, work, args.rows or list(ROW), args.identities, args.finetune, args.steps)
+        print(table(work))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""The toy HyperLoRA's training recipe (the paper's stages, with a Base-LoRA branch) and its ablations.
+
+One table of trainer configs, all for `python -m hyperlora_core.train fit` with the toy backbone:
+
+- `shipped_config`: what `make toy-world` trains and `models/toy` ships: Base-LoRA warm-up ->
+  CLIP-guided ID-LoRA -> ArcFace stage, the Base-LoRA frozen and added (dropped for half of the
+  samples) while the ID-LoRA trains, captions naming the target's background and shirt (empty
+  for half of the samples), each target's ID-LoRA made from another photo of the same person.
+- `ABLATIONS`: the same recipe with one thing changed per row, on a shorter shared budget
+  (`ABLATION_BUDGET`: the same batch and the same total number of steps for every row).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BASE: dict = {
+    "seed": 7,
+    "data": {"verify": "quick"},
+    "model": {"backbone": "toy"},
+    "hypernetwork": {
+        "basis_size": 16, "rank": 4, "base_rank": 2, "id_tokens": 16, "face_embed_dim": 512,
+        "resampler": {"dim": 64, "depth": 4, "heads": 4, "dim_head": 16, "ff_mult": 4},
+        "base_resampler": {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16, "ff_mult": 4},
+    },
+    "train": {
+        "precision": "fp32", "gradient_checkpointing": False,
+        "batch": {"identities": 32, "photos_per_identity": 2},
+        "references": "other_photos",
+        "loss": {"objective": "eps", "t_min": 200, "t_max": 1000},
+        "dropout": {"text": 0.5, "face": 0.0, "base_lora": 0.5},
+        "optimizer": {"lr": 2.0e-3, "basis_lr": 5.0e-4, "weight_decay": 1.0e-4, "grad_clip": 1.0},
+        "scheduler": {"kind": "constant", "warmup_steps": 50},
+        "checkpoint": {"every": 100, "keep_last": 40},
+        "log": {"every": 25, "progress_bar": False, "tensorboard": False},
+        "samples": {"every": -1},
+    },
+}
+"""Everything but the paths and the stages: the same for the shipped model and every ablation row."""
+
+SHIPPED_STAGES: dict = {
+    "base": {"steps": 250},
+    "clip_id": {"steps": 150},
+    "arcface_id": {"steps": 1100, "decay_steps": 450},
+}
+
+ABLATION_BUDGET = {"identities": 16, "base": 200, "clip_id": 100, "arcface_id": 500, "decay": 200}
+"""Every row: batch 16 identities x 2 photos, 800 steps in all (the Base warm-up counts), the last
+200 with the learning rate falling to 0."""
+
+_B = ABLATION_BUDGET
+_ID_PARTS = ["id_projector", "id_resampler", "id_basis"]
+_BASE_PARTS = ["base_resampler", "base_basis"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One ablation: a name (its run folder), what it is, and how it differs from the full recipe."""
+
+    name: str
+    label: str
+    stages: dict
+    overrides: dict = field(default_factory=dict)
+    init_from: tuple[str, str] | None = None
+    """(row, stage): start from that row's stage result (e.g. the shared Base-LoRA warm-up)."""
+
+
+_TOTAL = _B["base"] + _B["clip_id"] + _B["arcface_id"]
+ABLATIONS: tuple[Row, ...] = (
+    Row("full", "full recipe (Base warm-up -> CLIP stage -> ArcFace stage)",
+        {"base": {"steps": _B["base"]}, "clip_id": {"steps": _B["clip_id"]},
+         "arcface_id": {"steps": _B["arcface_id"], "decay_steps": _B["decay"]}}),
+    Row("id_only", "ID-only recipe (no Base branch: CLIP stage -> ArcFace stage)",
+        {"clip_id": {"steps": _B["clip_id"]},
+         "arcface_id": {"steps": _TOTAL - _B["clip_id"], "decay_steps": _B["decay"]}},
+        {"hypernetwork": {"base_rank": None}}),
+    Row("no_base_warmup", "full recipe without the Base warm-up (Base-LoRA trained with the ID-LoRA)",
+        {"clip_id": {"steps": _B["clip_id"], "trainable": ["id_resampler", "id_basis", *_BASE_PARTS]},
+         "arcface_id": {"steps": _TOTAL - _B["clip_id"], "decay_steps": _B["decay"],
+                        "trainable": [*_ID_PARTS, *_BASE_PARTS]}}),
+    Row("no_clip_stage", "full recipe without the CLIP stage (Base warm-up -> ArcFace stage)",
+        {"arcface_id": {"steps": _TOTAL - _B["base"], "decay_steps": _B["decay"]}},
+        init_from=("full", "base")),
+    Row("id_only_same_photo", "ID-only recipe, each ID-LoRA made from its own target photo (one photo per person)",
+        {"clip_id": {"steps": _B["clip_id"]},
+         "arcface_id": {"steps": _TOTAL - _B["clip_id"], "decay_steps": _B["decay"]}},
+        {"hypernetwork": {"base_rank": None}, "train": {"references": "same_photo"}}),
+    Row("full_same_photo", "full recipe, each ID-LoRA made from its own target photo (one photo per person)",
+        {"clip_id": {"steps": _B["clip_id"]},
+         "arcface_id": {"steps": _B["arcface_id"], "decay_steps": _B["decay"]}},
+        {"train": {"references": "same_photo"}}, init_from=("full", "base")),
+)
+ROW: dict[str, Row] = {r.name: r for r in ABLATIONS}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), start.resolve())).as_posix()
+
+
+def config_dict(world: str | os.PathLike, shards: str | os.PathLike, run_dir: str | os.PathLike, stages: dict,
+                overrides: dict | None = None, init: str | os.PathLike | None = None,
+                relative_to: str | os.PathLike | None = None) -> dict:
+    """A complete trainer config; paths relative to `relative_to` (the config file's folder) if given."""
+    rel = (lambda p: _rel(Path(p), Path(relative_to))) if relative_to else (lambda p: str(Path(p).resolve()))
+    cfg = _merge(BASE, overrides or {})
+    cfg["run_dir"] = rel(run_dir)
+    cfg["data"]["shards"] = rel(shards)
+    cfg["model"]["checkpoint"] = rel(world)
+    if init:
+        cfg["hypernetwork"]["init"] = rel(init)
+    cfg["stages"] = copy.deepcopy(stages)
+    return cfg
+
+
+def write_config(path: str | os.PathLike, cfg: dict, header: str = "") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=110)
+    path.write_text((header + "\n" if header else "") + text, encoding="utf-8")
+    return path
+
+
+def ablation_config(row: Row, world: str | os.PathLike, work: str | os.PathLike) -> Path:
+    """`<work>/configs/<row>.yaml` for one ablation row (runs in `<work>/runs/<row>`)."""
+    work = Path(work)
+    folder = work / "configs"
+    init = None
+    if row.init_from:
+        init = work / "runs" / row.init_from[0] / row.init_from[1] / "final.safetensors"
+    overrides = _merge({"train": {"batch": {"identities": ABLATION_BUDGET["identities"]}}}, row.overrides)
+    cfg = config_dict(world, work / "shards", work / "runs" / row.name, row.stages, overrides, init, relative_to=folder)
+    return write_config(folder / f"{row.name}.yaml", cfg, f"# ablation '{row.name}': {row.label}")
