@@ -1,7 +1,8 @@
-"""Reference photos -> the pack's `IDCondition`, with the toy ArcFace/CLIP analogues.
+"""Reference photos -> the pack's `IDCondition` and `BaseCondition`, with the toy ArcFace/CLIP analogues.
 
-The toy counterpart of `hyperlora_core.encode.encode_id`: same output type, so the pack's
-Generate node turns it into a LoRA unchanged. No face detection: toy photos are face portraits.
+The toy counterparts of `hyperlora_core.encode.encode_id` and `encode_base`: same output types, so
+the pack's Generate ID / Generate Base nodes turn them into LoRAs unchanged. No face detection:
+toy photos are face portraits.
 """
 
 from __future__ import annotations
@@ -50,4 +51,21 @@ def encode_toy_photos(images: torch.Tensor, folder: str | os.PathLike | None = N
         weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         face_crops=masked_reference(x).permute(0, 2, 3, 1).contiguous(),
         photo_indices=tuple(range(n)), face_counts=(1,) * n, embedding_space=FACE_PACK,
+    )
+
+
+def encode_toy_base(images: torch.Tensor, folder: str | os.PathLike | None = None,
+                    weights: list[float] | None = None):
+    """Photos -> `BaseCondition`: CLIP-analogue tokens of each photo with its face blurred out
+    (`world.face_blurred`, the published Base crop's analogue), for Generate Base LoRA."""
+    from ..conditions import BaseCondition
+
+    x = to_toy_size(images)
+    blurred = world.face_blurred(tensor=x)
+    with torch.no_grad():
+        tokens = load_conditioner(folder).clip.penultimate(blurred)
+    n = x.shape[0]
+    return BaseCondition(
+        clip_tokens=tokens.float(), weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
+        crops=blurred.permute(0, 2, 3, 1).contiguous(), photo_indices=tuple(range(n)), face_counts=(1,) * n,
     )
