@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from hyperlora_core.toy import world
-from hyperlora_core.toy.caption import UNSPECIFIED, CaptionEncoder, caption_tokens, parse_caption, token_ids
+from hyperlora_core.toy.caption import SEQUENCE, UNSPECIFIED, CaptionEncoder, caption_tokens, parse_caption, token_ids
 
 
 def test_identity_index_round_trip_covers_all_identities():
@@ -55,10 +55,55 @@ def test_identity_changes_the_face_not_the_background():
 
 def test_caption_parser_reads_phrases_and_ignores_everything_else():
     values = parse_caption("fcsks fxhks fhyks, a face, Red Hair,  smiling , nonsense")
-    assert values == [UNSPECIFIED, UNSPECIFIED, UNSPECIFIED, 3, UNSPECIFIED, 0]
-    assert parse_caption(world.caption((1, 2, 0, 3, 2, 1))) == [1, 2, 0, 3, 2, 1]
+    assert values == [UNSPECIFIED, UNSPECIFIED, UNSPECIFIED, 3, UNSPECIFIED, 0] + [UNSPECIFIED] * 3
+    assert parse_caption(world.caption((1, 2, 0, 3, 2, 1)))[:6] == [1, 2, 0, 3, 2, 1]
     empty = token_ids([None] * 6)
+    assert len(empty) == SEQUENCE == 10
     assert caption_tokens(["", "a face", "fcsks fxhks fhyks, "]).tolist() == [empty] * 3
     ctx, pooled = CaptionEncoder()(caption_tokens(["", "a face, tan skin"]))
-    assert ctx.shape == (2, 7, 64) and pooled.shape == (2, 64)
+    assert ctx.shape == (2, 10, 64) and pooled.shape == (2, 64)
     assert not torch.equal(ctx[0], ctx[1])
+
+
+def test_captions_name_background_pattern_and_shirt():
+    """The base factors as a user writes them, in any order, and the phrases the world writes itself."""
+    bg, pattern, shirt = (dict(zip(values, range(len(values)))) for _, values in world.BASE_FACTORS)
+    assert parse_caption("red shirt, blue striped background")[6:] == [bg["blue"], pattern["striped"], shirt["red"]]
+    assert parse_caption("dotted  Teal background")[6:] == [bg["teal"], pattern["dotted"], UNSPECIFIED]
+    assert parse_caption("grey background")[6:] == [bg["grey"], UNSPECIFIED, UNSPECIFIED]
+    assert parse_caption("blue striped dotted background, shirt, red hair shirt")[6:] == [UNSPECIFIED] * 3
+    for factors in ((0, 0, 0), (7, 2, 7), (3, 1, 5)):
+        text = world.caption(None, base=factors)
+        assert parse_caption(text)[6:] == list(factors)
+        assert token_ids([None] * 6, base=factors) == caption_tokens([text])[0].tolist()
+    assert world.base_phrases((None, 2, None)) == ["dotted background"]
+
+
+def test_named_base_factors_are_what_is_drawn():
+    """A render's recorded background colour, pattern and shirt are the drawn ones, and every value occurs."""
+    r = world.render_set(world.train_identities()[:40], 6, seed=0)
+    f = r.base_factors
+    assert f.shape == (240, 3)
+    for k, n in enumerate(world.BASE_FACTOR_SIZES):
+        assert set(f[:, k]) == set(range(n))
+    corner = r.images[:, 0, 0].astype(int)  # the top-left pixel is background (pattern marks are darker)
+    palette = np.array(world._BACKGROUNDS)
+    plain = f[:, 1] == 0
+    nearest = np.abs(corner[plain, None, :] - palette[None]).sum(-1).argmin(1)
+    assert (nearest == f[plain, 0]).all()
+    same = world.render(7, world.sample_base(np.random.default_rng(1), factors=(2, 1, 4)))
+    assert world.sample_base(np.random.default_rng(1), factors=(2, 1, 4)).factors == (2, 1, 4)
+    assert same.shape == (32, 32, 3)
+
+
+def test_face_blur_keeps_background_and_clothes_and_removes_the_face():
+    r = world.render_set([5, 1200], 2, seed=0)
+    blurred = world.face_blurred(r.images).astype(int)
+    images = r.images.astype(int)
+    assert np.abs(blurred[:, :2] - images[:, :2]).max() <= 1  # top rows: background untouched
+    assert np.abs(blurred[:, -2:] - images[:, -2:]).max() <= 1  # bottom rows: clothes untouched
+    eyes = (slice(12, 17), slice(9, 23))
+    assert images[:, eyes[0], eyes[1]].std(axis=(1, 2)).mean() > 2 * blurred[:, eyes[0], eyes[1]].std(axis=(1, 2)).mean()
+    x = torch.from_numpy(r.images).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(world.face_blurred(tensor=x) * 255, torch.from_numpy(blurred).permute(0, 3, 1, 2).float(),
+                          atol=0.51)
