@@ -142,3 +142,20 @@ def ablation_config(row: Row, world: str | os.PathLike, work: str | os.PathLike)
     overrides = _merge({"train": {"batch": {"identities": ABLATION_BUDGET["identities"]}}}, row.overrides)
     cfg = config_dict(world, work / "shards", work / "runs" / row.name, row.stages, overrides, init, relative_to=folder)
     return write_config(folder / f"{row.name}.yaml", cfg, f"# ablation '{row.name}': {row.label}")
+
+
+CONFIG_FILE = "toy_train.yaml"
+"""The shipped HyperLoRA's trainer config, in the toy world's folder."""
+SMOKE_STAGES: dict = {"base": {"steps": 2}, "clip_id": {"steps": 2}, "arcface_id": {"steps": 3, "decay_steps": 1}}
+
+
+def shipped_config(world: str | os.PathLike, work: str | os.PathLike, stages: dict | None = None,
+                   overrides: dict | None = None) -> Path:
+    """`<world>/toy_train.yaml`: the shipped recipe, its dataset and run folder under `work`."""
+    world = Path(world)
+    cfg = config_dict(world, Path(work) / "shards", Path(work) / "run", stages or SHIPPED_STAGES, overrides,
+                      relative_to=world)
+    header = ("# The toy HyperLoRA's training config (hyperlora_core/toy/recipe.py). `make toy-world` writes the\n"
+              "# dataset and runs `python -m hyperlora_core.train fit --config toy_train.yaml`, then `export`.\n"
+              "# Relative paths are relative to this file; model.checkpoint is the toy world in this folder.")
+    return write_config(world / CONFIG_FILE, cfg, header)
