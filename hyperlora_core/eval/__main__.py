@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--toy", action="store_true", help="evaluate the toy world (no real weights needed)")
     p.add_argument("--toy-world", default=None, help="toy world folder (default models/toy)")
-    p.add_argument("--identities", type=int, default=16, help="toy: held-out identities")
+    p.add_argument("--identities", type=int, default=None,
+                   help="toy: held-out identities (default 16; 128 with --summary)")
+    p.add_argument("--summary", action="store_true",
+                   help="toy: the paper's measurements (ID fidelity, leakage, editability, Base fidelity, fine-tune, "
+                        "CFG) for the toy HyperLoRA; the last line is `toy_eval id_match_1ref=... finetune_id_match=...`")
+    p.add_argument("--finetune", type=int, default=32, help="toy --summary: identities fine-tuned (50 steps each)")
     p.add_argument("--checkpoint", help="SDXL checkpoint (.safetensors)")
     p.add_argument("--hyperlora", help="HyperLoRA checkpoint (published folder or single file)")
     p.add_argument("--face-pack", help="insightface pack folder (antelopev2)")
@@ -87,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     notes = []
+    if args.toy and args.summary:
+        return toy_summary(args)
     if args.toy:
         backend = ToyBackend(args.toy_world, steps=args.steps, cfg=args.cfg or 1.0)
-        persons = ToyBackend.heldout_persons(args.identities)
+        persons = ToyBackend.heldout_persons(args.identities or 16)
         prompts = _read_prompts(args.prompts, TOY_PROMPTS)
         notes.append(f"toy world, {len(persons)} held-out identities (never trained on), 4 reference photos each")
     else:
@@ -120,6 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows, notes))
     for k, v in paths.items():
         print(f"{k}: {v}")
+    return 0
+
+
+def toy_summary(args) -> int:
+    """`--toy --summary`: `toy.study.run_study` on the toy world, its tables, the summary line last."""
+    import json
+
+    from ..toy.study import run_study, study_tables
+
+    result = run_study(args.toy_world, args.hyperlora, identities=args.identities or 128, steps=args.steps,
+                       finetune_count=args.finetune, edit_cfg=args.cfg or 1.0, log=print)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "toy_summary.json").write_text(json.dumps({"numbers": result.numbers, "per_factor": result.per_factor,
+                                                      "cfg_rows": result.cfg_rows, "identities": result.identities,
+                                                      "seconds": result.seconds}, indent=1))
+    print(study_tables(result))
+    print(f"{out / 'toy_summary.json'} ({result.seconds:.0f}s)")
+    print(result.summary_line())
     return 0
 
 

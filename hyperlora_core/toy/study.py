@@ -371,3 +371,44 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         log(f"fine-tune ({k} identities): ID match {float(jb.mean()):.3f} -> {j.id_match:.3f}, {seconds:.1f} s each")
     result.seconds = time.time() - t0
     return result
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def study_tables(result: StudyResult) -> str:
+    """The measurements as Markdown: one table of settings, the CFG sweep, the per-factor rates."""
+    n = result.numbers
+    g = n.get
+    lines = [f"{result.identities} held-out identities (never in any training stage), the same sampler noise in every "
+             "row; identity judged by the attribute judge, background colour / pattern / shirt by the base judge.", "",
+             "| setting | ID match | all-6 exact | base factors = reference photo's | base factors = caption's |",
+             "|---|---|---|---|---|",
+             f"| no LoRA, empty caption | {_f(g('no_lora'))} | {_f(g('no_lora_all6'))} | {_f(g('no_lora_leakage'))} | - |",
+             f"| ID-LoRA (1 photo), empty caption | {_f(g('id_match_1ref'))} | {_f(g('all6_1ref'))} | {_f(g('leakage'))} | - |",
+             f"| ID-LoRA (4 photos), empty caption | {_f(g('id_match_4ref'))} | {_f(g('all6_4ref'))} | - | - |",
+             f"| no LoRA, editing caption | {_f(g('no_lora_id_match_edit'))} | - | - | {_f(g('no_lora_edit_follow'))} |",
+             f"| ID-LoRA (1 photo), editing caption | {_f(g('id_match_edit'))} | - | - | {_f(g('edit_follow'))} |"]
+    if "base_match" in n:
+        lines.append(f"| ID + Base-LoRA (1 photo), empty caption | {_f(g('id_match_id_base'))} | - | {_f(g('base_match'))} | - |")
+        lines.append(f"| Base-LoRA alone, empty caption | {_f(g('base_only_id_match'))} | - | "
+                     f"{_f(g('base_only_base_match'))} | - |")
+    if "finetune_id_match" in n:
+        k = int(n["finetune_identities"])
+        lines.append(f"| ID-LoRA (4 photos) on the first {k} identities, before fine-tuning | "
+                     f"{_f(g('finetune_before_id_match'))} | - | - | - |")
+        lines.append(f"| the same after `train finetune` (50 steps, 4 photos; {g('finetune_seconds'):.1f} s each) | "
+                     f"{_f(g('finetune_id_match'))} | {_f(g('finetune_all6'))} | {_f(g('finetune_leakage'))} | - |")
+    if result.cfg_rows:
+        lines += ["", "CFG sweep (editing captions; negative prompt empty):", "",
+                  "| CFG | ID match, ID-LoRA | ID match, no LoRA | caption followed, ID-LoRA | caption followed, no LoRA |",
+                  "|---|---|---|---|---|"]
+        for r in result.cfg_rows:
+            lines.append(f"| {r['cfg']:g} | {_f(r['id_id_match'])} | {_f(r['no_lora_id_match'])} | "
+                         f"{_f(r['id_edit_follow'])} | {_f(r['no_lora_edit_follow'])} |")
+    if result.per_factor:
+        lines += ["", "Per factor (background colour, pattern, shirt colour; identity: the six attributes):", ""]
+        for k, v in result.per_factor.items():
+            lines.append(f"- {k}: " + ", ".join(f"{x:.2f}" for x in v))
+    return "\n".join(lines)
