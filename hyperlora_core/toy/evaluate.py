@@ -37,12 +37,13 @@ class ToyWorld:
     judge: AttributeJudge
 
     @classmethod
-    def load(cls, folder: str | os.PathLike | None = None) -> ToyWorld:
+    def load(cls, folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None) -> ToyWorld:
+        """The world in `folder` (default models/toy) with its HyperLoRA, or the one at `hyperlora`."""
         return cls(
             unet=wrap_unet(files.load_part("unet", folder)),
             clip=wrap_caption_encoder(files.load_part("caption_encoder", folder)),
             vae=wrap_vae(files.load_part("vae", folder)),
-            hyperlora=HyperLoRA.from_pretrained(files.part_path("hyperlora", folder)).eval(),
+            hyperlora=HyperLoRA.from_pretrained(hyperlora or files.part_path("hyperlora", folder)).eval(),
             conditioner=Conditioner(files.load_module(ToyArcFace(), "arcface", folder),
                                     files.load_module(ToyCLIP(), "clip_vision", folder)),
             judge=files.load_module(AttributeJudge(), "judge", folder),

@@ -293,8 +293,8 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
 
     t0 = time.time()
     log = log or (lambda _m: None)
-    toy = ToyWorld.load(folder)
-    hl = HyperLoRA.from_pretrained(hyperlora).eval() if hyperlora else toy.hyperlora
+    toy = ToyWorld.load(folder, hyperlora)
+    hl = toy.hyperlora
     judge = toy.judge
     base_judge = files.load_module(BaseJudge(), "base_judge", folder)
     study = StudySet.make(toy.conditioner, identities)
