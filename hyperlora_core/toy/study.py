@@ -334,6 +334,10 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
             imgs = sampler.images([(base, 1.0)])
             j = judged(imgs)
             n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
+            imgs = sampler.images([(one, 1.0), (base, 1.0)], edits, cfg=edit_cfg)  # "Full" asked to change them
+            j = judged(imgs)
+            n["edit_follow_id_base"], n["id_match_edit_id_base"] = j.factor_rate(study.edits), j.id_match
+            n["leakage_edit_id_base"] = j.factor_rate(study.reference_factors)
             log(f"ID + Base: base match {n['base_match']:.3f}, ID match {n['id_match_id_base']:.3f}")
         for c in sorted({edit_cfg, *cfgs}):
             row = {"cfg": c}
@@ -392,6 +396,8 @@ def study_tables(result: StudyResult) -> str:
              f"| ID-LoRA (1 photo), editing caption | {_f(g('id_match_edit'))} | - | - | {_f(g('edit_follow'))} |"]
     if "base_match" in n:
         lines.append(f"| ID + Base-LoRA (1 photo), empty caption | {_f(g('id_match_id_base'))} | - | {_f(g('base_match'))} | - |")
+        lines.append(f"| ID + Base-LoRA (1 photo), editing caption | {_f(g('id_match_edit_id_base'))} | - | "
+                     f"{_f(g('leakage_edit_id_base'))} | {_f(g('edit_follow_id_base'))} |")
         lines.append(f"| Base-LoRA alone, empty caption | {_f(g('base_only_id_match'))} | - | "
                      f"{_f(g('base_only_base_match'))} | - |")
     if "finetune_id_match" in n:
