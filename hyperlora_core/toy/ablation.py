@@ -109,8 +109,8 @@ def table(work: Path) -> str:
         lines.append(f"| {row.label}, ID-LoRA | {_f(n['id_match_1ref'])} | {_f(n['id_match_4ref'])} | {_f(n['all6_1ref'])} | "
                      f"{_f(n['leakage'])} | {_f(n['edit_follow'])} | {_f(n['id_match_edit'])} | - |")
         if "base_match" in n:
-            lines.append(f"| {row.label}, ID + Base | {_f(n['id_match_id_base'])} | - | - | - | - | - | "
-                         f"{_f(n['base_match'])} |")
+            lines.append(f"| {row.label}, ID + Base | {_f(n['id_match_id_base'])} | - | - | - | "
+                         f"{_f(n.get('edit_follow_id_base'))} | {_f(n.get('id_match_edit_id_base'))} | {_f(n['base_match'])} |")
         if "finetune_id_match" in n:
             lines.append(f"| {row.label} + {int(n['finetune_identities'])}-identity 50-step fine-tune (4 photos) | - | "
                          f"{_f(n['finetune_id_match'])} (before {_f(n['finetune_before_id_match'])}) | "
