@@ -60,7 +60,7 @@ def _tiny_measure(tmp: Path, ckpt: bool, repeats: int) -> tuple[float, int, floa
     from hyperlora_core.comfy_bridge.lora_hooks import LoRASet
     from hyperlora_core.train.config import load_config
     from hyperlora_core.train.fit import close_session, open_session
-    from hyperlora_core.train.objective import HyperStep, StepRunner
+    from hyperlora_core.train.objective import Conditions, HyperStep, StepRunner
     from hyperlora_core.train.setup import new_hyperlora, set_trainable
 
     cfg = load_config(ROOT / "hyperlora_core/train/configs/tiny.yaml", {
@@ -90,7 +90,7 @@ def _tiny_measure(tmp: Path, ckpt: bool, repeats: int) -> tuple[float, int, floa
         x = den.noisy(sigma, batch.noise, x0)
         with torch.no_grad():
             cond = runner.conditions(batch)
-            made = step(cond["face_tokens"], cond["arcface"], None, batch.groups, 1, "same_photo", True, False)
+            made = step(Conditions(cond.face_tokens, cond.arcface, None, batch.groups, 1), "same_photo")
         leaf = [[t.detach().clone().requires_grad_() for t in part] for part in made["id"]]
 
         def hooked_unet():  # baseline: the same UNet pass with the LoRA as fixed leaf tensors (no hypernetwork)
@@ -150,7 +150,7 @@ def param_counts(with_base: bool) -> dict[str, int]:
 
 def full_step(repeats: int) -> None:
     from hyperlora_core.model import HyperLoRA
-    from hyperlora_core.train.objective import HyperStep
+    from hyperlora_core.train.objective import Conditions, HyperStep
     from hyperlora_core.train.setup import set_trainable
 
     print("\n== full-size hypernetwork (ID branch, published shapes), fp32, batch 1, CPU; no UNet (see docstring) ==")
@@ -174,14 +174,14 @@ def full_step(repeats: int) -> None:
     gen = torch.Generator().manual_seed(1)
     clip = torch.randn(1, 257, 1024, generator=gen)
     face = torch.nn.functional.normalize(torch.randn(1, 512, generator=gen), dim=-1)
-    groups = torch.zeros(1, dtype=torch.long)
+    cond = Conditions(clip, face, None, torch.zeros(1, dtype=torch.long), 1)
     with torch.no_grad():
-        downs, ups = step(clip, face, None, groups, 1, "same_photo", True, False)["id"]
+        downs, ups = step(cond, "same_photo")["id"]
     probe_d = [torch.randn(d.shape, generator=gen) for d in downs]
     probe_u = [torch.randn(u.shape, generator=gen) for u in ups]
 
     def train_step():
-        d, u = step(clip, face, None, groups, 1, "same_photo", True, False)["id"]
+        d, u = step(cond, "same_photo")["id"]
         loss = sum((a * b).sum() for a, b in zip(d, probe_d)) + sum((a * b).sum() for a, b in zip(u, probe_u))
         loss.backward()
         opt.step()
@@ -189,7 +189,7 @@ def full_step(repeats: int) -> None:
 
     def generate():
         with torch.no_grad():
-            step(clip, face, None, groups, 1, "same_photo", True, False)
+            step(cond, "same_photo")
 
     with PeakRSS() as mem_gen:
         t_gen = _timed(generate, repeats)

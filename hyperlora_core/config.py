@@ -20,6 +20,10 @@ LORA_KEY_SUFFIX: dict[str, str] = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v
 """How each projection is named in the exported kohya LoRA keys."""
 
 TOKENS_PER_MODULE = 2 * len(PROJECTIONS)
+"""Coefficient tokens per attention module: one for the down and one for the up factor of each projection."""
+LORA_SCALE = 0.5
+"""alpha / rank of every LoRA HyperLoRA makes (alpha = rank / 2, as published): exported files carry it as
+`.alpha`, and training and the per-sample hooks apply the same scale, so users get what was trained."""
 DEFAULT_DIM_HEAD = 64
 TRIGGER_WORDS = "fcsks fxhks fhyks, "
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .basis import LoRABasis
 from .coefficients import normalize, photo_weights, weighted_mean
-from .config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
+from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
 from .resampler import IDProjector, Resampler
 
@@ -159,7 +159,7 @@ class HyperLoRA(nn.Module):
         """One normalised coefficient set `[1, Q, K]` -> kohya LoRA state dict (CPU tensors)."""
         downs, ups = self.lora_factors(coeffs, kind)
         rank = self.config.rank if kind == "id" else self.config.base_rank
-        alpha = torch.tensor(rank * 0.5)
+        alpha = torch.tensor(rank * LORA_SCALE)
         out: dict[str, torch.Tensor] = {}
         layer = 0
         for spec in self.config.modules:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(toy, identities=args.identities, seed=args.seed, log=print)
     grid = result.save_grid(out / "toy_demo_grid.png")
     held = result.identities[0]
-    from .hyper import HeldoutSet
+    from .evaluate import HeldoutSet
 
     one = HeldoutSet.make(toy.conditioner, count=args.identities, refs=1)
     lora_path = out / f"toy_id_lora_identity{held}.safetensors"

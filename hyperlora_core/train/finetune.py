@@ -128,6 +128,7 @@ def finetune(
     backbone=None,
 ) -> dict:
     """Train the LoRA's factors for `steps` AdamW steps; write it with the input's names and alphas."""
+    from ..comfy_bridge.backbone import backbone_kind
     from .fit import build_backbone
 
     if steps < 1:
@@ -142,7 +143,7 @@ def finetune(
     if photos.is_dir() and (photos / INDEX_FILE).is_file():
         data = load_prepared(photos)
     elif photos.is_dir():
-        data = load_photos(photos, backbone, resolution or (64 if cfg.model.backbone == "tiny" else 1024), caption)
+        data = load_photos(photos, backbone, resolution or backbone_kind(cfg.model.backbone).resolution, caption)
     else:
         raise HyperLoRAError(f"{photos}: not a folder of photos or a prepared dataset.")
     state = LoRAHookState()

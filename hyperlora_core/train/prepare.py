@@ -201,9 +201,10 @@ def prepare(
     from .fit import build_backbone
     from .synthetic import write_synthetic_dataset
 
+    from ..comfy_bridge.backbone import backbone_kind
+
     folder = Path(out or cfg.data.shards)
-    tiny = cfg.model.backbone == "tiny"
-    resolution = resolution or (64 if tiny else 1024)
+    resolution = resolution or backbone_kind(cfg.model.backbone).resolution
     if resolution % 8:
         raise HyperLoRAError(f"prepare: resolution {resolution} is not a multiple of 8 (the VAE's factor).")
     backbone = backbone or build_backbone(cfg)
