@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
 from hyperlora_core.config import TRIGGER_WORDS
 from hyperlora_core.lora import save_lora
 
 from . import host, types
+from .loaders import DTYPES
 from .spec import In, NodeDef, Result
-
-SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
@@ -19,7 +16,7 @@ def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str =
     metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
     if notes:
         metadata["hyperlora.notes"] = notes
-    save_lora(lora, path, dtype=SAVE_DTYPES[dtype], metadata=metadata, trigger_words=TRIGGER_WORDS)
+    save_lora(lora, path, dtype=DTYPES[dtype], metadata=metadata, trigger_words=TRIGGER_WORDS)
     host.log.info("HyperLoRA: saved LoRA to %s", path)
     subfolder, filename = host.output_relative(path)
     return {"filename": filename, "subfolder": subfolder, "type": "output"}
@@ -44,7 +41,7 @@ SAVE = NodeDef(
     inputs=(
         In("lora", types.LORA),
         In("filename_prefix", "STRING", default="hyperlora/id_lora"),
-        In("dtype", "COMBO", options=list(SAVE_DTYPES), default="fp16"),
+        In("dtype", "COMBO", options=list(DTYPES), default="fp16"),
         In("notes", "STRING", default="", multiline=True, optional=True,
            tooltip="Stored in the file's metadata (e.g. who, which photos)."),
     ),

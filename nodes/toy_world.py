@@ -21,11 +21,9 @@ from hyperlora_core.toy.install import heldout_photos
 from hyperlora_core.toy.models import load_toy_models
 
 from . import types
-from .encode import parse_weights
+from .encode import WEIGHTS_TIP, parse_weights
 from .loaders import load_checkpoint
 from .spec import In, NodeDef, Out
-
-WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
 
 
 def world_choices() -> list[str]:

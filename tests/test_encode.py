@@ -62,7 +62,7 @@ def test_encode_id_shapes_counts_and_previews(analyzer):
     assert not torch.allclose(cond.id_embeds[0], cond.id_embeds[1])  # different faces, different embeddings
     assert cond.face_crops.shape == (2, 512, 512, 3) and 0 <= cond.face_crops.min() and cond.face_crops.max() <= 1
     assert cond.face_counts == (1, 1) and cond.photo_indices == (0, 1) and cond.has_face == (True, True)
-    assert cond.weights is None and cond.embedding_space == "antelopev2" and cond.standin_face_models
+    assert cond.weights is None and cond.embedding_space == "standin:antelopev2"
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert len(enc.calls) == 1 and enc.calls[0].shape == (2, 224, 224, 3) and enc.calls[0].dtype == np.uint8
 

@@ -19,6 +19,7 @@ import torch
 from hyperlora_core.toy import world
 
 IDENTITIES = 48
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only fights other jobs
 
 
 @pytest.fixture(scope="module")

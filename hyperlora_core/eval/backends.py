@@ -115,10 +115,12 @@ class SDXLBackend:
                    load_clip_vision(clip_vision), **options)
 
     def prepare(self, person: Person):
+        from ..comfy_bridge.clip_vision import ComfyClipEncoder
         from ..encode import encode_base, encode_id
 
-        cond = encode_id(person.photos, self.analyzer, self.clip_vision, on_no_face="skip")
-        base = encode_base(person.photos, self.analyzer, self.clip_vision, on_no_face="skip") if self.has_base else None
+        clip = ComfyClipEncoder(self.clip_vision)
+        cond = encode_id(person.photos, self.analyzer, clip, on_no_face="skip")
+        base = encode_base(person.photos, self.analyzer, clip, on_no_face="skip") if self.has_base else None
         return cond, base
 
     def id_lora(self, prepared, refs: int | None) -> dict:

@@ -198,10 +198,10 @@ def prepare(
     analyzer=None,
 ) -> PrepareReport:
     """Write the dataset `fit` reads (default: the config's data.shards)."""
+    from ..comfy_bridge.backbone import backbone_kind
+    from ..face.packs import is_standin_space
     from .fit import build_backbone
     from .synthetic import write_synthetic_dataset
-
-    from ..comfy_bridge.backbone import backbone_kind
 
     folder = Path(out or cfg.data.shards)
     resolution = resolution or backbone_kind(cfg.model.backbone).resolution
@@ -235,7 +235,7 @@ def prepare(
     empty_c, empty_p = backbone.encode_text([""])
     info = {"backbone": backbone.name, "resolution": resolution, "source": str(source), "samples": report.kept,
             "face_pack": getattr(analyzer, "pack_name", "?"), "embedding_space": getattr(analyzer, "embedding_space", "?"),
-            "standin_face_models": bool(getattr(analyzer, "is_standin", False))}
+            "standin_face_models": is_standin_space(getattr(analyzer, "embedding_space", ""))}
     writer.finish({"empty_text": empty_c[0].contiguous(), "empty_pooled": empty_p[0].contiguous()}, info)
     report.write()
     return report
