@@ -269,7 +269,7 @@ def _gen_id(hyper_lora: CompatHyperLoRA, id_cond):
 def _gen_base(hyper_lora: CompatHyperLoRA, base_cond):
     from hyperlora_core.comfy_bridge.model_management import load_for_use
 
-    return (generate_base_lora(load_for_use(hyper_lora.patcher), base_cond, host.Progress),)
+    return (generate_base_lora(load_for_use(hyper_lora.patcher), base_cond, host.Progress()),)
 
 
 GEN_ID = NodeDef(

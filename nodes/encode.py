@@ -46,7 +46,7 @@ def encode_photos(encode, photos, face_analysis, clip_vision, weights: str | Non
     ComfyUI's CLIP_VISION wrapped for the core, widgets parsed, the node's progress bar fed.
     Returns (condition, the crops CLIP saw)."""
     cond = encode(photos, face_analysis, ComfyClipEncoder(clip_vision), weights=parse_weights(weights),
-                  face_index=_face_index(face_index), progress=host.Progress.callback(), **options)
+                  face_index=_face_index(face_index), progress=host.Progress(), **options)
     return cond, cond.preview
 
 

@@ -7,8 +7,6 @@ user's graph runs: `generate_id_lora` -> `apply_lora` (ComfyUI weight patches) -
 (`comfy.sample.sample`) -> the toy VAE's decode. The batched sampler the build's curve uses (the
 trainer's per-sample hooks + the bridge's Euler) is checked against it on every one of them.
 
-Thresholds sit well away from the measured values (48 identities: about 0.71 with a LoRA, 0.30
-without), so another CPU's rounding cannot move a test across them.
 """
 
 from __future__ import annotations
@@ -19,6 +17,10 @@ import torch
 from hyperlora_core.toy import world
 
 IDENTITIES = 48
+# Thresholds sit far from the measured values (48 identities x 6 attributes = 288 judgements, one
+# judgement = 0.0035): another CPU's rounding may flip a few near-tie judgements. Measured on the CI
+# machine: no LoRA 0.264, LoRA from 1 photo 0.729, from 4 photos 0.736 (chance 0.292).
+HELDOUT_MATCH_MIN = 0.6
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only fights other jobs
 
 
@@ -47,7 +49,7 @@ def result(toy):
 def test_lora_lifts_heldout_identity_match_far_above_no_lora(result):
     none, one = result.row("no LoRA", 0, 0.0), result.row("ID-LoRA", 1)
     assert none.mean < world.CHANCE_MATCH + 0.1  # about 0.30: the empty caption carries no identity
-    assert one.mean >= 0.62, f"held-out match with a 1-photo LoRA {one.mean:.3f} (no LoRA {none.mean:.3f})"
+    assert one.mean >= HELDOUT_MATCH_MIN, f"held-out match with a 1-photo LoRA {one.mean:.3f} (no LoRA {none.mean:.3f})"
     assert one.all6 > none.all6 + 0.05
     # every attribute moves towards the reference, not just the easy ones
     gain = one.matches.mean(0) - none.matches.mean(0)
@@ -56,8 +58,8 @@ def test_lora_lifts_heldout_identity_match_far_above_no_lora(result):
 
 def test_four_references_do_at_least_as_well_as_one(result):
     one, four = result.row("ID-LoRA", 1), result.row("ID-LoRA", 4)
-    assert four.mean >= one.mean - 0.05
-    assert four.mean >= 0.62
+    assert four.mean >= one.mean - 0.05  # measured +0.007
+    assert four.mean >= HELDOUT_MATCH_MIN
 
 
 def test_batched_hook_sampler_gives_the_ksampler_path_images(toy, held, result):
