@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 from safetensors.torch import load_file, save_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
 from hyperlora_core.checkpoint import find_checkpoint
+from hyperlora_core.standins import random_hyperlora, small_config
 
 
 @pytest.fixture(scope="module")

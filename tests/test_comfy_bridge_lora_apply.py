@@ -5,7 +5,6 @@ from __future__ import annotations
 import comfy.model_management
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 
 from hyperlora_core import HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
@@ -16,6 +15,7 @@ from hyperlora_core.comfy_bridge.sdxl import (
     init_weights,
     sdxl_unet_config,
 )
+from hyperlora_core.standins import random_hyperlora, small_config
 
 
 def _conditions(n, width=1024, seed=0):

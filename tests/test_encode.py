@@ -195,7 +195,7 @@ def test_8k_photo(analyzer):
 
 
 def test_condition_feeds_the_hypernetwork(analyzer):
-    from factories import random_hyperlora, sdxl_modules, small_config
+    from hyperlora_core.standins import random_hyperlora, sdxl_modules, small_config
 
     model = random_hyperlora(small_config(modules=sdxl_modules()[:2], basis_size=4, rank=2, dim=32, depth=1))
     cond = encode_id([square_photo(), square_photo(x=40)], analyzer, PixelEncoder(), weights=[1.0, 3.0])

@@ -7,12 +7,11 @@ import json
 
 import pytest
 import torch
-from fixtures import standins
 from fixtures.nodes_env import assert_progress, model_folder, output_folder, progress_events, run_node, validate_node
 from fixtures.pack import load_pack
 from safetensors import safe_open
 
-from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core import HyperLoRA, HyperLoRAError, standins
 from hyperlora_core.conditions import IDCondition
 from hyperlora_core.lora import interpolate_loras, mix_loras, slider_lora
 

@@ -35,11 +35,14 @@ def autoencoder_kl(ddconfig: dict, embed_dim: int) -> comfy.ldm.models.autoencod
     return model
 
 
-def vae_object(state_dict: dict[str, torch.Tensor], ddconfig: dict, embed_dim: int, ratio: int) -> comfy.sd.VAE:
-    """A `comfy.sd.VAE` (what VAELoader returns) around `AutoencoderKL` weights whose image side is
-    `ratio` x the latent side (ComfyUI assumes 8 unless told)."""
+def vae_object(state_dict: dict[str, torch.Tensor], ddconfig: dict, embed_dim: int, ratio: int | None = None,
+               dtype: torch.dtype | None = torch.float32) -> comfy.sd.VAE:
+    """A `comfy.sd.VAE` (what VAELoader returns) around `AutoencoderKL` weights; `ratio`: the image side
+    is that many latent sides (ComfyUI assumes 8 and sizes its memory estimate for SD's VAE)."""
     config = {"params": {"ddconfig": dict(ddconfig), "embed_dim": embed_dim}}
-    vae = comfy.sd.VAE(sd={k: v.float() for k, v in state_dict.items()}, config=config, dtype=torch.float32)
+    vae = comfy.sd.VAE(sd={k: v.float() for k, v in state_dict.items()}, config=config, dtype=dtype)
+    if ratio is None:
+        return vae
     vae.downscale_ratio = ratio
     vae.upscale_ratio = ratio
     size = comfy.model_management.dtype_size
@@ -111,3 +114,20 @@ def text_encoder_object(encoder: Callable[[], nn.Module], tokenize: Callable[[st
     clip = comfy.sd.CLIP(Target(), model_options={"dtype": torch.float32})
     clip.cond_stage_model.load_sd({k: v.float() for k, v in state_dict.items()})
     return clip
+
+
+def sdxl_text_encoders(unet_config: dict, text_config: dict) -> comfy.sd.CLIP:
+    """SDXL's tokenizer and dual text encoder (`comfy.sd.CLIP`), both encoders built from `text_config`
+    (a CLIP text config's size keys), for the SDXL UNet `unet_config` describes. Weights uninitialised."""
+    import comfy.supported_models
+
+    target = comfy.supported_models.SDXL(unet_config).clip_target()
+    return comfy.sd.CLIP(target, model_options={"clip_l_model_config": dict(text_config),
+                                                "clip_g_model_config": dict(text_config)})
+
+
+def clip_vision_model(config_path: str):
+    """ComfyUI's `ClipVisionModel` from a HF-style config file (weights uninitialised)."""
+    import comfy.clip_vision
+
+    return comfy.clip_vision.ClipVisionModel(str(config_path))

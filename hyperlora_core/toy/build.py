@@ -25,14 +25,6 @@ FULL_STEPS = {"judge": 800, "arcface": 800, "clip": 800, "vae": 1000, "base": 15
 SMOKE_STEPS = {"judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
 
 
-def _boot() -> None:
-    try:
-        from scripts.comfy_env import boot_comfy
-    except ImportError:  # installed without the repository's scripts/: ComfyUI must be importable
-        return
-    boot_comfy()
-
-
 @dataclass
 class Build:
     """What the stages share: the options, the data, the output folder and the parts made so far."""
@@ -269,7 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
-    _boot()
+    from ..comfy_bridge.boot import boot_comfy
+
+    boot_comfy()
     import torch
 
     if args.threads:

@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default output/toy_demo)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = parser.parse_args(argv)
-    from .build import _boot
+    from ..comfy_bridge.boot import boot_comfy
 
-    _boot()
+    boot_comfy()
     import torch
 
     if args.threads:
