@@ -50,6 +50,20 @@ def encode_photos(encode, photos, face_analysis, clip_vision, weights: str | Non
     return cond, cond.preview
 
 
+PHOTO_INPUTS = (
+    In("photos", "IMAGE"),
+    In("face_analysis", types.FACE_ANALYSIS),
+    In("clip_vision", "CLIP_VISION"),
+    In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+)
+"""The first inputs of both encode nodes: the photos, the models that read them, their weights."""
+FACE_CHOICE = (
+    In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
+    In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
+)
+"""The last inputs of both encode nodes: which face, and what to do without one."""
+
+
 def _encode_id(photos, face_analysis, clip_vision, weights: str, remove_background: bool, grayscale: bool,
                face_index: int, on_no_face: str):
     return encode_photos(encode_id, photos, face_analysis, clip_vision, weights, face_index,
@@ -64,14 +78,10 @@ ENCODE_ID = NodeDef(
         "with CLIP and ArcFace. Outputs the ID condition and a preview of the crops CLIP saw."
     ),
     inputs=(
-        In("photos", "IMAGE"),
-        In("face_analysis", types.FACE_ANALYSIS),
-        In("clip_vision", "CLIP_VISION"),
-        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        *PHOTO_INPUTS,
         In("remove_background", "BOOLEAN", default=True, tooltip="Gray background around the face (published default)."),
         In("grayscale", "BOOLEAN", default=False, tooltip="Encode the crops in grayscale (reduces color cast)."),
-        In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
-        In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
+        *FACE_CHOICE,
     ),
     outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "face_crops")),
     run=_encode_id,
@@ -93,14 +103,10 @@ ENCODE_BASE = NodeDef(
         "around the face by the left,right,top,bottom scales, encoded with CLIP."
     ),
     inputs=(
-        In("photos", "IMAGE"),
-        In("face_analysis", types.FACE_ANALYSIS),
-        In("clip_vision", "CLIP_VISION"),
-        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        *PHOTO_INPUTS,
         In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
         In("clamp_to_image", "BOOLEAN", default=True),
-        In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
-        In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
+        *FACE_CHOICE,
     ),
     outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops")),
     run=_encode_base,

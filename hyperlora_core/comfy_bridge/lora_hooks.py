@@ -152,6 +152,16 @@ def activate(model_patcher, device: torch.device | str) -> nn.Module:
     return model_patcher.patch_model(device_to=torch.device(device))
 
 
+def attach_lora_hooks(model_patcher, paths: list[str], device: torch.device | str,
+                      gradient_checkpointing: bool = False) -> LoRAHookState:
+    """`install_lora_hooks` on `paths` and `activate`: returns the state whose LoRA sets the hooks add
+    from now on (`deactivate` removes them)."""
+    state = LoRAHookState()
+    install_lora_hooks(model_patcher, paths, state, gradient_checkpointing)
+    activate(model_patcher, device)
+    return state
+
+
 def deactivate(model_patcher) -> None:
     """Eject the hooks and restore the weights (the model is unchanged afterwards)."""
     model_patcher.unpatch_model()

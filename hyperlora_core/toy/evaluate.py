@@ -23,14 +23,7 @@ import torch
 
 from ..comfy_bridge import apply_lora
 from ..comfy_bridge.diffusion import Denoiser, encode_prompt, euler_sample, ksample, ksampler_noise
-from ..comfy_bridge.lora_hooks import (
-    LoRAHookState,
-    LoRASet,
-    activate,
-    deactivate,
-    install_lora_hooks,
-    layer_module_paths,
-)
+from ..comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..config import LORA_SCALE
 from ..model import HyperLoRA
 from ..train.objective import Conditions, HyperStep
@@ -131,9 +124,7 @@ class HookedSampler:
         self.denoiser = Denoiser(toy.unet)
         context, pooled = toy.backbone.encode_text([""])
         self.context, self.adm = context, self.denoiser.adm(pooled, SIZES)
-        self.state = LoRAHookState()
-        install_lora_hooks(toy.unet, layer_module_paths(toy.unet, toy.hyperlora.config.modules), self.state)
-        activate(toy.unet, "cpu")
+        self.state = attach_lora_hooks(toy.unet, layer_module_paths(toy.unet, toy.hyperlora.config.modules), "cpu")
 
     def close(self) -> None:
         deactivate(self.toy.unet)

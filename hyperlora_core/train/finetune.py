@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ..comfy_bridge.diffusion import Denoiser
-from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, activate, deactivate, install_lora_hooks, lora_layer_paths
+from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, lora_layer_paths
 from ..config import TRIGGER_WORDS
 from ..errors import HyperLoRAError
 from ..lora import lora_modules
@@ -146,10 +146,8 @@ def finetune(
         data = load_photos(photos, backbone, resolution or backbone_kind(cfg.model.backbone).resolution, caption)
     else:
         raise HyperLoRAError(f"{photos}: not a folder of photos or a prepared dataset.")
-    state = LoRAHookState()
-    install_lora_hooks(unet, paths, state, cfg.train.gradient_checkpointing)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    activate(unet, device)
+    state = attach_lora_hooks(unet, paths, device, cfg.train.gradient_checkpointing)
     unet.model.requires_grad_(False)
     factors.to(device)
     den = Denoiser(unet)

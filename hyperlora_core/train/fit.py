@@ -24,14 +24,7 @@ import torch
 
 from ..comfy_bridge.backbone import Backbone, backbone_kind
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
-from ..comfy_bridge.lora_hooks import (
-    LoRAHookState,
-    LoRASet,
-    activate,
-    deactivate,
-    install_lora_hooks,
-    layer_module_paths,
-)
+from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..comfy_bridge.sdxl import attention_module_specs
 from ..config import LORA_SCALE, HyperLoRAConfig
 from ..errors import HyperLoRAError
@@ -131,9 +124,8 @@ def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
         raise HyperLoRAError(f"{cfg.data.shards}: has no face-blurred base crops, but the config trains a Base-LoRA.")
     specs = attention_module_specs(backbone.unet)
     config = hyper_config(cfg, specs, backbone.clip_vision_dim)
-    state = LoRAHookState()
-    install_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), state, cfg.train.gradient_checkpointing)
-    activate(backbone.unet, info.device)
+    state = attach_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), info.device,
+                              cfg.train.gradient_checkpointing)
     backbone.unet.model.requires_grad_(False)
     sample_text = None
     if cfg.train.samples.every >= 0:
