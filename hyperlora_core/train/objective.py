@@ -18,6 +18,7 @@ from ..comfy_bridge.backbone import Backbone
 from ..comfy_bridge.diffusion import Denoiser
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet
 from ..config import LORA_SCALE
+from ..errors import HyperLoRAError
 from ..model import HyperLoRA
 from .config import STAGE, FitConfig, LossConfig, StageSpec
 from .data import Batch
@@ -118,6 +119,8 @@ class StepRunner:
         self.state, self.device, self.teacher = hook_state, device, teacher
         self.stage_cfg = cfg.stages[stage]
         self.use_base = uses_base_lora(self.spec, cfg)
+        if self.spec.teacher and teacher is None:
+            raise HyperLoRAError(f"stage '{stage}' distils from a teacher ({self.spec.teacher}'s result); pass it.")
 
     def conditions(self, batch: Batch) -> Conditions:
         """Frozen-encoder features of the batch: CLIP tokens of the crops, the ArcFace embedding
@@ -149,7 +152,7 @@ class StepRunner:
         full = torch.full((batch.size,), LORA_SCALE, device=self.device)
         references = self.cfg.train.references
         with autocast:
-            if self.teacher is not None:  # the student is the ID-LoRA alone; the teacher adds a Base-LoRA fraction
+            if self.spec.teacher:  # the student is the ID-LoRA alone; the teacher adds a Base-LoRA fraction
                 factors = model(dataclasses.replace(cond, base_tokens=None), references)
                 with torch.no_grad():
                     t = self.teacher(cond, references)
