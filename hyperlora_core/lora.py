@@ -40,6 +40,15 @@ def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, floa
     return out
 
 
+def check_finite(lora: LoRA, what: str, cause: str) -> LoRA:
+    """`lora` unchanged, or an error naming the first non-finite tensor: a NaN in any factor turns
+    every image black, so it must stop where it enters. `cause` tells the user what to do."""
+    for key, t in lora.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise HyperLoRAError(f"{what}: '{key}' holds NaN or infinite values, which would make every image black. {cause}")
+    return lora
+
+
 def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]) -> LoRA:
     out: LoRA = {}
     for prefix, (down, up, alpha) in modules.items():
@@ -116,22 +125,18 @@ def lora_rank(lora: LoRA) -> int:
     return max(d.shape[0] for d, _, _ in lora_modules(lora).values())
 
 
-def save_lora(
+def lora_file(
     lora: LoRA,
-    path: str | os.PathLike,
     dtype: torch.dtype = torch.float16,
     metadata: dict[str, str] | None = None,
-    overwrite: bool = False,
     source: str | None = None,
     trigger_words: str | None = None,
-) -> Path:
-    """Write a kohya `.safetensors` LoRA with the usual `ss_*` metadata; never overwrites by default.
+) -> tuple[LoRA, dict[str, str]]:
+    """The tensors and kohya `ss_*` metadata of a LoRA file; refuses non-finite weights.
 
     `source` (the HyperLoRA checkpoint) and `trigger_words` are recorded so the file explains itself.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise HyperLoRAError(f"{path} already exists; choose another name (nothing was written).")
+    check_finite(lora, "LoRA to save", "Nothing was written; see the node that made or mixed this LoRA.")
     mods = lora_modules(lora)
     first_down, _, first_alpha = next(iter(mods.values()))
     meta = {
@@ -149,5 +154,19 @@ def save_lora(
         meta["ss_tag_frequency"] = json.dumps({"hyperlora": {trigger_words.strip(" ,"): 1}})
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     tensors = {k: (v.to(dtype) if v.is_floating_point() and not k.endswith(".alpha") else v) for k, v in lora.items()}
-    save_tensors_atomic(tensors, path, meta)
-    return path
+    return tensors, meta
+
+
+def save_lora(
+    lora: LoRA,
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+    source: str | None = None,
+    trigger_words: str | None = None,
+) -> Path:
+    """Write a kohya `.safetensors` LoRA (see `lora_file`); never overwrites by default, and the
+    check is atomic: of two processes saving to one name, one gets an error, no file is lost."""
+    tensors, meta = lora_file(lora, dtype, metadata, source, trigger_words)
+    return save_tensors_atomic(tensors, path, meta, overwrite=overwrite)

@@ -111,7 +111,8 @@ def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Pa
     deeper = sorted(p.parent for p in folder.glob("*/**/*.onnx"))
     if deeper:
         raise HyperLoRAError(
-            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; move them into {folder}.'
+            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; select that folder '
+            f"instead, or move them into {folder}."
         )
     other = sorted(p.name for p in folder.iterdir())[:8]
     raise HyperLoRAError(

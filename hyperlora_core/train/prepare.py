@@ -153,10 +153,15 @@ def _read(path: Path) -> np.ndarray | str:
 
 
 def _load_analyzer(face_models: str | None):
-    from ..face.analyzer import FaceAnalyzer
+    from ..face.analyzer import DEFAULT_PACK, FaceAnalyzer
 
     if face_models:
-        return FaceAnalyzer.load(Path(face_models), providers="auto")
+        folder = Path(face_models)
+        for inner in (folder / DEFAULT_PACK, folder / "models" / DEFAULT_PACK):  # a folder holding the pack
+            if not any(folder.glob("*.onnx")) and inner.is_dir():
+                folder = inner
+                break
+        return FaceAnalyzer.load(folder, providers="auto")
     from ..comfy_bridge.folders import load_face_analyzer
 
     return load_face_analyzer("antelopev2")
