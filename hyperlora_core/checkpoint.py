@@ -37,7 +37,7 @@ from .config import (
     infer_resampler,
     parse_module_list,
 )
-from .errors import HyperLoRAError
+from .errors import HyperLoRAError, os_error_message
 from .model import HyperLoRA
 from .safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
@@ -104,6 +104,8 @@ def _published_source(folder: Path) -> _Source:
         )
     try:
         raw = json.loads(json_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(json_path, exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HyperLoRAError(f"{json_path}: not valid JSON ({exc}); download it again.") from None
     modules = parse_module_list(raw, str(json_path))

@@ -34,6 +34,11 @@ def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, floa
         if up is None:
             raise HyperLoRAError(f"LoRA module '{prefix}' has lora_down but no lora_up weight.")
         alpha = lora.get(f"{prefix}.alpha")
+        if down.ndim < 2 or up.ndim < 2 or up.shape[1] != down.shape[0]:
+            raise HyperLoRAError(
+                f"LoRA module '{prefix}': lora_down {list(down.shape)} and lora_up {list(up.shape)} do not fit "
+                "together (up must be [out, rank] for a down of [rank, in]); the LoRA is damaged."
+            )
         out[prefix] = (down, up, float(alpha) if alpha is not None else float(down.shape[0]))
     if not out:
         raise HyperLoRAError("this LoRA has no '.lora_down.weight' keys; it is not a kohya LoRA state dict.")
@@ -47,6 +52,12 @@ def check_finite(lora: LoRA, what: str, cause: str) -> LoRA:
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise HyperLoRAError(f"{what}: '{key}' holds NaN or infinite values, which would make every image black. {cause}")
     return lora
+
+
+def _update_shape(module: tuple[torch.Tensor, torch.Tensor, float]) -> tuple[int, ...]:
+    """Shape of the weight a module updates: `[out, in, *kernel]`."""
+    down, up, _ = module
+    return (up.shape[0], *down.shape[1:])
 
 
 def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]) -> LoRA:
@@ -77,6 +88,15 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> L
         raise HyperLoRAError(f"got {len(weights)} weights for {len(loras)} LoRAs; give one weight per LoRA.")
     parsed = [lora_modules(x) for x in loras]
     prefixes = list(dict.fromkeys(p for mods in parsed for p in mods))
+    for p in prefixes:
+        updates = {i + 1: _update_shape(mods[p]) for i, mods in enumerate(parsed) if p in mods}
+        if len(set(updates.values())) > 1:
+            i, a = next(iter(updates.items()))
+            j, b = next((k, v) for k, v in updates.items() if v != a)
+            raise HyperLoRAError(
+                f"module '{p}' updates a {list(a)} weight in LoRA {i} but a {list(b)} weight in LoRA {j}: these LoRAs "
+                "were made for different models, so they cannot be mixed. Mix LoRAs made for the same base model."
+            )
     out = {}
     if mode == "delta":
         for p in prefixes:

@@ -17,12 +17,15 @@ import folder_paths
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError, os_error_message
+from hyperlora_core.walk import walk
 
 log = logging.getLogger("HyperLoRA")
 
 NOT_FOUND = "(none found)"
 _PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
 _NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
+_REQUIRED_PARTS = (MODULES_JSON, BASIS_FILE, PART_FILES["resampler"])
+INCOMPLETE = " (incomplete: no "
 
 
 def hyper_lora_roots() -> list[Path]:
@@ -33,17 +36,21 @@ def list_checkpoints() -> list[str]:
     """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root.
 
     The published pack's CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
-    folder (with a config.json) are not checkpoints and are skipped.
+    folder (with a config.json) are not checkpoints and are skipped. A folder holding some of a
+    checkpoint's files but not all is listed as `<name> (incomplete: no <file>)`, so it does not
+    vanish: choosing it gives the message that says what to copy where. Symlinks are followed,
+    each real folder once (a link loop is logged, never walked forever).
     """
     found: set[str] = set()
     for root in hyper_lora_roots():
         if not root.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS))
-            if MODULES_JSON in filenames:
-                found.add(here.relative_to(root).as_posix())
+        for here, dirnames, filenames in walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS)]
+            rel = here.relative_to(root).as_posix()
+            missing = [f for f in _REQUIRED_PARTS if f not in filenames]
+            if len(missing) < len(_REQUIRED_PARTS):
+                found.add(rel if not missing else f"{rel}{INCOMPLETE}{', '.join(missing)})")
                 dirnames[:] = []
                 continue
             if "config.json" in filenames:
@@ -69,6 +76,9 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
 
 
 def resolve_checkpoint(name: str) -> Path:
+    """The checkpoint a Loader entry names (an incomplete folder resolves, so loading it explains)."""
+    if isinstance(name, str) and INCOMPLETE in name:
+        name = name.split(INCOMPLETE)[0]
     return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
 
 

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     boot_comfy()
+    from .. import temporaries
     from ..errors import HyperLoRAError
 
+    temporaries.install_signal_cleanup()
     try:
         return _run(args)
     except HyperLoRAError as exc:
