@@ -33,7 +33,7 @@ from .errors import HyperLoRAError
 from .face.analyzer import DET_SIZES, DetectedFace, FaceAnalyzer, select_face
 from .face.clip_pixels import CLIP_SIZE, clip_pixels
 from .face.crops import arcface_crop, base_crop, blur_face, check_crop_scales, id_crop, preview
-from .face.images import exposure_problem, photo_list
+from .face.images import photo_list
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,9 @@ def _prepare(
         analysis = analyze_photo(rgb, analyzer, i + 1, face_index)
         counts.append(analysis.face_count)
         if analysis.face is None:
-            exposure = exposure_problem(rgb, i + 1)
             if on_no_face == "error":
-                raise HyperLoRAError(exposure or analysis.no_face_message())
-            notes.append(exposure or f"photo {i + 1} ({analysis.width}x{analysis.height} px): no face found; skipped.")
+                raise HyperLoRAError(analysis.no_face_message())
+            notes.append(f"photo {i + 1} ({analysis.width}x{analysis.height} px): no face found; skipped.")
         else:
             px, pv, emb, note = per_photo(rgb, analysis)
             pixels.append(px)
@@ -194,9 +193,6 @@ def _prepare(
         if progress is not None:
             progress(i + 1, total)
     if not kept:
-        exposures = [e for i, r in enumerate(rgbs) if (e := exposure_problem(r, i + 1))]
-        if exposures:
-            raise HyperLoRAError(" ".join(exposures))
         raise HyperLoRAError(
             f"no face found in any of the {len(rgbs)} photo(s); "
             + " ".join(f"photo {i + 1}: {w}x{h} px." for i, (h, w) in enumerate(r.shape[:2] for r in rgbs))

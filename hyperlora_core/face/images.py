@@ -25,8 +25,9 @@ WASHED_OUT = 0.9
 
 
 def exposure_problem(rgb: np.ndarray, number: int) -> str | None:
-    """Why a photo shows no face although it may hold one: almost every pixel pure white, which is
-    what a 16-bit PNG through ComfyUI's Load Image, or a 0..255 image clipped to 0..1, looks like."""
+    """Why a photo can show no face although it may hold one: almost every pixel pure white, which
+    is what a 16-bit PNG through ComfyUI's Load Image, or a 0..255 image clipped to 0..1, looks like.
+    Said before face detection, so the user hears the cause, not "no face"."""
     share = float((rgb == 255).all(axis=-1).mean()) if rgb.size else 0.0
     if share < WASHED_OUT:
         return None
@@ -109,6 +110,9 @@ def to_rgb8(photo: Any, number: int = 1) -> np.ndarray:
         arr = np.repeat(arr[:, :, :1], 3, axis=2)
     elif channels == 4:  # RGBA: drop alpha, as ComfyUI's own CLIP preprocessing does
         arr = arr[:, :, :3]
+    problem = exposure_problem(arr, number)
+    if problem:
+        raise HyperLoRAError(problem)
     return np.ascontiguousarray(arr)
 
 
