@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-EXAMPLES = 60
+EXAMPLES = 40
 SAVE_PREFIX = "fuzz/lora"
 
 
