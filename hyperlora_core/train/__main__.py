@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--synthetic", action="store_true", help="write a small synthetic dataset instead (tests, demos)")
     pr.add_argument("--out", help="output folder (default: data.shards of the config)")
     pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default: the backbone's, 1024 for SDXL)")
-    pr.add_argument("--face-models", help="insightface model folder (holding antelopev2/)", default=None)
+    pr.add_argument("--face-models", default=None,
+                    help="the antelopev2 face model folder (holding its .onnx files), or a folder holding antelopev2/ "
+                         "(default: ComfyUI's models/insightface/models/antelopev2)")
     pr.add_argument("--per-shard", type=int, default=1000)
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
 
@@ -107,9 +109,11 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .. import temporaries
     from ..comfy_bridge.boot import boot_comfy
     from ..errors import HyperLoRAError
 
+    temporaries.install_signal_cleanup()
     try:
         boot_comfy()
         return _run(args)
