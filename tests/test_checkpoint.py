@@ -10,15 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core import config as C  # noqa: N812 - the config module's names, as C.Name
 from hyperlora_core.checkpoint import find_checkpoint
-from hyperlora_core.config import (
-    DEFAULT_DIM_HEAD,
-    TOKENS_PER_MODULE,
-    HyperLoRAConfig,
-    IDProjectorConfig,
-    ModuleSpec,
-    ResamplerConfig,
-)
 from hyperlora_core.standins import random_hyperlora, small_config
 
 
@@ -169,29 +162,29 @@ def test_not_a_checkpoint(tmp_path):
 
 
 # -- every checkpoint variant, both formats (spandrel-style: build, save, load, compare) -----------------
-_MODULES = (ModuleSpec("lora_unet_a_attn1", 64, None), ModuleSpec("lora_unet_a_attn2", 64, 32),
-            ModuleSpec("lora_unet_b_attn1", 128, None))
+_MODULES = (C.ModuleSpec("lora_unet_a_attn1", 64, None), C.ModuleSpec("lora_unet_a_attn2", 64, 32),
+            C.ModuleSpec("lora_unet_b_attn1", 128, None))
 _STREAMS = {"clip_only": (False, 1), "face_only": (True, 1), "dual": (True, 2)}
 """name -> (ID projector, condition streams): published = dual (ArcFace tokens, then CLIP tokens)."""
 
 
-def _variant(streams: str, base: bool, dim_head: int) -> HyperLoRAConfig:
+def _variant(streams: str, base: bool, dim_head: int) -> C.HyperLoRAConfig:
     projector, n = _STREAMS[streams]
     dim, clip = 64, 48
     inputs = {"clip_only": (clip,), "face_only": (dim,), "dual": (dim, clip)}[streams]
-    queries = TOKENS_PER_MODULE * len(_MODULES)
-    rs = ResamplerConfig(dim=dim, depth=2, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
-                         dim_head=dim_head, input_dims=inputs)
-    base_rs = ResamplerConfig(dim=dim, depth=1, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
-                              dim_head=dim_head, input_dims=(clip,)) if base else None
+    queries = C.TOKENS_PER_MODULE * len(_MODULES)
+    rs = C.ResamplerConfig(dim=dim, depth=2, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
+                           dim_head=dim_head, input_dims=inputs)
+    base_rs = C.ResamplerConfig(dim=dim, depth=1, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
+                                dim_head=dim_head, input_dims=(clip,)) if base else None
     assert rs.num_conditions == n
-    return HyperLoRAConfig(modules=_MODULES, basis_size=6, rank=2, resampler=rs,
-                           id_projector=IDProjectorConfig(embed_dim=24, num_tokens=3, token_dim=dim) if projector else None,
-                           base_rank=3 if base else None, base_resampler=base_rs, face_pack="buffalo_l")
+    return C.HyperLoRAConfig(modules=_MODULES, basis_size=6, rank=2, resampler=rs,
+                             id_projector=C.IDProjectorConfig(embed_dim=24, num_tokens=3, token_dim=dim) if projector else None,
+                             base_rank=3 if base else None, base_resampler=base_rs, face_pack="buffalo_l")
 
 
 @pytest.mark.parametrize("fmt", ["folder", "single"])
-@pytest.mark.parametrize("dim_head", [DEFAULT_DIM_HEAD, 16])
+@pytest.mark.parametrize("dim_head", [C.DEFAULT_DIM_HEAD, 16])
 @pytest.mark.parametrize("base", [False, True])
 @pytest.mark.parametrize("streams", list(_STREAMS))
 def test_every_variant_round_trips_with_its_settings_read_from_the_shapes(tmp_path, streams, base, dim_head, fmt):

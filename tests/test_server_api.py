@@ -8,11 +8,12 @@ import os
 
 import numpy as np
 import pytest
-from fixtures import comfy_session, standins, workflows
+from fixtures import comfy_session, workflows
 from fixtures.nodes_env import assert_progress
 from PIL import Image
 from safetensors import safe_open
 
+from hyperlora_core import standins
 from hyperlora_core.lora import lora_modules
 from scripts.comfy_server import PromptRejected
 
