@@ -31,13 +31,14 @@ from .config import (
     TRIGGER_WORDS,
     HyperLoRAConfig,
     ModuleSpec,
+    basis_key,
     check_consistency,
     infer_basis,
     infer_id_projector,
     infer_resampler,
     parse_module_list,
 )
-from .errors import HyperLoRAError
+from .errors import HyperLoRAError, os_error_message
 from .model import HyperLoRA
 from .safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
@@ -104,6 +105,8 @@ def _published_source(folder: Path) -> _Source:
         )
     try:
         raw = json.loads(json_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(json_path, exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HyperLoRAError(f"{json_path}: not valid JSON ({exc}); download it again.") from None
     modules = parse_module_list(raw, str(json_path))
@@ -219,7 +222,7 @@ def load_hyperlora(
     config = infer_config(src, dim_head)
     basis_path, basis_prefix = src.files[_BASIS_PART]
     with safe_open(str(basis_path), framework="pt") as f:
-        stored = f.get_slice(f"{basis_prefix}0.to_q.id_down_basis").get_dtype()
+        stored = f.get_slice(basis_prefix + basis_key(0, PROJECTIONS[0], "id", "down")).get_dtype()
     stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}.get(stored, torch.float32)
     model = HyperLoRA(config, device="meta", dtype=dtype or stored_dtype).to_empty(device="cpu")
     for part in ("resampler", "id_projector", "base_resampler"):
@@ -233,13 +236,25 @@ def load_hyperlora(
 
 
 def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
+    """Read the basis one layer's tensor at a time, checking each for NaN/Inf as it passes (the
+    check costs a one-byte mask of that tensor, never a second copy of the basis)."""
     names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+
+    def read(f, key: str) -> torch.Tensor:
+        t = f.get_tensor(key)
+        if not torch.isfinite(t).all():
+            raise HyperLoRAError(
+                f"{path}: '{key}' contains NaN or infinite values; the file is damaged. Download it again "
+                "(or export your trained checkpoint again)."
+            )
+        return t
+
     with safe_open(str(path), framework="pt") as f:
         for kind, basis in (("id", model.id_basis), ("base", model.base_basis)):
             if basis is None:
                 continue
             basis.load_published(
-                lambda layer, part, kind=kind: f.get_tensor(f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis")
+                lambda layer, part, kind=kind: read(f, prefix + basis_key(*names[layer], kind, part))
             )
 
 
@@ -265,8 +280,7 @@ def _basis_tensors(model: HyperLoRA, dtype: torch.dtype | None) -> dict[str, tor
         if basis is None:
             continue
         for layer, part, t in basis.iter_published():
-            i, p = names[layer]
-            out[f"{i}.{p}.{kind}_{part}_basis"] = t.to(dtype or t.dtype).cpu()
+            out[basis_key(*names[layer], kind, part)] = t.to(dtype or t.dtype).cpu()
     return out
 
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from .basis import LoRABasis
 from .coefficients import normalize, photo_weights, weighted_mean
-from .config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
+from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
+from .lora import check_finite
 from .resampler import IDProjector, Resampler
 
 
@@ -170,7 +171,7 @@ class HyperLoRA(nn.Module):
         downs, ups = self.lora_factors(coeffs, kind)
         downs, ups = _to_cpu([d[0] for d in downs]), _to_cpu([u[0] for u in ups])
         rank = self.config.rank if kind == "id" else self.config.base_rank
-        alpha = torch.tensor(rank * 0.5)
+        alpha = torch.tensor(rank * LORA_SCALE)
         out: dict[str, torch.Tensor] = {}
         layer = 0
         for spec in self.config.modules:
@@ -180,7 +181,11 @@ class HyperLoRA(nn.Module):
                 out[f"{key}.lora_down.weight"] = downs[layer]
                 out[f"{key}.lora_up.weight"] = ups[layer]
                 layer += 1
-        return out
+        return check_finite(
+            out, f"generated {kind.upper() if kind == 'id' else 'Base'}-LoRA",
+            "The checkpoint and the photos' conditions are finite, so the computation overflowed: load the "
+            "HyperLoRA checkpoint with dtype fp32.",
+        )
 
     @staticmethod
     def _per_photo(

@@ -29,14 +29,15 @@ def test_batched_study_sampler_gives_the_ksampler_images(toy):
     import comfy.sample
 
     from hyperlora_core.comfy_bridge import apply_lora
-    from hyperlora_core.toy.study import StudySampler, StudySet, base_loras, id_loras
+    from hyperlora_core.toy.evaluate import HookedSampler
+    from hyperlora_core.toy.study import StudySet, base_loras, id_loras, lora_sets
 
     study = StudySet.make(toy.conditioner, count=6)
     hl = toy.hyperlora
     one, base = id_loras(hl, study, 1), base_loras(hl, study)
-    with StudySampler(toy, study, hl) as sampler:
-        batched = {"edit": sampler.images([(one, 1.0), (base, 0.7)], study.edit_captions, cfg=2.0),
-                   "plain": sampler.images([])}
+    with HookedSampler(toy, study) as sampler:
+        batched = {"edit": sampler.sample(lora_sets([(one, 1.0), (base, 0.7)]), study.edit_captions, cfg=2.0),
+                   "plain": sampler.sample(None)}
         noise = sampler.noise
 
     def encode(text):

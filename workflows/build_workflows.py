@@ -349,13 +349,11 @@ def _topological(nodes: list[N]) -> dict[int, int]:
 # -- host node definitions ---------------------------------------------------------------------
 def host_node_infos(types: set[str]) -> dict[str, NodeInfo]:
     """Node definitions as the host reports them (ComfyUI's core nodes + this pack, in-process)."""
-    import importlib.util
+    from scripts.comfy_env import comfy_nodes as host_nodes
+    from scripts.comfy_env import pack_nodes
 
-    spec = importlib.util.spec_from_file_location("hyperlora_pack_loader", ROOT / "tests" / "fixtures" / "pack.py")
-    pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pack)
-    pack.load_pack("auto")
-    comfy_nodes = pack.comfy_nodes()
+    pack_nodes()
+    comfy_nodes = host_nodes()
     missing = sorted(t for t in types if t not in comfy_nodes.NODE_CLASS_MAPPINGS)
     if missing:
         raise KeyError(f"node types not registered on the host: {missing}")

@@ -5,6 +5,7 @@
   authors' README says, or our single ``.safetensors`` files) and the HF-format CLIP folder in
   ``hyper_lora/clip_vit/<name>/``.
 - ``clip_vision``: ComfyUI's own folder, for CLIP vision ``.safetensors`` files.
+- ``toy_world``: toy worlds (``models/toy_world`` and its sub-folders), for the Toy World Loader.
 
 Call :func:`register_model_folders` once at import of the node pack; it keeps folders that an
 extra_model_paths.yaml already registered first in the list.
@@ -20,16 +21,18 @@ import folder_paths
 from ..errors import HyperLoRAError
 from ..face.analyzer import FaceAnalyzer
 from ..face.packs import list_packs
+from ..file_cache import LOADED
 
 INSIGHTFACE = "insightface"
 HYPER_LORA = "hyper_lora"
 CLIP_VISION = "clip_vision"
+TOY_WORLD = "toy_world"
 CLIP_SUBFOLDERS = ("clip_vit",)
-_EXTENSIONS = {INSIGHTFACE: {".onnx"}, HYPER_LORA: {".safetensors"}}
+_EXTENSIONS = {INSIGHTFACE: {".onnx"}, HYPER_LORA: {".safetensors"}, TOY_WORLD: {".safetensors"}}
 
 
 def register_model_folders() -> None:
-    """Add `models/insightface` and `models/hyper_lora` to ComfyUI's folder registry (idempotent)."""
+    """Add `models/insightface`, `models/hyper_lora` and `models/toy_world` to ComfyUI's folder registry (idempotent)."""
     for name, exts in _EXTENSIONS.items():
         default = os.path.join(folder_paths.models_dir, name)
         folder_paths.add_model_folder_path(name, default)
@@ -53,28 +56,22 @@ def hyper_lora_roots() -> list[Path]:
     return _paths(HYPER_LORA)
 
 
+def toy_world_roots() -> list[Path]:
+    return _paths(TOY_WORLD)
+
+
 def face_pack_names() -> list[str]:
     """Pack folders found under every registered insightface folder."""
     return list_packs(insightface_roots())
 
 
-_ANALYZERS: dict[tuple, FaceAnalyzer] = {}
-
-
-def _signature(folder: Path) -> tuple:
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.onnx")))
-
-
 def load_face_analyzer(pack: str = "antelopev2", providers: str = "auto") -> FaceAnalyzer:
-    """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged."""
+    """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged
+    (one pack at a time: its sessions hold hundreds of MB)."""
     from ..face.packs import find_pack
 
     folder = find_pack(pack, insightface_roots())
-    key = (str(folder.resolve()), providers, _signature(folder))
-    if key not in _ANALYZERS:
-        _ANALYZERS.clear()  # one pack at a time: its sessions hold hundreds of MB
-        _ANALYZERS[key] = FaceAnalyzer.load(folder, providers=providers)
-    return _ANALYZERS[key]
+    return LOADED.get("face_analyzer", folder, lambda f: FaceAnalyzer.load(f, providers=providers), providers)
 
 
 def _is_hf_clip_folder(path: Path) -> bool:

@@ -40,8 +40,8 @@ def final_model(work: Path, row: str) -> Path | None:
 
 
 def prepare(world: Path, work: Path) -> None:
+    from .backbone import write_toy_dataset
     from .stages import Data
-    from .trainer import write_toy_dataset
 
     shards = work / "shards"
     if not (shards / "index.json").is_file():

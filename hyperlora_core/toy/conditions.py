@@ -12,20 +12,15 @@ import os
 import torch
 
 from ..errors import HyperLoRAError
+from ..file_cache import LOADED
 from . import files, world
-from .encoders import ToyArcFace, ToyCLIP
-from .hyper import FACE_PACK, Conditioner
-from .stages import masked_reference
-
-_CACHE: dict[str, Conditioner] = {}
+from .encoders import Conditioner, ToyArcFace, ToyCLIP, masked_reference
 
 
 def load_conditioner(folder: str | os.PathLike | None = None) -> Conditioner:
-    key = str(files.world_dir(folder).resolve())
-    if key not in _CACHE:
-        _CACHE[key] = Conditioner(files.load_module(ToyArcFace(), "arcface", folder),
-                                  files.load_module(ToyCLIP(), "clip_vision", folder))
-    return _CACHE[key]
+    """The toy ArcFace and CLIP analogues of a world, reused while its files are unchanged."""
+    return LOADED.get("toy_conditioner", files.world_dir(folder), lambda _: Conditioner(
+        files.load_module(ToyArcFace(), "arcface", folder), files.load_module(ToyCLIP(), "clip_vision", folder)))
 
 
 def to_toy_size(images: torch.Tensor) -> torch.Tensor:
@@ -50,7 +45,7 @@ def encode_toy_photos(images: torch.Tensor, folder: str | os.PathLike | None = N
         clip_tokens=tokens.float(), id_embeds=embeds.float(),
         weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         face_crops=masked_reference(x).permute(0, 2, 3, 1).contiguous(),
-        photo_indices=tuple(range(n)), face_counts=(1,) * n, embedding_space=FACE_PACK,
+        photo_indices=tuple(range(n)), face_counts=(1,) * n, embedding_space=world.NAME,
     )
 
 

@@ -35,20 +35,13 @@ import numpy as np
 import torch
 
 from ..coefficients import normalize
-from ..comfy_bridge.diffusion import Denoiser, euler_sample
-from ..comfy_bridge.lora_hooks import (
-    LoRAHookState,
-    LoRASet,
-    activate,
-    deactivate,
-    install_lora_hooks,
-    layer_module_paths,
-)
-from ..config import LORA_KEY_SUFFIX, PROJECTIONS
+from ..comfy_bridge.lora_hooks import LoRASet
+from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
 from ..lora import lora_modules
 from ..model import HyperLoRA
 from . import files, world
 from .base_judge import BaseJudge
+from .recipe import CONFIG_FILE
 
 Log = Callable[[str], None]
 FINETUNE_STEPS = 50
@@ -132,14 +125,14 @@ def id_loras(hl: HyperLoRA, study: StudySet, refs: int) -> Loras:
     tokens = hl.id_tokens(study.clip_tokens[:, :refs].flatten(0, 1), study.id_embeds[:, :refs].flatten(0, 1)).float()
     coeffs = normalize(tokens.view(n, refs, *tokens.shape[1:]).mean(1))
     downs, ups = hl.lora_factors(coeffs, "id")
-    return Loras(downs, ups, 0.5)
+    return Loras(downs, ups, LORA_SCALE)
 
 
 @torch.no_grad()
 def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
     """Each identity's Base-LoRA from its first photo, face blurred (`HyperLoRA.generate_base_lora`)."""
     downs, ups = hl.lora_factors(normalize(hl.base_tokens(study.base_tokens).float()), "base")
-    return Loras(downs, ups, 0.5)
+    return Loras(downs, ups, LORA_SCALE)
 
 
 def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:
@@ -152,61 +145,9 @@ def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Lor
     return Loras(downs, ups, float(alpha) / down0.shape[0])
 
 
-class StudySampler:
-    """Samples of every study identity in one batch: own caption, own LoRAs, shared CFG."""
-
-    def __init__(self, toy, study: StudySet, hl: HyperLoRA, seed: int = 11, steps: int = 20, batch: int = 128) -> None:
-        import comfy.sample
-
-        self.toy, self.study, self.steps, self.batch = toy, study, steps, batch
-        self.denoiser = Denoiser(toy.unet)
-        self.noise = comfy.sample.prepare_noise(torch.zeros(len(study), 4, 16, 16), seed)
-        self.size = torch.tensor([[self.noise.shape[-2] * 8, self.noise.shape[-1] * 8, 0, 0,
-                                   self.noise.shape[-2] * 8, self.noise.shape[-1] * 8]], dtype=torch.float32)
-        self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.state = LoRAHookState()
-        install_lora_hooks(toy.unet, layer_module_paths(toy.unet, hl.config.modules), self.state)
-        activate(toy.unet, "cpu")
-
-    def close(self) -> None:
-        self.state.clear()
-        deactivate(self.toy.unet)
-
-    def __enter__(self) -> StudySampler:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def text(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context `[1, T, C]`, ADM `[1, D]`) of a caption, as CLIPTextEncode + SDXL's size embedding."""
-        if caption not in self._text:
-            clip = self.toy.clip
-            cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
-            self._text[caption] = (cond.float(), self.denoiser.adm(pooled.float(), self.size))
-        return self._text[caption]
-
-    @torch.no_grad()
-    def images(self, loras: list[tuple[Loras, float]], captions: list[str] | None = None, cfg: float = 1.0) -> torch.Tensor:
-        """`[I, 3, 32, 32]` 0..1: identity i with `captions[i]` (default empty) and every LoRA's row i at
-        its strength; the negative prompt is empty."""
-        n = len(self.study)
-        captions = captions or [""] * n
-        uctx, uadm = self.text("")
-        out = []
-        for s in range(0, n, self.batch):
-            rows = slice(s, min(n, s + self.batch))
-            b = rows.stop - rows.start
-            texts = [self.text(c) for c in captions[rows]]
-            ctx, adm = torch.cat([t[0] for t in texts]), torch.cat([t[1] for t in texts])
-            self.state.sets = [lo.set(strength, rows) for lo, strength in loras if strength]
-            try:
-                x = euler_sample(self.denoiser, self.noise[rows], ctx, adm, uctx.expand(b, -1, -1), uadm.expand(b, -1),
-                                 steps=self.steps, cfg=cfg)
-            finally:
-                self.state.clear()
-            out.append(self.toy.vae.decode(self.denoiser.latent_out(x)).float().clamp(0, 1).permute(0, 3, 1, 2))
-        return torch.cat(out)
+def lora_sets(loras: list[tuple[Loras, float]]) -> Callable[[slice], list[LoRASet]]:
+    """For `HookedSampler.sample`: every LoRA kind's rows of a slice of identities, at its strength."""
+    return lambda rows: [lo.set(strength, rows) for lo, strength in loras if strength]
 
 
 @dataclass
@@ -289,7 +230,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
               train_config: str | os.PathLike | None = None) -> StudyResult:
     """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
     the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
-    from .evaluate import ToyWorld
+    from .evaluate import HookedSampler, ToyWorld
 
     t0 = time.time()
     log = log or (lambda _m: None)
@@ -308,14 +249,14 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     one, four = id_loras(hl, study, 1), id_loras(hl, study, 4)
     base = base_loras(hl, study) if hl.config.has_base else None
     edits = study.edit_captions
-    with StudySampler(toy, study, hl, seed=seed, steps=steps) as sampler:
-        plain = sampler.images([])
+    with HookedSampler(toy, study, seed=seed, steps=steps, batch=128) as sampler:
+        plain = sampler.sample(None)
         j0 = judged(plain)
         n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
         n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
         result.images["no LoRA"] = _uint8(plain)
         for label, lo in (("1ref", one), ("4ref", four)):
-            imgs = sampler.images([(lo, 1.0)])
+            imgs = sampler.sample(lora_sets([(lo, 1.0)]))
             j = judged(imgs)
             n[f"id_match_{label}"], n[f"all6_{label}"] = j.id_match, j.all6
             if label == "1ref":
@@ -326,15 +267,15 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 result.images["ID-LoRA"] = _uint8(imgs)
             log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
         if base is not None:
-            imgs = sampler.images([(one, 1.0), (base, 1.0)])
+            imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
             j = judged(imgs)
             n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
             result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
             result.images["ID + Base"] = _uint8(imgs)
-            imgs = sampler.images([(base, 1.0)])
+            imgs = sampler.sample(lora_sets([(base, 1.0)]))
             j = judged(imgs)
             n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
-            imgs = sampler.images([(one, 1.0), (base, 1.0)], edits, cfg=edit_cfg)  # "Full" asked to change them
+            imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]), edits, cfg=edit_cfg)  # "Full" asked to change them
             j = judged(imgs)
             n["edit_follow_id_base"], n["id_match_edit_id_base"] = j.factor_rate(study.edits), j.id_match
             n["leakage_edit_id_base"] = j.factor_rate(study.reference_factors)
@@ -342,7 +283,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         for c in sorted({edit_cfg, *cfgs}):
             row = {"cfg": c}
             for label, loras in (("no_lora", []), ("id", [(one, 1.0)])):
-                imgs = sampler.images(loras, edits, cfg=c)
+                imgs = sampler.sample(lora_sets(loras), edits, cfg=c)
                 j = judged(imgs)
                 row[f"{label}_edit_follow"] = j.factor_rate(study.edits)
                 row[f"{label}_id_match"] = j.id_match
@@ -358,14 +299,14 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     if finetune_count:
         from ..train.config import load_config
 
-        cfg = load_config(train_config or files.world_dir(folder) / "toy_train.yaml")
+        cfg = load_config(train_config or files.world_dir(folder) / CONFIG_FILE)
         k = min(finetune_count, len(study))
         tuned, seconds = finetune_loras(toy, hl, study, k, cfg, log=log)
         sub = study.head(k)
-        with StudySampler(toy, sub, hl, seed=seed, steps=steps) as sampler:
-            imgs = sampler.images([(loras_from_files(tuned, hl), 1.0)])
+        with HookedSampler(toy, sub, seed=seed, steps=steps, batch=128) as sampler:
+            imgs = sampler.sample(lora_sets([(loras_from_files(tuned, hl), 1.0)]))
             j = Judged((judge.predict(imgs) == torch.from_numpy(sub.attributes)).numpy(), base_judge.predict(imgs).numpy())
-            before = sampler.images([(id_loras(hl, sub, 4), 1.0)])
+            before = sampler.sample(lora_sets([(id_loras(hl, sub, 4), 1.0)]))
             jb = (judge.predict(before) == torch.from_numpy(sub.attributes)).numpy()
         n["finetune_id_match"], n["finetune_all6"] = j.id_match, j.all6
         n["finetune_before_id_match"] = float(jb.mean())

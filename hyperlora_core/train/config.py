@@ -7,6 +7,7 @@ so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,15 +17,50 @@ import yaml
 
 from ..errors import HyperLoRAError
 
-STAGE_ORDER: tuple[str, ...] = ("base", "clip_id", "arcface_id", "distill")
 PARTS: tuple[str, ...] = ("id_projector", "id_resampler", "id_basis", "base_resampler", "base_basis")
-DEFAULT_TRAINABLE: dict[str, tuple[str, ...]] = {
-    "base": ("base_resampler", "base_basis"),
-    "clip_id": ("id_resampler", "id_basis"),
-    "arcface_id": ("id_projector", "id_resampler", "id_basis"),
-    "distill": ("id_projector", "id_resampler", "id_basis"),
-}
-"""What each stage trains unless its `trainable` says otherwise; everything else is frozen."""
+BASE_PARTS: tuple[str, ...] = ("base_resampler", "base_basis")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one training stage trains, freezes and feeds: the only place a stage is described.
+
+    Code elsewhere asks these fields, never the stage's name, so a new stage is a new row.
+    """
+
+    name: str
+    trains: tuple[str, ...]
+    """Default trainable parts (a stage's `trainable` overrides it); every other part is frozen."""
+    id_lora: bool
+    """Makes an ID-LoRA from the face crops' CLIP tokens (and trains it)."""
+    face_embedding: bool
+    """Feeds the ArcFace embedding into the face stream; without it the stream's parameters stay frozen."""
+    base_lora: str
+    """How the Base-LoRA takes part: `trained` (alone, full strength), `frozen` (added at the stage's
+    `base_strength`, dropped per sample with `dropout.base_lora`) or `teacher` (only inside the teacher)."""
+    builds_on: tuple[str, ...] = ()
+    """Earlier stages whose result it starts from: the first one this model can have must have finished."""
+    needs_base_branch: bool = False
+    """Only possible with a Base-LoRA branch (`hypernetwork.base_rank`)."""
+    starts_face_stream: bool = False
+    """Switches the face stream on (`zero_init_face_stream` applies to it)."""
+    teacher: str | None = None
+    """The stage whose result is the frozen teacher the student (ID-LoRA alone) matches."""
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("base", trains=BASE_PARTS, id_lora=False, face_embedding=False, base_lora="trained",
+              needs_base_branch=True),
+    StageSpec("clip_id", trains=("id_resampler", "id_basis"), id_lora=True, face_embedding=False, base_lora="frozen",
+              builds_on=("base",)),
+    StageSpec("arcface_id", trains=("id_projector", "id_resampler", "id_basis"), id_lora=True, face_embedding=True,
+              base_lora="frozen", builds_on=("clip_id",), starts_face_stream=True),
+    StageSpec("distill", trains=("id_projector", "id_resampler", "id_basis"), id_lora=True, face_embedding=True,
+              base_lora="teacher", builds_on=("arcface_id",), needs_base_branch=True, teacher="arcface_id"),
+)
+"""The stages, in the order they run."""
+STAGE: dict[str, StageSpec] = {s.name: s for s in STAGES}
+STAGE_ORDER: tuple[str, ...] = tuple(STAGE)
 
 
 @dataclass(frozen=True)
@@ -38,8 +74,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
-    """tiny (seeded SDXL-architecture stand-ins), checkpoint (an SDXL .safetensors) or toy (the toy
-    world of hyperlora_core.toy; `checkpoint` is then its folder, default models/toy)."""
+    """A registered backbone (`comfy_bridge.backbone`): tiny (seeded SDXL-architecture stand-ins),
+    checkpoint (an SDXL .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
     checkpoint: str | None = None
     clip_vision: str | None = None
     """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
@@ -177,7 +213,7 @@ class StageConfig:
     """Last steps of the stage over which the lr falls to 0 along a cosine (0: none). Steps before
     them are untouched, so lengthening a finished stage with a tail keeps its first steps exact."""
     trainable: tuple[str, ...] | None = None
-    """Parts trained in this stage (default per stage, see DEFAULT_TRAINABLE)."""
+    """Parts trained in this stage (default: the stage's `StageSpec.trains`)."""
     base_strength: float = 1.0
     """Strength of the frozen Base-LoRA during the ID stages (0 switches it off)."""
     base_fraction: float = 0.25
@@ -203,7 +239,7 @@ class FitConfig:
         return [s for s in STAGE_ORDER if s in self.stages]
 
     def trainable(self, stage: str) -> tuple[str, ...]:
-        return self.stages[stage].trainable or DEFAULT_TRAINABLE[stage]
+        return self.stages[stage].trainable or STAGE[stage].trains
 
 
 # -- strict loading ---------------------------------------------------------------------------
@@ -235,13 +271,15 @@ def _convert(value, tp, where: str):
         if not isinstance(value, dict):
             raise HyperLoRAError(f"config: '{where}' must be a mapping; found {value!r}.")
         return {str(k): _convert(v if v is not None else {}, val_t, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
+    if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            return float(value)  # YAML reads 1e-4 as a string
+            number = float(value)  # YAML reads 1e-4 as a string
         except ValueError:
-            pass
+            number = None
+        if number is not None and not math.isfinite(number):
+            raise HyperLoRAError(f"config: '{where}' must be a finite number; found {value!r}.")
+        if number is not None:
+            return number
     if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise HyperLoRAError(f"config: '{where}' must be {_type_name(tp)}; found {value!r}.")
@@ -274,12 +312,25 @@ def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
         raise HyperLoRAError(f"config: '{where}' is '{value}'; allowed: {', '.join(allowed)}.")
 
 
+def _check_optimizer(o: OptimizerConfig, where: str) -> None:
+    """Ranges torch checks only for its own defaults (AdamW accepts a negative lr per group)."""
+    if o.lr <= 0 or (o.basis_lr is not None and o.basis_lr <= 0):
+        raise HyperLoRAError(f"config: {where}.lr and basis_lr must be > 0; found {o.lr} and {o.basis_lr}.")
+    if o.weight_decay < 0 or o.eps <= 0:
+        raise HyperLoRAError(f"config: {where}.weight_decay must be >= 0 and eps > 0; found {o.weight_decay} and {o.eps}.")
+    if not all(0.0 <= b < 1.0 for b in o.betas) or not 0.0 <= o.momentum < 1.0:
+        raise HyperLoRAError(f"config: {where}.betas and momentum must be in [0, 1); found {list(o.betas)} and {o.momentum}.")
+    if o.grad_clip is not None and o.grad_clip <= 0:
+        raise HyperLoRAError(f"config: {where}.grad_clip must be > 0 (or null for no clipping); found {o.grad_clip}.")
+
+
 def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
-    _choice(cfg.model.backbone, ("tiny", "checkpoint", "toy"), "model.backbone")
-    if cfg.model.backbone == "checkpoint" and not cfg.model.checkpoint:
-        raise HyperLoRAError("config: model.backbone is 'checkpoint' but model.checkpoint (an SDXL .safetensors) is not set.")
+    from ..comfy_bridge.backbone import backbone_kind
+
+    if backbone_kind(cfg.model.backbone).needs_checkpoint and not cfg.model.checkpoint:
+        raise HyperLoRAError(f"config: model.backbone is '{cfg.model.backbone}' but model.checkpoint is not set.")
     _choice(cfg.data.verify, ("quick", "full"), "data.verify")
     _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
     _choice(t.distributed, ("ddp", "fsdp2"), "train.distributed")
@@ -293,6 +344,15 @@ def validate(cfg: FitConfig) -> FitConfig:
         p = getattr(t.dropout, name)
         if not 0.0 <= p <= 1.0:
             raise HyperLoRAError(f"config: train.dropout.{name} must be in [0, 1]; found {p}.")
+    _check_optimizer(t.optimizer, "train.optimizer")
+    if t.loss.min_snr_gamma is not None and t.loss.min_snr_gamma <= 0:
+        raise HyperLoRAError(f"config: train.loss.min_snr_gamma must be > 0 (or null for none); found {t.loss.min_snr_gamma}.")
+    if t.loss.noise_offset < 0:
+        raise HyperLoRAError(f"config: train.loss.noise_offset must be >= 0; found {t.loss.noise_offset}.")
+    if t.scheduler.warmup_steps < 0 or t.log.every < 1:
+        raise HyperLoRAError("config: train.scheduler.warmup_steps must be >= 0 and train.log.every >= 1.")
+    if t.samples.steps < 1 or t.samples.identities < 1 or t.samples.size < 8:
+        raise HyperLoRAError("config: train.samples needs steps >= 1, identities >= 1 and size >= 8.")
     if t.batch.identities < 1 or t.batch.photos_per_identity < 1:
         raise HyperLoRAError("config: train.batch.identities and photos_per_identity must be >= 1.")
     if t.checkpoint.every < 1 or t.checkpoint.keep_last < 1:
@@ -309,10 +369,18 @@ def validate(cfg: FitConfig) -> FitConfig:
                 f"config: stages.{name}.decay_steps must be between 0 and the stage's steps ({st.steps}); "
                 f"found {st.decay_steps}."
             )
+        for key in ("lr", "basis_lr"):
+            value = getattr(st, key)
+            if value is not None and value <= 0:
+                raise HyperLoRAError(f"config: stages.{name}.{key} must be > 0; found {value}. Leave it out to use train.optimizer.{key}.")
+        if st.warmup_steps is not None and st.warmup_steps < 0:
+            raise HyperLoRAError(f"config: stages.{name}.warmup_steps must be >= 0; found {st.warmup_steps}.")
+        if st.base_strength < 0 or st.base_fraction < 0:
+            raise HyperLoRAError(f"config: stages.{name}.base_strength and base_fraction must be >= 0.")
         for part in st.trainable or ():
             if part not in PARTS:
                 raise HyperLoRAError(f"config: stages.{name}.trainable has '{part}'; allowed: {', '.join(PARTS)}.")
-        if name in ("base", "distill") and cfg.hypernetwork.base_rank is None:
+        if STAGE[name].needs_base_branch and cfg.hypernetwork.base_rank is None:
             raise HyperLoRAError(
                 f"config: stage '{name}' needs the Base-LoRA branch but hypernetwork.base_rank is null; "
                 f"set a base rank (e.g. {max(1, cfg.hypernetwork.rank // 2)}) or remove the stage."
@@ -385,12 +453,13 @@ def parse_config(text: str, base_dir: str | Path = ".", overrides: dict | list[s
 
 
 def prerequisite(stage: str, cfg: FitConfig) -> str | None:
-    """The stage that must have finished before `stage` starts (None: it may start from scratch)."""
-    if stage == "base":
-        return None
-    if stage == "clip_id":  # builds on the Base-LoRA warm-up, unless it trains the Base-LoRA itself
-        trains_base = bool({"base_resampler", "base_basis"} & set(cfg.trainable(stage)))
-        return "base" if cfg.hypernetwork.base_rank is not None and not trains_base else None
-    if stage == "arcface_id":
-        return "clip_id"
-    return "arcface_id"
+    """The stage that must have finished before `stage` starts (None: it may start from scratch).
+
+    An earlier stage that needs the Base-LoRA branch is passed over when there is none, or when
+    `stage` trains the Base-LoRA itself (the "no Base warm-up" ablation trains both branches together)."""
+    has_base = cfg.hypernetwork.base_rank is not None
+    trains_base = bool(set(BASE_PARTS) & set(cfg.trainable(stage)))
+    for earlier in STAGE[stage].builds_on:
+        if not STAGE[earlier].needs_base_branch or (has_base and not trains_base):
+            return earlier
+    return None
