@@ -25,21 +25,22 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     for part in files.FILES:
         assert files.part_path(part, tmp_path).is_file(), part
     recorded = json.loads((tmp_path / files.STATS_FILE).read_text())
-    assert set(recorded["stages"]) == {"judge", "arcface", "clip", "vae", "base", "hyper"}
+    assert set(recorded["stages"]) == {"judge", "base_judge", "arcface", "clip", "vae", "base", "hyper"}
     hyper = stats["stages"]["hyper"]
-    # the trainer's run: a clip_id result, an arcface_id checkpoint (every 2 steps) and its result, each measured
-    assert [(r["step"], r["stage"]) for r in hyper["match_curve"]] == [(2, "clip"), (4, "id+clip"), (5, "id+clip")]
+    # the trainer's run (Base warm-up 2, clip_id 2, arcface_id 3 steps): the clip_id result, an arcface_id checkpoint
+    # (every 2 steps) and its result, each measured; the Base warm-up makes no ID-LoRA to measure
+    assert [(r["step"], r["stage"]) for r in hyper["match_curve"]] == [(4, "clip"), (6, "id+clip"), (7, "id+clip")]
     assert all(0 <= r["match_1ref"] <= 1 for r in hyper["match_curve"])
-    assert 0 <= hyper["no_lora_match"] <= 1 and set(hyper["losses"]) == {"clip_id", "arcface_id"}
+    assert 0 <= hyper["no_lora_match"] <= 1 and set(hyper["losses"]) == {"base", "clip_id", "arcface_id"}
     from hyperlora_core.train.config import load_config
 
     cfg = load_config(tmp_path / "toy_train.yaml")  # the config the HyperLoRA was trained with, as written
-    assert cfg.model.backbone == "toy" and cfg.stage_names() == ["clip_id", "arcface_id"]
+    assert cfg.model.backbone == "toy" and cfg.stage_names() == ["base", "clip_id", "arcface_id"]
     ev = stats["eval"]
     assert 0 <= ev["with_lora_1ref"] <= 1 and ev["identities"] == 2
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert f"heldout_match_with_lora={ev['with_lora_1ref']:.3f}" in card
-    assert "| 5 | id+clip |" in card  # the curve's last row, from the stats
+    assert "| 7 | id+clip |" in card  # the curve's last row, from the stats
     for fig in ("match_curve.png", "heldout_grid.png", "metrics_vs_strength.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 1000, fig
 
@@ -47,7 +48,7 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
 
     toy = ToyWorld.load(tmp_path)  # every part through the same loaders the nodes and demo use
     assert len(toy.hyperlora.config.modules) == 22 and toy.hyperlora.config.rank == 4
-    assert toy.hyperlora.config.face_pack == world.NAME
+    assert toy.hyperlora.config.face_pack == world.NAME and toy.hyperlora.config.has_base  # the full recipe
     photos = torch.rand(2, 3, 32, 32)
     lora = toy.lora_for(*toy.conditioner(photos))
     assert len(lora) == 22 * 4 * 3
