@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="toy: the paper's measurements (ID fidelity, leakage, editability, Base fidelity, fine-tune, "
                         "CFG) for the toy HyperLoRA; the last line is `toy_eval id_match_1ref=... finetune_id_match=...`")
     p.add_argument("--finetune", type=int, default=32, help="toy --summary: identities fine-tuned (50 steps each)")
+    p.add_argument("--record", action="store_true",
+                   help="toy --summary: also write the measurements into the world's toy_world.json and MODEL_CARD.md")
     p.add_argument("--checkpoint", help="SDXL checkpoint (.safetensors)")
     p.add_argument("--hyperlora", help="HyperLoRA checkpoint (published folder or single file)")
     p.add_argument("--face-pack", help="insightface pack folder (antelopev2)")
@@ -143,8 +145,21 @@ def toy_summary(args) -> int:
     (out / "toy_summary.json").write_text(json.dumps({"numbers": result.numbers, "per_factor": result.per_factor,
                                                       "cfg_rows": result.cfg_rows, "identities": result.identities,
                                                       "seconds": result.seconds}, indent=1))
-    print(study_tables(result))
+    tables = study_tables(result)
+    print(tables)
     print(f"{out / 'toy_summary.json'} ({result.seconds:.0f}s)")
+    if args.record:
+        import torch
+
+        from ..toy import files
+        from ..toy.card import write_card
+
+        stats = files.read_stats(args.toy_world)
+        stats["study"] = {"tables": tables, "summary_line": result.summary_line(), "numbers": result.numbers,
+                          "identities": result.identities, "minutes": round(result.seconds / 60, 1),
+                          "threads": torch.get_num_threads()}
+        files.write_stats(stats, args.toy_world)
+        print(f"model card: {write_card(args.toy_world)}")
     print(result.summary_line())
     return 0
 

@@ -118,9 +118,88 @@ def table(work: Path) -> str:
     return "\n".join(lines)
 
 
+MARGIN = 0.02
+"""A difference smaller than this (on 128 identities x 6 attributes or x 3 factors) is called a tie."""
+
+
+def _verdict(diff: float | None, no_loss: bool = False) -> str:
+    """`diff`: the claimed direction positive. A "no loss" claim (e.g. tolerates CFG) holds unless it
+    loses more than the margin."""
+    if diff is None:
+        return "not measured"
+    if no_loss:
+        return "confirmed" if diff >= -MARGIN else "refuted"
+    return "confirmed" if diff > MARGIN else "refuted" if diff < -MARGIN else "not distinguishable"
+
+
+def claims(work: Path) -> str:
+    """Each of the paper's claims with the numbers that test it and a verdict: confirmed when our
+    numbers move the claimed way by more than `MARGIN`, refuted when they move the other way by more,
+    else not distinguishable; not measured when a row is missing."""
+    res = {p.stem: json.loads(p.read_text())["numbers"] for p in sorted((work / RESULTS).glob("*.json"))}
+    full, id_only = res.get("full", {}), res.get("id_only", {})
+    g = lambda d, k: d.get(k)  # noqa: E731
+
+    def diff(a, b):
+        return None if a is None or b is None else a - b
+
+    rows = [
+        ("Base-LoRA split: with a Base-LoRA trained beside it, the ID-LoRA copies less of the photo's background and "
+         "clothes (leakage, ID-only recipe minus full recipe)", g(id_only, "leakage"), g(full, "leakage"),
+         diff(g(id_only, "leakage"), g(full, "leakage"))),
+        ("Base-LoRA split: the ID-LoRA stays editable (caption followed, full recipe minus ID-only recipe)",
+         g(full, "edit_follow"), g(id_only, "edit_follow"), diff(g(full, "edit_follow"), g(id_only, "edit_follow"))),
+        ("Full (ID + Base) is more faithful to the photo than ID only (base factors = the photo's: ID + Base minus "
+         "ID-LoRA)", g(full, "base_match"), g(full, "leakage"), diff(g(full, "base_match"), g(full, "leakage"))),
+        ("ID only is more editable than Full (caption followed: ID-LoRA minus ID + Base)", g(full, "edit_follow"),
+         g(full, "edit_follow_id_base"), diff(g(full, "edit_follow"), g(full, "edit_follow_id_base"))),
+        ("Several photos are better than one (ID match, 4 photos minus 1)", g(full, "id_match_4ref"),
+         g(full, "id_match_1ref"), diff(g(full, "id_match_4ref"), g(full, "id_match_1ref"))),
+        ("The Base warm-up helps identity (ID match, full recipe minus without warm-up)", g(full, "id_match_1ref"),
+         g(res.get("no_base_warmup", {}), "id_match_1ref"),
+         diff(g(full, "id_match_1ref"), g(res.get("no_base_warmup", {}), "id_match_1ref"))),
+        ("The CLIP stage helps identity (ID match, full recipe minus without the CLIP stage)", g(full, "id_match_1ref"),
+         g(res.get("no_clip_stage", {}), "id_match_1ref"),
+         diff(g(full, "id_match_1ref"), g(res.get("no_clip_stage", {}), "id_match_1ref"))),
+        ("A short fine-tune from the generated LoRA gets closer (ID match after minus before)",
+         g(full, "finetune_id_match"), g(full, "finetune_before_id_match"),
+         diff(g(full, "finetune_id_match"), g(full, "finetune_before_id_match"))),
+    ]
+    cfg_rows = (json.loads((work / RESULTS / "full.json").read_text()).get("cfg_rows")
+                if (work / RESULTS / "full.json").is_file() else None)
+    if cfg_rows:
+        by = {r["cfg"]: r for r in cfg_rows}
+        lo, hi = min(by), max(by)
+        a = by[hi]["id_id_match"] - by[hi]["no_lora_id_match"]
+        b = by[lo]["id_id_match"] - by[lo]["no_lora_id_match"]
+        rows.append((f"LoRA tolerates CFG (the ID-LoRA's ID-match gain over no LoRA at CFG {hi:g}, against at CFG {lo:g}, "
+                     "editing captions; holds unless the gain shrinks)", a, b, a - b))
+    lines = ["| claim | ours | compared with | verdict |", "|---|---|---|---|"]
+    for text, a, b, d in rows:
+        lines.append(f"| {text} | {_f(a)} | {_f(b)} | {_verdict(d, no_loss=text.startswith('LoRA tolerates'))} |")
+    return "\n".join(lines)
+
+
+def record(world: Path, work: Path) -> None:
+    """The table and the verdicts into the world's `toy_world.json` and model card."""
+    from . import files
+    from .card import write_card
+    from .recipe import ABLATION_BUDGET
+
+    b = ABLATION_BUDGET
+    note = (f"Every row trained by `python -m hyperlora_core.train fit` on one shared budget (`toy/recipe.py` "
+            f"ABLATION_BUDGET): batch {b['identities']} identities x 2 photos, {b['base'] + b['clip_id'] + b['arcface_id']} "
+            f"steps in all, the last {b['decay']} decaying (shorter than the shipped model's). Measured by "
+            "`toy/study.py` on the same held-out identities and noise as the shipped model.")
+    stats = files.read_stats(world)
+    stats["ablation"] = {"note": note, "table": table(work), "claims": claims(work)}
+    files.write_stats(stats, world)
+    print(f"model card: {write_card(world)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("prepare", "fit", "measure", "table"))
+    p.add_argument("command", choices=("prepare", "fit", "measure", "table", "record"))
     p.add_argument("rows", nargs="*", help="fit: one row; measure: rows (default all)")
     p.add_argument("--work", default="output/toy_ablation")
     p.add_argument("--world", default=None, help="toy world folder (default models/toy)")
@@ -132,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     if args.command == "table":
         print(table(work))
+        print()
+        print(claims(work))
         return 0
     _boot()
     import torch
@@ -140,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import files
 
     world = files.world_dir(args.world)
-    if args.command == "prepare":
+    if args.command == "record":
+        record(world, work)
+    elif args.command == "prepare":
         prepare(world, work)
     elif args.command == "fit":
         if len(args.rows) != 1 or args.rows[0] not in ROW:

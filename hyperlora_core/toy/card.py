@@ -26,7 +26,8 @@ def plot_match_curve(stats: dict, path: Path) -> Path | None:
         ax.plot(steps, [r[key] for r in curve], marker="o", label=label)
     ax.axhline(hyper["no_lora_match"], color="grey", ls="--", label="no LoRA")
     ax.axhline(world.CHANCE_MATCH, color="grey", ls=":", label="chance")
-    switch = hyper.get("recipe", {}).get("steps_clip")
+    recipe = hyper.get("recipe", {})
+    switch = (recipe.get("steps_base") or 0) + (recipe.get("steps_clip") or 0)
     if switch:
         ax.axvline(switch, color="k", lw=0.8, alpha=0.4)
         ax.text(switch, 0.95, " ArcFace stream on", fontsize=7, va="top")
@@ -80,11 +81,12 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     ]
     what = {
         "toy_judge.safetensors": "attribute classifier: the JUDGE only (never read by HyperLoRA)",
+        "toy_base_judge.safetensors": "background colour / pattern / shirt colour classifier: a JUDGE only (never read by HyperLoRA)",
         "toy_arcface.safetensors": "ArcFace analogue: contrastive identity encoder, 512-d L2-normalised",
         "toy_clip_vision.safetensors": "CLIP-vision analogue: conv stem + 3-layer transformer, CLIP-style trained; `hidden_states[-2]` = 65 x 64 tokens",
         "toy_vae.safetensors": "ComfyUI `AutoencoderKL` (ch 32, /2): 32x32x3 <-> 4x16x16, SDXL latent scale folded in",
         "toy_unet.safetensors": "ComfyUI SDXL UNet (`model_base.SDXL`), model_channels 32, context 64, 22 attention modules",
-        "toy_caption_encoder.safetensors": "caption encoder: attribute phrases -> context [7, 64] + pooled [64]",
+        "toy_caption_encoder.safetensors": "caption encoder: attribute and background/shirt phrases -> context [10, 64] + pooled [64]",
         "hyper_lora/toy_hyperlora.safetensors": "HyperLoRA (`hyperlora_core.model.HyperLoRA`), single-file format",
     }
     total_p = total_b = 0
@@ -96,7 +98,9 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     lines += ["", "## The world", ""]
     lines += [
         f"- Identity = 6 discrete attributes ({', '.join(f'{n} {v}' for n, v in zip(world.ATTRIBUTE_NAMES, world.ATTRIBUTE_SIZES))}):",
-        f"  {world.NUM_IDENTITIES} identities. Base (not identity) = background colour and pattern, clothing colour, pose shift.",
+        f"  {world.NUM_IDENTITIES} identities. Base (not identity) = background colour (8 named colours, jittered), pattern (3),",
+        "  clothing colour (8), pose shift. The named base factors can be said in a caption (\"red shirt, blue striped",
+        "  background\") and are judged by the base judge.",
         f"- {len(world.heldout_identities())} identities (20 %) are held out of EVERY stage; all numbers below are on them.",
         f"- Chance attribute match {world.CHANCE_MATCH:.3f}; all-6 exact by chance {1 / world.NUM_IDENTITIES:.4f}.",
         "- Three different networks with three different training signals: the judge (supervised attributes), the",
@@ -111,6 +115,7 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     ]
     results = {
         "judge": lambda s: f"held-out accuracy per attribute {s.get('heldout_accuracy')}",
+        "base_judge": lambda s: f"held-out accuracy (background, pattern, shirt) {s.get('heldout_accuracy')}",
         "arcface": lambda s: ", ".join(f"{k} {v:.3f}" for k, v in (s.get("heldout") or {}).items()),
         "clip": lambda s: "",
         "vae": lambda s: f"PSNR {s.get('heldout_psnr')} dB, judge on reconstructions {s.get('judge_on_reconstructions')}",
@@ -121,15 +126,17 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                             if s.get("match_curve") else ""),
     }
     total = 0.0
-    for name in ("judge", "arcface", "clip", "vae", "base", "hyper"):
+    for name in ("judge", "base_judge", "arcface", "clip", "vae", "base", "hyper"):
         s = st.get(name)
         if not s:
             continue
-        steps = s.get("steps") or (s.get("recipe", {}).get("steps_clip", 0) + s.get("recipe", {}).get("steps_id", 0))
+        r = s.get("recipe", {})
+        per_stage = {"base": r.get("steps_base") or 0, "clip_id": r.get("steps_clip") or 0,
+                     "arcface_id": r.get("steps_id") or 0}
+        steps = s.get("steps") or sum(per_stage.values())
         minutes, cpu = s.get("minutes", ""), s.get("cpu_minutes", "")
         if name == "hyper" and s.get("resumed") and s.get("seconds_per_step"):
             # a resumed build's own clock says little: the trainer's measured step times times the steps
-            per_stage = {"clip_id": s["recipe"]["steps_clip"], "arcface_id": s["recipe"]["steps_id"]}
             minutes = round(sum(per_stage[k] * v for k, v in s["seconds_per_step"].items()) / 60, 2)
             cpu = "(see below)"
         total += minutes if isinstance(minutes, (int, float)) else 0
@@ -154,13 +161,17 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         r = hyper.get("recipe", {})
         lines += ["## HyperLoRA recipe", "",
                   f"- Trainer: `{hyper.get('trainer')}`.",
-                  f"- Stage 1 (CLIP analogue only): {r.get('steps_clip')} steps; stage 2 (ArcFace analogue + CLIP analogue): "
+                  (f"- Stage 0, Base-LoRA warm-up (the Base-LoRA alone, from the face-blurred target photo): "
+                   f"{r['steps_base']} steps; then the Base-LoRA is frozen and added (dropped for half of the samples) "
+                   "while the ID-LoRA trains.\n" if r.get("steps_base") else "")
+                  + f"- Stage 1 (CLIP analogue only): {r.get('steps_clip')} steps; stage 2 (ArcFace analogue + CLIP analogue): "
                   f"{r.get('steps_id')} steps"
                   + (f", the last {r['decay_id']} with the lr falling to 0 along a cosine" if r.get("decay_id") else "")
                   + ".",
                   f"- Batch {r.get('batch')}: target render j2 of an identity, its LoRA made from another render j1 (flipped "
                   "at random): different background, clothes and pose, so only identity is worth copying.",
-                  f"- Loss: the plain diffusion eps-MSE on the frozen base UNet with the EMPTY caption, t >= {r.get('t_min')}"
+                  f"- Loss: the plain diffusion eps-MSE on the frozen base UNet, t >= {r.get('t_min')}; the caption names the "
+                  "target's background and shirt (never identity) and is empty for half of the samples"
                   + (f", plus {r.get('w_distill')} x caption distillation" if r.get("w_distill") else "") + ".",
                   f"- AdamW, basis lr {r.get('lr_basis')}, resampler/projector lr {r.get('lr_net')}, warm-up {r.get('warmup')}, clip 1.0.",
                   ""]
@@ -185,6 +196,16 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
             if ev.get("strength_plot"):
                 lines += [f"![strength]({FIGURES}/{Path(ev['strength_plot']).name})", ""]
         lines += [f"Headline: `{ev.get('summary_line', '')}`", ""]
+    study = stats.get("study")
+    if study:
+        lines += ["## The paper's claims, measured", "",
+                  f"`python -m hyperlora_core.eval --toy --summary` ({study.get('minutes', '?')} min, "
+                  f"{study.get('threads', '?')} thread(s)):", "", study["tables"], "", f"`{study['summary_line']}`", ""]
+    ablation = stats.get("ablation")
+    if ablation:
+        lines += ["## Ablations", "", ablation.get("note", ""), "", ablation["table"], ""]
+        if ablation.get("claims"):
+            lines += ["### The paper's claims, one by one", "", ablation["claims"], ""]
     lines += ["## Reproduce", "", "```", "make toy-world                       # everything, writes models/toy",
               "make demo                            # held-out photos -> LoRA -> images through ComfyUI's HTTP API",
               "python -m hyperlora_core.toy.demo    # the same table and grid with ComfyUI as a library",
