@@ -29,8 +29,14 @@ gpu-check: setup
 gpu-pack: setup
 	$(PY) scripts/pack_gpu.py $(PACK_ARGS)
 
+# The independent base stages run as two one-thread processes side by side (they write different files
+# into one folder); then the base UNet, the HyperLoRA and the evaluation. One part alone:
+# `python -m hyperlora_core.toy.build --stages hyper,eval`.
 toy-world: setup
-	$(PY) -m hyperlora_core.toy.build $(TOY_ARGS)
+	( $(PY) -m hyperlora_core.toy.build --threads 1 --stages judge,base_judge,vae $(TOY_ARGS) & \
+	  $(PY) -m hyperlora_core.toy.build --threads 1 --stages arcface,clip $(TOY_ARGS); b=$$?; wait $$!; a=$$?; \
+	  [ $$a -eq 0 ] && [ $$b -eq 0 ] ) && \
+	$(PY) -m hyperlora_core.toy.build --stages base,hyper,eval $(TOY_ARGS)
 
 clean-host:
 	rm -rf .host .venv
