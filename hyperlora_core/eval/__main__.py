@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune", type=int, default=32, help="toy --summary: identities fine-tuned (50 steps each)")
     p.add_argument("--record", action="store_true",
                    help="toy --summary: also write the measurements into the world's toy_world.json and MODEL_CARD.md")
+    p.add_argument("--ablation-work", default=None,
+                   help="toy --summary: also write them as the `shipped` row of the ablation table in this folder "
+                        "(python -m hyperlora_core.toy.ablation --work)")
     p.add_argument("--checkpoint", help="SDXL checkpoint (.safetensors)")
     p.add_argument("--hyperlora", help="HyperLoRA checkpoint (published folder or single file)")
     p.add_argument("--face-pack", help="insightface pack folder (antelopev2)")
@@ -146,6 +149,10 @@ def toy_summary(args) -> int:
                                                       "cfg_rows": result.cfg_rows, "identities": result.identities,
                                                       "seconds": result.seconds}, indent=1))
     tables = study_tables(result)
+    if args.ablation_work:
+        from ..toy.ablation import SHIPPED, write_result
+
+        print(f"ablation row: {write_result(Path(args.ablation_work), SHIPPED, result)}")
     print(tables)
     print(f"{out / 'toy_summary.json'} ({result.seconds:.0f}s)")
     if args.record:

@@ -80,10 +80,30 @@ def measure(world: Path, work: Path, rows: list[str], identities: int, finetune:
                         finetune_count=finetune if row == "full" else 0,
                         cfgs=(1.0, 2.0, 4.0, 7.0) if row == "full" else (), log=lambda m, r=row: print(f"{r}: {m}", flush=True),
                         train_config=work / "configs" / f"{row}.yaml")
-        path.write_text(json.dumps({"row": row, "label": ROW[row].label, "numbers": res.numbers,
-                                    "per_factor": res.per_factor, "cfg_rows": res.cfg_rows,
-                                    "identities": res.identities, "seconds": res.seconds}, indent=1))
+        write_result(work, row, res)
         print(f"{row}: {res.summary_line()} ({res.seconds:.0f}s)", flush=True)
+
+
+SHIPPED = "shipped"
+"""`results/shipped.json`: the shipped model's own study (`record_shipped`), a row on its own budget."""
+
+
+def _labelled_rows() -> list[tuple[str, str]]:
+    from .recipe import SHIPPED_STAGES
+
+    steps = sum(s["steps"] for s in SHIPPED_STAGES.values())
+    return [(SHIPPED, f"shipped model (full recipe, {steps} steps at batch 64)"), *((r.name, r.label) for r in ABLATIONS)]
+
+
+def write_result(work: Path, row: str, result) -> Path:
+    """`<work>/results/<row>.json` from a `study.StudyResult` (row `shipped`: the shipped model's study)."""
+    out = work / RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{row}.json"
+    path.write_text(json.dumps({"row": row, "numbers": result.numbers, "per_factor": result.per_factor,
+                                "cfg_rows": result.cfg_rows, "identities": result.identities,
+                                "seconds": result.seconds}, indent=1))
+    return path
 
 
 def _f(v: float | None) -> str:
@@ -102,17 +122,17 @@ def table(work: Path) -> str:
     floor = any_row["no_lora_leakage"]
     lines.append(f"| no LoRA | {_f(any_row['no_lora'])} | - | {_f(any_row['no_lora_all6'])} | {_f(floor)} | "
                  f"{_f(any_row['no_lora_edit_follow'])} | {_f(any_row['no_lora_id_match_edit'])} | - |")
-    for row in ABLATIONS:
-        if row.name not in res:
+    for name, label in _labelled_rows():
+        if name not in res:
             continue
-        n = res[row.name]["numbers"]
-        lines.append(f"| {row.label}, ID-LoRA | {_f(n['id_match_1ref'])} | {_f(n['id_match_4ref'])} | {_f(n['all6_1ref'])} | "
+        n = res[name]["numbers"]
+        lines.append(f"| {label}, ID-LoRA | {_f(n['id_match_1ref'])} | {_f(n['id_match_4ref'])} | {_f(n['all6_1ref'])} | "
                      f"{_f(n['leakage'])} | {_f(n['edit_follow'])} | {_f(n['id_match_edit'])} | - |")
         if "base_match" in n:
-            lines.append(f"| {row.label}, ID + Base | {_f(n['id_match_id_base'])} | - | - | - | "
+            lines.append(f"| {label}, ID + Base | {_f(n['id_match_id_base'])} | - | - | - | "
                          f"{_f(n.get('edit_follow_id_base'))} | {_f(n.get('id_match_edit_id_base'))} | {_f(n['base_match'])} |")
         if "finetune_id_match" in n:
-            lines.append(f"| {row.label} + {int(n['finetune_identities'])}-identity 50-step fine-tune (4 photos) | - | "
+            lines.append(f"| {label} + {int(n['finetune_identities'])}-identity 50-step fine-tune (4 photos) | - | "
                          f"{_f(n['finetune_id_match'])} (before {_f(n['finetune_before_id_match'])}) | "
                          f"{_f(n['finetune_all6'])} | {_f(n['finetune_leakage'])} | - | - | - |")
     return "\n".join(lines)
@@ -137,7 +157,9 @@ def claims(work: Path) -> str:
     numbers move the claimed way by more than `MARGIN`, refuted when they move the other way by more,
     else not distinguishable; not measured when a row is missing."""
     res = {p.stem: json.loads(p.read_text())["numbers"] for p in sorted((work / RESULTS).glob("*.json"))}
-    full, id_only = res.get("full", {}), res.get("id_only", {})
+    # the claims that need only the full recipe read the ablation row, else the shipped model's study
+    full_name = "full" if "full" in res else SHIPPED
+    full, id_only = res.get(full_name, {}), res.get("id_only", {})
     g = lambda d, k: d.get(k)  # noqa: E731
 
     def diff(a, b):
@@ -165,8 +187,8 @@ def claims(work: Path) -> str:
          g(full, "finetune_id_match"), g(full, "finetune_before_id_match"),
          diff(g(full, "finetune_id_match"), g(full, "finetune_before_id_match"))),
     ]
-    cfg_rows = (json.loads((work / RESULTS / "full.json").read_text()).get("cfg_rows")
-                if (work / RESULTS / "full.json").is_file() else None)
+    cfg_file = work / RESULTS / f"{full_name}.json"
+    cfg_rows = json.loads(cfg_file.read_text()).get("cfg_rows") if cfg_file.is_file() else None
     if cfg_rows:
         by = {r["cfg"]: r for r in cfg_rows}
         lo, hi = min(by), max(by)

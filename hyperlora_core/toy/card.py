@@ -118,7 +118,8 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         "base_judge": lambda s: f"held-out accuracy (background, pattern, shirt) {s.get('heldout_accuracy')}",
         "arcface": lambda s: ", ".join(f"{k} {v:.3f}" for k, v in (s.get("heldout") or {}).items()),
         "clip": lambda s: "",
-        "vae": lambda s: f"PSNR {s.get('heldout_psnr')} dB, judge on reconstructions {s.get('judge_on_reconstructions')}",
+        "vae": lambda s: (f"PSNR {s.get('heldout_psnr')} dB, judge on reconstructions {s.get('judge_on_reconstructions')}"
+                          + (f" (reused, not retrained: {s['reused']})" if s.get("reused") else "")),
         "base": lambda s: (f"text fidelity (full captions, CFG 2) {s['fidelity_curve'][-1]['mean']:.3f}"
                            if s.get("fidelity_curve") else ""),
         "hyper": lambda s: (f"held-out match {s['match_curve'][-1]['match_1ref']:.3f} (1 ref), "
