@@ -23,12 +23,6 @@ from .recipe import ABLATIONS, ROW, ablation_config
 RESULTS = "results"
 
 
-def _boot() -> None:
-    from .build import _boot as boot
-
-    boot()
-
-
 def final_model(work: Path, row: str) -> Path | None:
     """The row's trained HyperLoRA: its last stage's result, once every stage has finished."""
     from ..train.config import load_config
@@ -236,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(claims(work))
         return 0
-    _boot()
+    from ..comfy_bridge.boot import boot_comfy
+
+    boot_comfy()
     import torch
 
     torch.set_num_threads(args.threads)
