@@ -89,17 +89,33 @@ def caption_tokens(captions: list[str]) -> torch.Tensor:
     return torch.tensor([token_ids(parse_caption(c)) for c in captions], dtype=torch.long)
 
 
-class CaptionEncoder(nn.Module):
-    """Token ids `[B, 10]` -> (`context [B, 10, 64]`, `pooled [B, 64]`)."""
+IDENTITY_SEQUENCE = 1 + NUM_ATTRIBUTES
+"""A caption encoder of the first toy world (identity attributes only) reads BOS + 6 tokens."""
 
-    def __init__(self, dim: int = CONTEXT_DIM) -> None:
+
+class CaptionEncoder(nn.Module):
+    """Token ids `[B, 10]` -> (`context [B, S, 64]`, `pooled [B, 64]`); S = 10, or 7 for an encoder of
+    the first toy world, which knew only the identity attributes (it reads the first 7 ids, whose
+    vocabulary is the same)."""
+
+    def __init__(self, dim: int = CONTEXT_DIM, sequence: int = SEQUENCE) -> None:
         super().__init__()
-        self.embed = nn.Embedding(VOCAB, dim)
-        self.position = nn.Parameter(torch.zeros(1, SEQUENCE, dim))
+        if sequence not in (SEQUENCE, IDENTITY_SEQUENCE):
+            raise ValueError(f"a toy caption encoder reads {SEQUENCE} or {IDENTITY_SEQUENCE} tokens, not {sequence}")
+        self.sequence = sequence
+        vocab = VOCAB if sequence == SEQUENCE else _OFFSETS[NUM_ATTRIBUTES]
+        self.embed = nn.Embedding(vocab, dim)
+        self.position = nn.Parameter(torch.zeros(1, sequence, dim))
         self.mix = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.pool = nn.Sequential(nn.Flatten(), nn.Linear(SEQUENCE * dim, dim))
+        self.pool = nn.Sequential(nn.Flatten(), nn.Linear(sequence * dim, dim))
+
+    @classmethod
+    def for_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> CaptionEncoder:
+        """The encoder the weights were saved from (its sequence length read from `position`)."""
+        return cls(dim=state_dict["position"].shape[-1], sequence=state_dict["position"].shape[1])
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = ids[:, : self.sequence]
         h = self.embed(ids) + self.position
         h = h + self.mix(h)
         return h, self.pool(h)

@@ -70,7 +70,8 @@ def wrap_unet(state_dict: dict[str, torch.Tensor]):
 
 
 def wrap_caption_encoder(state_dict: dict[str, torch.Tensor]):
-    return text_encoder_object(CaptionEncoder, lambda text: caption_tokens([text])[0].tolist(), state_dict)
+    return text_encoder_object(lambda: CaptionEncoder.for_state_dict(state_dict),
+                               lambda text: caption_tokens([text])[0].tolist(), state_dict)
 
 
 def size_embedding(unet) -> torch.Tensor:
