@@ -62,10 +62,14 @@ def test_batched_study_sampler_gives_the_ksampler_images(toy):
 
 
 STUDY_IDENTITIES = 96
-# Measured on the shipped world (`eval --toy --summary`, 128 identities; see the model card). Every bound
-# below sits at least 0.05 from the value measured on these 96 identities (96 x 6 = 576 identity
-# judgements, 288 base-factor judgements: one is 0.002 / 0.0035), so another CPU's rounding cannot flip it.
-BOUNDS = {}
+# Bounds 0.05 from what `eval --toy --summary` measured (128 identities) for the full recipe on the new world
+# (output/i13_world, 1,200 steps): ID match 0.542 (1 photo), no LoRA 0.264, leakage 0.188 against a floor of
+# 0.195, caption followed 0.576 against 0.589 without a LoRA (0.98 of it), ID match while editing 0.531.
+# That world is NOT shipped (0.542 < 0.708 of the shipped one); its Base-LoRA is at chance (Base fidelity 0.193),
+# so the Base-fidelity test below states the paper's claim and fails for it. models/toy must hold a world with a
+# Base branch and a base judge for this module to run.
+BOUNDS = {"id_match_1ref": 0.49, "no_lora": 0.31, "leakage_over_floor": 0.05, "edit_follow_share": 0.9,
+          "id_match_edit": 0.48, "base_match": 0.5}
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def _labelled_rows() -> list[tuple[str, str]]:
     from .recipe import SHIPPED_STAGES
 
     steps = sum(s["steps"] for s in SHIPPED_STAGES.values())
-    return [(SHIPPED, f"shipped model (full recipe, {steps} steps at batch 64)"), *((r.name, r.label) for r in ABLATIONS)]
+    return [(SHIPPED, f"full recipe on the shipped budget ({steps} steps at batch 64)"), *((r.name, r.label) for r in ABLATIONS)]
 
 
 def write_result(work: Path, row: str, result) -> Path:

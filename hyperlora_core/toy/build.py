@@ -153,6 +153,7 @@ def hyper_stage(b: Build) -> dict:
         write_toy_dataset(shards, b.data.train, b.out)
         b.log(f"trainer dataset: {len(b.data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
     run = Path(cfg.run_dir)
+    resumed = b.resume_hyper and run.exists()  # an earlier run's checkpoints are continued, not merely allowed
     if run.exists() and not b.resume_hyper:
         shutil.rmtree(run)  # a rebuild trains from scratch (the trainer would resume or skip finished stages)
     args = ["--config", str(config_path)] + [a for o in overrides for a in ("--set", o)]
@@ -177,7 +178,7 @@ def hyper_stage(b: Build) -> dict:
                        "lr_basis": cfg.train.optimizer.basis_lr, "lr_net": cfg.train.optimizer.lr,
                        "warmup": cfg.train.scheduler.warmup_steps, "t_min": cfg.train.loss.t_min, "w_distill": 0.0,
                        "seed": cfg.seed, "decay_id": cfg.stages["arcface_id"].decay_steps},
-            "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": b.resume_hyper,
+            "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": resumed,
             "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
             "fit_minutes": round(fit_minutes, 2), "no_lora_match": no_lora, "match_curve": rows, "losses": losses,
             "file_bytes": single.stat().st_size, "config": json.loads(json.dumps(cfg.source))}
