@@ -9,7 +9,7 @@ are skipped with a warning (as published) but a batch without any face is an err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hyperlora_core.comfy_bridge import apply_lora, folders
@@ -24,7 +24,7 @@ from .cache import cached
 from .generate import generate_base_lora, make_id_lora
 from .loaders import load_checkpoint
 from .save import save_to_output
-from .spec import In, NodeDef, Out, Result
+from .spec import CATEGORY, In, NodeDef, Out, Result
 
 PUBLISHED_MARKER = "HYPER_LORA_CLASS_MAPPINGS"
 ENCODER_TYPES = ["clip", "arcface", "clip + arcface"]
@@ -349,4 +349,6 @@ UNI_GENERATE = NodeDef(
     run=_uni_generate,
 )
 
-NODES = [CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE]
+COMPAT_CATEGORY = f"{CATEGORY}/published pack"
+NODES = [replace(n, category=COMPAT_CATEGORY)
+         for n in (CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE)]

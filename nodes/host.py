@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import folder_paths
 
-from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
+from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.models.check import PUBLISHED_SUBFOLDER, missing_message
 
 log = logging.getLogger("HyperLoRA")
 
@@ -29,9 +30,12 @@ def hyper_lora_roots() -> list[Path]:
 
 
 def list_checkpoints() -> list[str]:
-    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root.
+    """Checkpoints under models/hyper_lora, relative to their root: a published folder by its main file
+    (`<folder>/hyper_lora_modules.safetensors`, the name the workflows' download entries carry, so the
+    frontend can tell when it is missing) and our single files by their name.
 
-    The published pack's CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
+    The published pack's place (`hyper_lora/hyper_lora/<name>/`) lists under the same name as
+    `hyper_lora/<name>/`. Its CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
     folder (with a config.json) are not checkpoints and are skipped.
     """
     found: set[str] = set()
@@ -42,7 +46,8 @@ def list_checkpoints() -> list[str]:
             here = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS))
             if MODULES_JSON in filenames:
-                found.add(here.relative_to(root).as_posix())
+                if BASIS_FILE in filenames:
+                    found.add(_listed_name(here.relative_to(root)) + "/" + BASIS_FILE)
                 dirnames[:] = []
                 continue
             if "config.json" in filenames:
@@ -50,8 +55,12 @@ def list_checkpoints() -> list[str]:
             for name in filenames:
                 if name.endswith(".safetensors") and name not in _PART_NAMES and not name.startswith("."):
                     found.add((here / name).relative_to(root).as_posix())
-    found.discard(".")
     return sorted(found) or [NOT_FOUND]
+
+
+def _listed_name(folder: PurePosixPath | Path) -> str:
+    parts = PurePosixPath(folder.as_posix()).parts
+    return "/".join(parts[1:] if len(parts) > 1 and parts[0] == PUBLISHED_SUBFOLDER else parts)
 
 
 def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
@@ -68,7 +77,25 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
 
 
 def resolve_checkpoint(name: str) -> Path:
-    return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
+    """A Loader value (a listed name, or a published folder's name as older workflows have it) -> its path."""
+    roots = hyper_lora_roots()
+    return resolve_in(roots + [r / PUBLISHED_SUBFOLDER for r in roots], name, "HyperLoRA checkpoint", "models/hyper_lora")
+
+
+def checkpoint_problem(name: str) -> str | None:
+    """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
+    if not name or name == NOT_FOUND:
+        return ("no HyperLoRA checkpoint in models/hyper_lora yet. `python -m hyperlora_core.models fetch` downloads "
+                "the published one; then press 'r' (refresh) in ComfyUI and pick it.")
+    try:
+        path = resolve_checkpoint(name)
+    except HyperLoRAError:
+        return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint")
+    try:
+        read_config(path)
+    except HyperLoRAError as err:
+        return str(err)
+    return None
 
 
 # -- output files ---------------------------------------------------------------------------------

@@ -33,10 +33,24 @@ class In:
     optional: bool = False
     multiline: bool = False
     tooltip: str | None = None
+    check: Callable[[Any], str | None] | None = None
+    """COMBO only: checks a value when a prompt is queued (None = fine, else the message). Without it a
+    value must be one of the options. ComfyUI does not check V3 combos itself, and a value from the API
+    or an old workflow may name a file that is not there: this turns that into a validation error."""
 
     def option_list(self) -> list[str]:
         opts = self.options() if callable(self.options) else self.options
         return list(opts or [])
+
+    def problem(self, value: Any) -> str | None:
+        """Why a COMBO value is refused at queue time, or None."""
+        if self.check is not None:
+            return self.check(value)
+        options = self.option_list()
+        if value in options:
+            return None
+        shown = ", ".join(map(str, options[:12])) + (", ..." if len(options) > 12 else "")
+        return f"{self.name}: '{value}' is not one of the choices ({shown})."
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class NodeDef:
     output_node: bool = False
     category: str = CATEGORY
     deprecated: bool = False
+    always_run: bool = False
+    """Run on every queue even if the inputs did not change (e.g. it reports on files on disk)."""
 
     def call(self, kwargs: dict) -> Result:
         for i in self.inputs:
@@ -86,18 +102,46 @@ class NodeDef:
         return Result(values=out)
 
 
-def _validator_with_signature(defn: NodeDef, as_classmethod_of: str) -> Callable:
+def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
+    """The node's validator and every COMBO input's check, as one function of the inputs they read."""
+    combos = [i for i in defn.inputs if i.type == "COMBO"]
+    own = list(inspect.signature(defn.validate).parameters) if defn.validate else []
+    if not combos and defn.validate is None:
+        return None
+
+    def validate(**kwargs):
+        for i in combos:
+            if kwargs.get(i.name) is not None:
+                message = i.problem(kwargs[i.name])
+                if message:
+                    return message
+        if defn.validate is not None:
+            return defn.validate(**{k: kwargs[k] for k in own if k in kwargs})
+        return True
+
+    params = list(inspect.signature(defn.validate).parameters.values()) if defn.validate else []
+    params += [inspect.Parameter(i.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+               for i in combos if i.name not in own]
+    validate.__signature__ = inspect.Signature(params)
+    return validate
+
+
+def _validator_with_signature(check: Callable, as_classmethod_of: str) -> Callable:
     """A `(cls, <input names>)` function: ComfyUI inspects the signature to pick what it passes."""
     params = [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for name, p in inspect.signature(defn.validate).parameters.items():
+    for name, p in inspect.signature(check).parameters.items():
         params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default))
 
     def validator(cls, **kwargs):
-        return defn.validate(**kwargs)
+        return check(**kwargs)
 
     validator.__signature__ = inspect.Signature(params)
     validator.__name__ = as_classmethod_of
     return classmethod(validator)
+
+
+def _always_changed(cls, **kwargs) -> float:
+    return float("nan")  # never equal to itself: ComfyUI runs the node on every queue
 
 
 # -- classic (V1) -----------------------------------------------------------------------------------
@@ -146,8 +190,11 @@ def build_classic(defn: NodeDef) -> type:
         "run": run,
         "NODE_DEF": defn,
     }
-    if defn.validate is not None:
-        attrs["VALIDATE_INPUTS"] = _validator_with_signature(defn, "VALIDATE_INPUTS")
+    check = _queue_check(defn)
+    if check is not None:
+        attrs["VALIDATE_INPUTS"] = _validator_with_signature(check, "VALIDATE_INPUTS")
+    if defn.always_run:
+        attrs["IS_CHANGED"] = classmethod(_always_changed)
     return type(_class_name(defn), (), attrs)
 
 
@@ -214,8 +261,11 @@ def build_v3(defn: NodeDef, io) -> type:
         "execute": classmethod(execute),
         "NODE_DEF": defn,
     }
-    if defn.validate is not None:
-        attrs["validate_inputs"] = _validator_with_signature(defn, "validate_inputs")
+    check = _queue_check(defn)
+    if check is not None:
+        attrs["validate_inputs"] = _validator_with_signature(check, "validate_inputs")
+    if defn.always_run:
+        attrs["fingerprint_inputs"] = classmethod(_always_changed)
     return type(_class_name(defn), (io.ComfyNode,), attrs)
 
 

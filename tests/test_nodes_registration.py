@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 from fixtures.pack import load_pack
+from fixtures.published_ui import PUBLISHED_NODE_TYPES as PUBLISHED_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +52,24 @@ def test_both_apis_declare_the_same_inputs_in_the_same_order(both_apis):
         assert list(a) == list(b), node_id  # widget order is what saved UI workflows depend on
         assert a == b, node_id
         assert list(v3[node_id].RETURN_TYPES) == list(classic[node_id].RETURN_TYPES), node_id
-        assert v3[node_id].CATEGORY == classic[node_id].CATEGORY == "HyperLoRA"
+        published = v3[node_id].NODE_DEF.node_id in PUBLISHED_NAMES
+        assert v3[node_id].CATEGORY == classic[node_id].CATEGORY == ("HyperLoRA/published pack" if published else "HyperLoRA")
         assert bool(v3[node_id].OUTPUT_NODE) == bool(classic[node_id].OUTPUT_NODE)
 
 
 def test_validators_name_only_the_inputs_they_check(both_apis):
-    """ComfyUI skips its own range/list checks for inputs a validator takes; ours take only theirs."""
+    """ComfyUI skips its own range/list checks for inputs a validator takes; ours take their own and every
+    drop-down (ComfyUI checks no V3 drop-down, and ours say what a bad value should be)."""
     (_, v3), (_, classic) = both_apis
     v3_args = inspect.getfullargspec(v3["HyperLoRASave"].validate_inputs)
     classic_args = inspect.getfullargspec(classic["HyperLoRASave"].VALIDATE_INPUTS)
-    assert v3_args.args == classic_args.args == ["cls", "filename_prefix"]
+    assert v3_args.args == classic_args.args == ["cls", "filename_prefix", "dtype"]
     assert v3_args.varkw is None and classic_args.varkw is None
-    assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name") is True
-    message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x")
+    assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name", dtype="fp16") is True
+    message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x", dtype="fp16")
     assert isinstance(message, str) and "outside the output folder" in message
+    message = v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name", dtype="fp8")
+    assert message == "dtype: 'fp8' is not one of the choices (fp16, bf16, fp32)."
 
 
 def test_classic_classes_run_like_the_v3_ones(both_apis, tmp_path):
