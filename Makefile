@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: setup test demo lint bench toy-world clean-host
+.PHONY: setup test demo lint bench toy-world clean-host gpu-check gpu-pack
 
 setup:
 	bash scripts/setup_env.sh
@@ -20,6 +20,14 @@ lint: setup
 
 bench: setup
 	$(PY) bench/generate.py
+
+# The GPU check (bench/gpu.py) on this machine's CUDA GPU; GPU_ARGS="--tiny" runs it on the CPU at tiny size.
+gpu-check: setup
+	$(PY) bench/gpu.py $(GPU_ARGS)
+
+# Wheels + ComfyUI source for a GPU machine without network (README, "Speed on a GPU").
+gpu-pack: setup
+	$(PY) scripts/pack_gpu.py $(PACK_ARGS)
 
 toy-world: setup
 	$(PY) -m hyperlora_core.toy.build $(TOY_ARGS)

@@ -9,14 +9,12 @@ weights:
 * ours: `HyperLoRA.generate_id_lora` -- fp32 resampler on CPU, stacked basis cast to fp32 chunk by
   chunk (five batched matmuls).
 
-Run: .venv/bin/python bench/generate.py [--repeats N]
+Run: .venv/bin/python bench/generate.py [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,64 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import PeakRSS, best_of, gib  # noqa: E402
+from _measure import PeakRSS, Stat, gib, interleaved  # noqa: E402
+from _models import PerLayerReference, hyperlora_config, random_hyperlora  # noqa: E402
 
 from hyperlora_core.coefficients import normalize  # noqa: E402
-from hyperlora_core.config import (  # noqa: E402
-    LORA_KEY_SUFFIX,
-    PROJECTIONS,
-    HyperLoRAConfig,
-    IDProjectorConfig,
-    ModuleSpec,
-    ResamplerConfig,
-)
 from hyperlora_core.model import HyperLoRA  # noqa: E402
-
-
-def published_config() -> HyperLoRAConfig:
-    table = json.loads((ROOT / "models" / "sdxl_hyper_lora_modules.json").read_text())
-    modules = tuple(ModuleSpec(name=k, **v) for k, v in table.items())
-    rs = ResamplerConfig(dim=1024, depth=4, num_queries=8 * len(modules), output_dim=128, ff_mult=4, heads=12,
-                         dim_head=64, input_dims=(1024, 1024))
-    return HyperLoRAConfig(modules=modules, basis_size=128, rank=8, resampler=rs,
-                           id_projector=IDProjectorConfig(embed_dim=512, num_tokens=16, token_dim=1024))
-
-
-@torch.no_grad()
-def build(config: HyperLoRAConfig) -> HyperLoRA:
-    hl = HyperLoRA(config, dtype=torch.float16)
-    gen = torch.Generator().manual_seed(0)
-    for p in hl.parameters():
-        p.normal_(0.0, 0.02, generator=gen)
-    return hl.eval().requires_grad_(False)  # as from_pretrained leaves it
-
-
-class PerLayerReference:
-    """The published structure: fp16 resampler, one einsum per layer on contiguous fp16 bases."""
-
-    def __init__(self, hl: HyperLoRA) -> None:
-        self.projector = copy.deepcopy(hl.id_projector).half()
-        self.resampler = copy.deepcopy(hl.resampler).half()
-        self.names = [f"{m.name}_{LORA_KEY_SUFFIX[p]}" for m in hl.config.modules for p in PROJECTIONS]
-        self.down = [hl.id_basis.published_down(i).contiguous() for i in range(len(self.names))]
-        self.up = [hl.id_basis.published_up(i).contiguous() for i in range(len(self.names))]
-        self.rank = hl.config.rank
-
-    @torch.no_grad()
-    def tokens(self, clip: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        t = self.resampler(self.projector(ids.half()), clip.half())
-        return normalize(t.mean(0, keepdim=True))
-
-    @torch.no_grad()
-    def mix(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {}
-        for i, name in enumerate(self.names):
-            down = torch.einsum("bi,ijk->bjk", tokens[:, 2 * i], self.down[i])
-            up = torch.einsum("bi,ijk->bjk", tokens[:, 2 * i + 1], self.up[i])
-            out[f"{name}.lora_down.weight"] = down[0].t().contiguous()
-            out[f"{name}.lora_up.weight"] = up[0].t().contiguous()
-            out[f"{name}.alpha"] = torch.tensor(self.rank * 0.5)
-        return out
 
 
 def read_once(hl: HyperLoRA) -> None:
@@ -100,13 +45,12 @@ def read_once(hl: HyperLoRA) -> None:
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--photos", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    config = published_config()
-    hl = build(config)
+    hl = random_hyperlora(hyperlora_config(), dtype=torch.float16)
     basis_bytes = sum(p.numel() * p.element_size() for p in hl.id_basis.parameters())
     print(f"built random published-size HyperLoRA in {time.perf_counter() - t0:.1f} s; basis {gib(basis_bytes)} fp16, "
           f"threads {torch.get_num_threads()}")
@@ -123,27 +67,37 @@ def main() -> None:
     print(f"max |ours - reference| = {worst:.2e} (largest weight {scale:.2e}; the reference rounds to fp16)")
 
     ours_tokens = normalize(hl.id_tokens(clip, ids).mean(0, keepdim=True))
-    t_ref_res = best_of(lambda: ref.tokens(clip, ids), args.repeats)
-    t_ref_mix = best_of(lambda: ref.mix(ref_tokens), args.repeats)
-    t_our_res = best_of(lambda: hl.id_tokens(clip, ids), args.repeats)
-    t_our_mix = best_of(lambda: hl.lora_state_dict(ours_tokens), args.repeats)
-    t_our_all = best_of(lambda: hl.generate_id_lora(clip, ids), args.repeats)
-    t_read = best_of(lambda: read_once(hl), args.repeats)
+    r = interleaved({
+        "ref_resampler": lambda: ref.tokens(clip, ids),
+        "ref_mix": lambda: ref.mix(ref_tokens),
+        "our_resampler": lambda: hl.id_tokens(clip, ids),
+        "our_mix": lambda: hl.lora_state_dict(ours_tokens),
+        "ours": lambda: hl.generate_id_lora(clip, ids),
+        "read": lambda: read_once(hl),
+    }, args.rounds, baseline="ours", warmup=0)
     with PeakRSS() as mem_ref:
         ref.mix(ref.tokens(clip, ids))
     with PeakRSS() as mem_ours:
         hl.generate_id_lora(clip, ids)
 
-    print()
+    def med(name: str) -> float:
+        return r.stat(name).median
+
+    def per_round(num: list[str], den: str) -> Stat:
+        return Stat.of([sum(r.times[n][i] for n in num) / r.times[den][i] for i in range(args.rounds)])
+
+    print(f"\nmedian of {args.rounds} interleaved rounds (ratios: median of per-round ratios +- half the IQR)")
     print(f"{'':28s}{'resampler':>11s}{'basis mix':>11s}{'total':>9s}{'peak extra RSS':>16s}")
-    print(f"{'per-layer reference (fp16)':28s}{t_ref_res:10.2f}s{t_ref_mix:10.2f}s{t_ref_res + t_ref_mix:8.2f}s{gib(mem_ref.peak_extra):>16s}")
-    print(f"{'ours (stacked, fp32 compute)':28s}{t_our_res:10.2f}s{t_our_mix:10.2f}s{t_our_all:8.2f}s{gib(mem_ours.peak_extra):>16s}")
-    print(f"one read of the basis (chunked copy of every byte into a 16 MiB buffer): {t_read:.2f}s")
+    print(f"{'per-layer reference (fp16)':28s}{med('ref_resampler'):10.2f}s{med('ref_mix'):10.2f}s"
+          f"{med('ref_resampler') + med('ref_mix'):8.2f}s{gib(mem_ref.peak_extra):>16s}")
+    print(f"{'ours (stacked, fp32 compute)':28s}{med('our_resampler'):10.2f}s{med('our_mix'):10.2f}s{med('ours'):8.2f}s"
+          f"{gib(mem_ours.peak_extra):>16s}")
+    print(f"one read of the basis (chunked copy of every byte into a 16 MiB buffer): {med('read'):.2f}s")
     print()
-    print(f"resampler_speedup={t_ref_res / t_our_res:.2f}")
-    print(f"basis_mix_speedup={t_ref_mix / t_our_mix:.2f}")
-    print(f"basis_mix_vs_one_read={t_our_mix / t_read:.2f}")
-    print(f"speedup_vs_per_layer_fp16={(t_ref_res + t_ref_mix) / t_our_all:.2f}")
+    print(f"resampler_speedup={per_round(['ref_resampler'], 'our_resampler').ratio_text()}")
+    print(f"basis_mix_speedup={per_round(['ref_mix'], 'our_mix').ratio_text()}")
+    print(f"basis_mix_vs_one_read={per_round(['our_mix'], 'read').ratio_text()}")
+    print(f"speedup_vs_per_layer_fp16={per_round(['ref_resampler', 'ref_mix'], 'ours').median:.2f}")
 
 
 if __name__ == "__main__":

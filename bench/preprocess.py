@@ -12,17 +12,18 @@ Model runs are counted by wrapping `onnxruntime.InferenceSession.run` (every ses
 insightface 2.x's per-size detector sessions). The last line is `onnx_runs_per_photo=<n>` for our
 default (faithful) flow.
 
-    python bench/preprocess.py [--repeat 3]
+Wall times: interleaved rounds, each a pass over all photos per flow; ratios are medians of per-round
+ratios +- half their interquartile range (bench/_measure.py).
+
+    python bench/preprocess.py [--rounds 9]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -30,8 +31,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import onnxruntime  # noqa: E402
+from _measure import interleaved  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hyperlora_core.encode import prepare_id  # noqa: E402
@@ -82,23 +85,17 @@ def published_flow(app, rgb: np.ndarray) -> np.ndarray:
     return again[0].normed_embedding
 
 
-def measure(fn, photos, repeat: int) -> tuple[float, float]:
-    """(model runs per photo, median wall seconds per photo) after one warm-up pass."""
+def runs_per_photo(fn, photos) -> float:
+    """ONNX model runs per photo of one pass over the photos."""
+    RUNS[0] = 0
     for p in photos:
         fn(p)
-    RUNS[0] = 0
-    times = []
-    for _ in range(repeat):
-        for p in photos:
-            t = time.perf_counter()
-            fn(p)
-            times.append(time.perf_counter() - t)
-    return RUNS[0] / (repeat * len(photos)), statistics.median(times)
+    return RUNS[0] / len(photos)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)
     from insightface.app import FaceAnalysis
@@ -114,16 +111,22 @@ def main() -> None:
         print(f"photos={len(photos)} sizes={[p.shape[1::-1] for p in photos]} faces={counts} "
               f"models_loaded published={len(app.models)} ours={len(analyzer.app.models)} "
               f"onnxruntime={onnxruntime.__version__} cpu_threads={os.cpu_count()}")  # fmt: skip
-        base_runs, base_t = measure(lambda p: published_flow(app, p), photos, args.repeat)
-        print(f"published          runs/photo={base_runs:5.2f}  wall/photo={base_t * 1e3:7.1f} ms  ratio=1.00")
-        for label, kwargs in (("ours (faithful)", {}), ("ours (reuse_kps)", {"reuse_keypoints": True})):
-            runs, t = measure(lambda p, kw=kwargs: prepare_id([p], analyzer, **kw), photos, args.repeat)
-            print(f"{label:18s} runs/photo={runs:5.2f}  wall/photo={t * 1e3:7.1f} ms  "
-                  f"ratio={t / base_t:.2f}  runs_ratio={runs / base_runs:.2f}")  # fmt: skip
-            if label == "ours (faithful)":
-                faithful_runs = runs
-        print(f"onnx_runs_per_photo={faithful_runs:g}")
-
+        flows = {
+            "published": lambda: [published_flow(app, p) for p in photos],
+            "ours (faithful)": lambda: [prepare_id([p], analyzer) for p in photos],
+            "ours (reuse_kps)": lambda: [prepare_id([p], analyzer, reuse_keypoints=True) for p in photos],
+        }
+        runs = {
+            "published": runs_per_photo(lambda p: published_flow(app, p), photos),
+            "ours (faithful)": runs_per_photo(lambda p: prepare_id([p], analyzer), photos),
+            "ours (reuse_kps)": runs_per_photo(lambda p: prepare_id([p], analyzer, reuse_keypoints=True), photos),
+        }
+        r = interleaved(flows, args.rounds, baseline="published")
+        for label in flows:
+            ratio = r.ratio(label).ratio_text() if label != "published" else "1"
+            print(f"{label:18s} runs/photo={runs[label]:5.2f}  wall/photo={r.stat(label).median / len(photos) * 1e3:7.1f} ms  "
+                  f"ratio={ratio}  runs_ratio={runs[label] / runs['published']:.2f}")  # fmt: skip
+        print(f"onnx_runs_per_photo={runs['ours (faithful)']:g}")
 
 if __name__ == "__main__":
     main()

@@ -220,7 +220,7 @@ def _check_attr(images, face_attr) -> None:
 def _id_cond(hyper_lora: CompatHyperLoRA, images, face_attr, grayscale: bool, remove_background: bool):
     _check_attr(images, face_attr)
     cond = encode_id(images, hyper_lora.face_analysis, hyper_lora.clip_vision, grayscale=grayscale,
-                     remove_background=remove_background, on_no_face="skip", progress=host.Progress.callback())
+                     remove_background=remove_background, on_no_face="skip", progress=host.Progress())
     return cond, cond.face_crops
 
 
@@ -244,7 +244,7 @@ def _base_cond(hyper_lora: CompatHyperLoRA, images, face_attr, crop: bool, crop_
     _check_attr(images, face_attr)
     cond = encode_base(images, hyper_lora.face_analysis, hyper_lora.clip_vision,
                        crop_scales=crop_scale_LRTB if crop else None, clamp_to_image=safe_crop, on_no_face="skip",
-                       progress=host.Progress.callback())
+                       progress=host.Progress())
     return cond, cond.crops
 
 
@@ -272,7 +272,7 @@ def _gen_id(hyper_lora: CompatHyperLoRA, id_cond):
 def _gen_base(hyper_lora: CompatHyperLoRA, base_cond):
     from hyperlora_core.comfy_bridge.model_management import load_for_use
 
-    return (generate_base_lora(load_for_use(hyper_lora.patcher), base_cond, host.Progress),)
+    return (generate_base_lora(load_for_use(hyper_lora.patcher), base_cond, host.Progress()),)
 
 
 GEN_ID = NodeDef(

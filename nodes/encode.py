@@ -41,7 +41,7 @@ def _encode_id(photos, face_analysis, clip_vision, weights: str, remove_backgrou
     cond = encode_id(
         photos, face_analysis, clip_vision, weights=parse_weights(weights), remove_background=remove_background,
         grayscale=grayscale, face_index=_face_index(face_index), on_no_face=on_no_face,
-        progress=host.Progress.callback(),
+        progress=host.Progress(),
     )
     return cond, cond.face_crops
 
@@ -83,7 +83,7 @@ def _encode_base(photos, face_analysis, clip_vision, weights: str, crop_scale_LR
     cond = encode_base(
         photos, face_analysis, clip_vision, weights=parse_weights(weights), crop_scales=crop_scale_LRTB,
         clamp_to_image=clamp_to_image, face_index=_face_index(face_index), on_no_face=on_no_face,
-        progress=host.Progress.callback(),
+        progress=host.Progress(),
     )
     return cond, cond.crops
 

@@ -14,7 +14,7 @@ def make_id_lora(hyper_lora, id_cond, allow_other_face_pack: bool = False):
     model = load_for_use(hyper_lora)
     if hasattr(id_cond, "check_face_pack"):
         id_cond.check_face_pack(model.config.face_pack, allow_mismatch=allow_other_face_pack)
-    return generate_id_lora(model, id_cond, host.Progress)
+    return generate_id_lora(model, id_cond, host.Progress())
 
 
 def _generate_id(hyper_lora, id_cond, allow_other_face_pack: bool = False):
@@ -22,7 +22,7 @@ def _generate_id(hyper_lora, id_cond, allow_other_face_pack: bool = False):
 
 
 def _generate_base(hyper_lora, base_cond):
-    return (generate_base_lora(load_for_use(hyper_lora), base_cond, host.Progress),)
+    return (generate_base_lora(load_for_use(hyper_lora), base_cond, host.Progress()),)
 
 
 GENERATE_ID = NodeDef(

@@ -144,28 +144,23 @@ def output_relative(path: Path) -> tuple[str, str]:
 
 # -- progress -------------------------------------------------------------------------------------
 class Progress:
-    """ComfyUI's progress bar for the running node (a no-op outside an execution)."""
+    """ComfyUI's progress bar for the running node, as the core's `progress(done, total)` callback.
 
-    def __init__(self, total: int):
+    The bar is made on the first report, when the total is known, and driven only through
+    `ProgressBar`'s public `update_absolute`. Newer hosts throttle what reaches the browser (updates
+    >= 0.1 s and >= 0.5 % apart), so nothing here counts on every update arriving. Outside an execution ComfyUI's hook is unset and updates go nowhere.
+    """
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
         import comfy.utils
 
-        self._bar = comfy.utils.ProgressBar(max(1, int(total)))
-
-    def step(self, n: int = 1) -> None:
-        self._bar.update(n)
-
-    @staticmethod
-    def callback():
-        """A `progress(done, total)` function for the core's encoders."""
-        bar = None
-
-        def report(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = Progress(total)
-            bar._bar.update_absolute(done, total)
-
-        return report
+        total = max(1, int(total))
+        if self._bar is None:
+            self._bar = comfy.utils.ProgressBar(total)
+        self._bar.update_absolute(min(int(done), total), total)
 
 
 def custom_node_dirs() -> list[Path]:

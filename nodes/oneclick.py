@@ -31,7 +31,7 @@ def _one_click(model, photos, strength: float, checkpoint: str, clip_vision: str
     hyper_lora = cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
     clip = cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
     faces = folders.load_face_analyzer(pack_name(face_pack), "auto")
-    cond = encode_id(photos, faces, clip, progress=host.Progress.callback())
+    cond = encode_id(photos, faces, clip, progress=host.Progress())
     lora = make_id_lora(hyper_lora, cond)
     return apply_lora(model, lora, strength), lora, cond.face_crops
 

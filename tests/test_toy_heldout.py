@@ -16,6 +16,10 @@ import torch
 from hyperlora_core.toy import world
 
 IDENTITIES = 48
+# Thresholds sit far from the measured values (48 identities x 6 attributes = 288 judgements, one
+# judgement = 0.0035): another CPU's rounding may flip a few near-tie judgements. Measured on the CI
+# machine: no LoRA 0.264, LoRA from 1 photo 0.729, from 4 photos 0.736 (chance 0.292).
+HELDOUT_MATCH_MIN = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +59,15 @@ def _raw_vae(toy):
 def test_lora_lifts_heldout_identity_match_far_above_no_lora(matches):
     none, one = matches["none"].mean(), matches[1].mean()
     assert none < world.CHANCE_MATCH + 0.15  # about 0.31: the empty caption carries no identity
-    assert one >= 0.7, f"held-out match with a 1-photo LoRA {one:.3f} (no LoRA {none:.3f})"
+    assert one >= HELDOUT_MATCH_MIN, f"held-out match with a 1-photo LoRA {one:.3f} (no LoRA {none:.3f})"
     assert matches[1].all(1).mean() > matches["none"].all(1).mean()
     # every attribute moves towards the reference, not just the easy ones
     assert (matches[1].mean(0) > matches["none"].mean(0) + 0.15).all()
 
 
 def test_four_references_do_at_least_as_well_as_one(matches):
-    assert matches[4].mean() >= matches[1].mean() - 0.02
-    assert matches[4].mean() >= 0.7
+    assert matches[4].mean() >= matches[1].mean() - 0.05  # measured +0.007
+    assert matches[4].mean() >= HELDOUT_MATCH_MIN
 
 
 def test_lora_follows_the_reference_not_the_identity_slot(toy, held):

@@ -116,7 +116,11 @@ class ComfyClipEncoder:
         self.image_size = int(getattr(clip_vision, "image_size", 224))
         self.batch_size = max(1, int(batch_size))
 
+    @torch.no_grad()
     def __call__(self, pixels: np.ndarray) -> torch.Tensor:
+        """Called outside ComfyUI's executor (which runs nodes in inference mode) too: from scripts, the
+        trainer or the API. ComfyUI's CLIP vision weights require grad, and a forward with grad on kept
+        every activation of every call alive on the GPU (6 GB after one ViT-L/14 encode on an H200)."""
         arr = np.asarray(pixels)
         if arr.ndim != 4 or arr.shape[1:] != (self.image_size, self.image_size, 3) or arr.dtype != np.uint8:
             raise HyperLoRAError(

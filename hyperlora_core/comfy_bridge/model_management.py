@@ -56,7 +56,15 @@ def unwrap(patcher: Any) -> HyperLoRA:
 
 
 def load_for_use(patcher: Any, *others: Any, memory_required: int = 0) -> HyperLoRA:
-    """Load the hypernetwork (and e.g. `clip_vision.patcher`) on ComfyUI's device; return the model."""
-    patchers = [patcher, *[getattr(o, "patcher", o) for o in others]]
-    comfy.model_management.load_models_gpu(patchers, memory_required=memory_required)
+    """Load the hypernetwork (and e.g. `clip_vision.patcher`) on ComfyUI's device; return the model.
+
+    The hypernetwork is loaded whole (`force_full_load`): its layers are plain torch modules that
+    cannot stream weights in as ComfyUI's own do, so a partial load would leave some of them on the
+    CPU. ComfyUI evicts other models (the UNet) to make room instead; on a GPU, after sampling had
+    partially offloaded it, this brings every part back.
+    """
+    comfy.model_management.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
+    rest = [getattr(o, "patcher", o) for o in others]
+    if rest:
+        comfy.model_management.load_models_gpu(rest, memory_required=memory_required)
     return unwrap(patcher)

@@ -78,8 +78,12 @@ def build_sdxl(unet_config: dict | None = None, device: str | torch.device | Non
 
 @torch.no_grad()
 def init_weights(module: nn.Module, seed: int = 0, std: float = 0.02) -> None:
-    """Deterministic init: norms to identity, biases to zero, other weights N(0, std)."""
-    gen = torch.Generator().manual_seed(seed)
+    """Deterministic init: norms to identity, biases to zero, other weights N(0, std).
+
+    Numbers are drawn on each weight's own device (one generator per device type), so a full-size
+    model built on a GPU is initialised there; CPU models get the same weights as always.
+    """
+    gens: dict[str, torch.Generator] = {}
     for name, p in module.named_parameters():
         owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
         if isinstance(owner, (nn.GroupNorm, nn.LayerNorm)):
@@ -87,7 +91,8 @@ def init_weights(module: nn.Module, seed: int = 0, std: float = 0.02) -> None:
         elif name.endswith("bias"):
             p.zero_()
         else:
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
+            gen = gens.setdefault(p.device.type, torch.Generator(device=p.device).manual_seed(seed))
+            p.copy_(torch.randn(p.shape, generator=gen, device=p.device) * std)
 
 
 _ATTN = re.compile(r"^(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?attentions\.(\d+)\.transformer_blocks\.(\d+)\.(attn[12])\.to_q\.weight$")

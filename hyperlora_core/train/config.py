@@ -101,12 +101,17 @@ class DropoutConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
+    kind: str = "adamw"
+    """adamw | sgd. SGD (with `momentum`) moves each weight in proportion to its gradient, so two
+    runs that differ only in float rounding stay that close: what equivalence checks compare."""
     lr: float = 1e-4
     basis_lr: float | None = None
     """Learning rate of the LoRA bases (default: lr)."""
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    momentum: float = 0.0
+    """sgd only."""
     grad_clip: float | None = 1.0
 
 
@@ -281,6 +286,7 @@ def validate(cfg: FitConfig) -> FitConfig:
     _choice(t.references, ("other_photos", "same_photo", "same_identity"), "train.references")
     _choice(t.loss.objective, ("eps", "v", "x0"), "train.loss.objective")
     _choice(t.scheduler.kind, ("constant", "cosine"), "train.scheduler.kind")
+    _choice(t.optimizer.kind, ("adamw", "sgd"), "train.optimizer.kind")
     if not 0 <= t.loss.t_min < t.loss.t_max <= 1000:
         raise HyperLoRAError(f"config: need 0 <= train.loss.t_min < t_max <= 1000; found {t.loss.t_min}, {t.loss.t_max}.")
     for name in ("text", "face", "base_lora"):

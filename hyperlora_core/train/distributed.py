@@ -32,14 +32,22 @@ class DistInfo:
         return self.world > 1
 
 
+def launched_by_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def init_distributed(device: torch.device | None = None) -> DistInfo:
-    """Join the process group torchrun describes in the environment (no-op for one process)."""
+    """Join the process group torchrun describes in the environment.
+
+    A plain one-process run skips all of it; a one-process torchrun joins a group of one, so its
+    DDP / FSDP2 setting is honoured (and measurable) exactly as on more GPUs.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
+    if (world > 1 or launched_by_torchrun()) and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -77,15 +85,15 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
-def shutdown(info: DistInfo) -> None:
-    if info.active and dist.is_initialized():
+def shutdown(info: DistInfo) -> None:  # noqa: ARG001 - one process may hold a group of one too
+    if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
 
 
 def wrap(step_module: nn.Module, mode: str, info: DistInfo) -> nn.Module:
-    """DDP or FSDP2 around the `HyperStep` root; the module itself with one process."""
-    if not info.active:
+    """DDP or FSDP2 around the `HyperStep` root; the module itself without a process group."""
+    if not (info.active or (dist.is_available() and dist.is_initialized())):
         return step_module
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel

@@ -117,6 +117,8 @@ def make_optimizer(model: torch.nn.Module, cfg: FitConfig, stage: str) -> torch.
         if p.requires_grad:
             (basis if "_basis." in name else other).append(p)
     groups = [g for g in ({"params": other, "lr": lr}, {"params": basis, "lr": basis_lr}) if g["params"]]
+    if o.kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     return torch.optim.AdamW(groups, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
 
 

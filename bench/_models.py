@@ -1,0 +1,107 @@
+"""Random models at the published shapes (or tiny ones) for the benchmark scripts.
+
+No weights are downloaded: every model is built from its architecture with seeded random weights,
+which is all a speed or memory measurement needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from hyperlora_core.coefficients import normalize
+from hyperlora_core.config import (
+    DEFAULT_DIM_HEAD,
+    LORA_KEY_SUFFIX,
+    PROJECTIONS,
+    TOKENS_PER_MODULE,
+    HyperLoRAConfig,
+    IDProjectorConfig,
+    ModuleSpec,
+    ResamplerConfig,
+)
+from hyperlora_core.model import HyperLoRA
+
+ROOT = Path(__file__).resolve().parents[1]
+SDXL_MODULES_JSON = ROOT / "models" / "sdxl_hyper_lora_modules.json"
+
+
+def sdxl_modules() -> tuple[ModuleSpec, ...]:
+    """The 140 SDXL attention modules in the published checkpoints' order."""
+    table = json.loads(SDXL_MODULES_JSON.read_text())
+    return tuple(ModuleSpec(name=k, **v) for k, v in table.items())
+
+
+def hyperlora_config(
+    modules: tuple[ModuleSpec, ...] | None = None,
+    *,
+    dim: int = 1024,
+    depth: int = 4,
+    heads: int = 12,
+    basis_size: int = 128,
+    rank: int = 8,
+    clip_dim: int = 1024,
+    id_tokens: int = 16,
+    base_rank: int | None = None,
+) -> HyperLoRAConfig:
+    """The published architecture by default (K 128, rank 8, resampler 1024 x 4, 12 x 64 heads,
+    16 ID tokens over the 140 SDXL modules); smaller sizes for tiny runs."""
+    modules = modules or sdxl_modules()
+    queries = TOKENS_PER_MODULE * len(modules)
+    dim_head = DEFAULT_DIM_HEAD if dim >= DEFAULT_DIM_HEAD else dim // heads
+
+    def resampler(inputs: tuple[int, ...]) -> ResamplerConfig:
+        return ResamplerConfig(dim=dim, depth=depth, num_queries=queries, output_dim=basis_size, ff_mult=4,
+                               heads=heads, dim_head=dim_head, input_dims=inputs)
+
+    return HyperLoRAConfig(
+        modules=modules, basis_size=basis_size, rank=rank, resampler=resampler((dim, clip_dim)),
+        id_projector=IDProjectorConfig(embed_dim=512, num_tokens=id_tokens, token_dim=dim),
+        base_rank=base_rank, base_resampler=resampler((clip_dim,)) if base_rank else None,
+    )
+
+
+@torch.no_grad()
+def random_hyperlora(
+    config: HyperLoRAConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float16, seed: int = 0
+) -> HyperLoRA:
+    """Every weight N(0, 0.02), built directly on `device`, in eval mode as `from_pretrained` leaves it."""
+    hl = HyperLoRA(config, device=device, dtype=dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for p in hl.parameters():
+        p.normal_(0.0, 0.02, generator=gen)
+    return hl.eval().requires_grad_(False)
+
+
+class PerLayerReference:
+    """The published code's structure: the resampler in the storage dtype, one einsum per layer on
+    contiguous per-layer bases (1,120 for SDXL), results left on the model's device."""
+
+    def __init__(self, hl: HyperLoRA, dtype: torch.dtype = torch.float16) -> None:
+        self.dtype = dtype
+        self.projector = copy.deepcopy(hl.id_projector).to(dtype)
+        self.resampler = copy.deepcopy(hl.resampler).to(dtype)
+        self.names = [f"{m.name}_{LORA_KEY_SUFFIX[p]}" for m in hl.config.modules for p in PROJECTIONS]
+        self.down = [hl.id_basis.published_down(i).to(dtype).contiguous() for i in range(len(self.names))]
+        self.up = [hl.id_basis.published_up(i).to(dtype).contiguous() for i in range(len(self.names))]
+        self.rank = hl.config.rank
+        self.device = hl.device
+
+    @torch.no_grad()
+    def tokens(self, clip: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        t = self.resampler(self.projector(ids.to(self.device, self.dtype)), clip.to(self.device, self.dtype))
+        return normalize(t.mean(0, keepdim=True))
+
+    @torch.no_grad()
+    def mix(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, name in enumerate(self.names):
+            down = torch.einsum("bi,ijk->bjk", tokens[:, 2 * i], self.down[i])
+            up = torch.einsum("bi,ijk->bjk", tokens[:, 2 * i + 1], self.up[i])
+            out[f"{name}.lora_down.weight"] = down[0].t().contiguous()
+            out[f"{name}.lora_up.weight"] = up[0].t().contiguous()
+            out[f"{name}.alpha"] = torch.tensor(self.rank * 0.5)
+        return out
