@@ -10,6 +10,7 @@ from . import host, types
 from .spec import In, NodeDef, Out
 
 WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
+PHOTOS_TIP = "Photos of one person: an IMAGE batch (join several with Image Batch)."
 FACE_TIP = "-1: the largest face in each photo; 0, 1, 2...: the n-th face from the left."
 NO_FACE_TIP = "error: stop and name the photo without a face. skip: leave it out (at least one must have a face)."
 
@@ -54,9 +55,9 @@ ENCODE_ID = NodeDef(
         "with CLIP and ArcFace. Outputs the ID condition and a preview of the crops CLIP saw."
     ),
     inputs=(
-        In("photos", "IMAGE"),
-        In("face_analysis", types.FACE_ANALYSIS),
-        In("clip_vision", "CLIP_VISION"),
+        In("photos", "IMAGE", tooltip=PHOTOS_TIP),
+        In("face_analysis", types.FACE_ANALYSIS, tooltip="From HyperLoRA Face Analysis Loader (antelopev2)."),
+        In("clip_vision", "CLIP_VISION", tooltip="CLIP ViT-L/14, from a CLIP vision loader."),
         In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
         In("remove_background", "BOOLEAN", default=True, tooltip="Gray background around the face (published default)."),
         In("grayscale", "BOOLEAN", default=False, tooltip="Encode the crops in grayscale (reduces color cast)."),
@@ -96,12 +97,12 @@ ENCODE_BASE = NodeDef(
         "around the face by the left,right,top,bottom scales, encoded with CLIP."
     ),
     inputs=(
-        In("photos", "IMAGE"),
-        In("face_analysis", types.FACE_ANALYSIS),
-        In("clip_vision", "CLIP_VISION"),
+        In("photos", "IMAGE", tooltip=PHOTOS_TIP),
+        In("face_analysis", types.FACE_ANALYSIS, tooltip="From HyperLoRA Face Analysis Loader (antelopev2)."),
+        In("clip_vision", "CLIP_VISION", tooltip="CLIP ViT-L/14, from a CLIP vision loader."),
         In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
         In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
-        In("clamp_to_image", "BOOLEAN", default=True),
+        In("clamp_to_image", "BOOLEAN", default=True, tooltip="Keep the crop inside the photo (published default)."),
         In("face_index", "INT", default=-1, min=-1, max=63, step=1, tooltip=FACE_TIP),
         In("on_no_face", "COMBO", options=["error", "skip"], default="error", tooltip=NO_FACE_TIP),
     ),

@@ -44,9 +44,10 @@ ONE_CLICK = NodeDef(
         "weights, largest face). For weights, several people or sliders use the separate nodes."
     ),
     inputs=(
-        In("model", "MODEL"),
-        In("photos", "IMAGE"),
-        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01),
+        In("model", "MODEL", tooltip="The SDXL model to personalise."),
+        In("photos", "IMAGE", tooltip="Photos of one person (a batch); each counts the same."),
+        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01,
+           tooltip="How strongly the LoRA acts; 0.75-0.9 for the published checkpoints."),
         In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem, tooltip=CHECKPOINT_TIP),
         In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, tooltip=CLIP_TIP),
         In("face_pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem,

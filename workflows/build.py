@@ -13,10 +13,7 @@ files into the real frontends and compares their API export with them.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from hyperlora_core.models import items
@@ -45,23 +42,14 @@ def workflow_models(nodes: list[N]) -> list[dict]:
 def host_node_infos(types: set[str]) -> dict[str, NodeInfo]:
     """Node definitions as the host reports them: ComfyUI's core nodes and this pack, loaded in-process
     through ComfyUI's own custom-node loader."""
-    import folder_paths
+    from scripts.comfy_env import comfy_nodes, pack_nodes
 
-    host_file = Path(folder_paths.__file__).resolve().parent / "nodes.py"
-    spec = importlib.util.spec_from_file_location("nodes", host_file)  # our nodes/ package shadows ComfyUI's
-    comfy_nodes = sys.modules.get("nodes")
-    if comfy_nodes is None or Path(getattr(comfy_nodes, "__file__", "") or "").resolve() != host_file:
-        comfy_nodes = importlib.util.module_from_spec(spec)
-        sys.modules["nodes"] = comfy_nodes
-        spec.loader.exec_module(comfy_nodes)
-    if "PreviewAny" not in comfy_nodes.NODE_CLASS_MAPPINGS:  # ComfyUI's comfy_extras nodes
-        asyncio.run(comfy_nodes.init_builtin_extra_nodes())
-    if not any(getattr(c, "NODE_DEF", None) for c in comfy_nodes.NODE_CLASS_MAPPINGS.values()):
-        asyncio.run(comfy_nodes.load_custom_node(str(ROOT), module_parent="custom_nodes"))
-    missing = sorted(t for t in types if t not in comfy_nodes.NODE_CLASS_MAPPINGS and t != NOTE)
+    pack_nodes()
+    host = comfy_nodes()
+    missing = sorted(t for t in types if t not in host.NODE_CLASS_MAPPINGS and t != NOTE)
     if missing:
         raise KeyError(f"node types not registered on the host: {missing}")
-    return {t: node_info(comfy_nodes.NODE_CLASS_MAPPINGS[t], comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS.get(t, t))
+    return {t: node_info(host.NODE_CLASS_MAPPINGS[t], host.NODE_DISPLAY_NAME_MAPPINGS.get(t, t))
             for t in types if t != NOTE}
 
 
