@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hyperlora_core.errors import HyperLoRAError
+
 CATEGORY = "HyperLoRA"
 
 WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
@@ -34,9 +36,11 @@ class In:
     multiline: bool = False
     tooltip: str | None = None
     check: Callable[[Any], str | None] | None = None
-    """COMBO only: checks a value when a prompt is queued (None = fine, else the message). Without it a
-    value must be one of the options. ComfyUI does not check V3 combos itself, and a value from the API
-    or an old workflow may name a file that is not there: this turns that into a validation error."""
+    """COMBO of model files: checks a value when a prompt is queued (None = fine, else the message: what is
+    missing or damaged, where it goes, how to get it). ComfyUI does not check V3 combos itself, and a value
+    from the API or an old workflow may name a file that is not there. Other COMBOs are checked against
+    their options when the node runs (ComfyUI attributes a validator's message to every input it takes,
+    so the validator takes only the file inputs)."""
 
     def option_list(self) -> list[str]:
         opts = self.options() if callable(self.options) else self.options
@@ -94,6 +98,10 @@ class NodeDef:
         for i in self.inputs:
             if i.optional and i.name not in kwargs:
                 kwargs[i.name] = None
+            elif i.type == "COMBO" and i.check is None and kwargs.get(i.name) is not None:
+                message = i.problem(kwargs[i.name])
+                if message:
+                    raise HyperLoRAError(f"{self.display_name}: {message}")
         out = self.run(**kwargs)
         if isinstance(out, Result):
             return out
@@ -103,8 +111,8 @@ class NodeDef:
 
 
 def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
-    """The node's validator and every COMBO input's check, as one function of the inputs they read."""
-    combos = [i for i in defn.inputs if i.type == "COMBO"]
+    """The node's validator and its model-file inputs' checks, as one function of the inputs they read."""
+    combos = [i for i in defn.inputs if i.type == "COMBO" and i.check is not None]
     own = list(inspect.signature(defn.validate).parameters) if defn.validate else []
     if not combos and defn.validate is None:
         return None

@@ -90,5 +90,36 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   fi
 fi
 
+# The browser test also drives the newest frontend users have (ComfyUI v0.3.75 ships 1.32.9): the PyPI
+# wheel unzipped into .frontend/<version>/static, served by a second ComfyUI with --front-end-root.
+# Downloaded once (stamped); later runs need no network.
+frontend_version=1.58.1
+frontend_dir="$root/.frontend/$frontend_version"
+if [ ! -f "$frontend_dir/.stamp" ]; then
+  say "downloading comfyui-frontend-package==$frontend_version for the browser test into .frontend/"
+  rm -rf "$frontend_dir"
+  mkdir -p "$frontend_dir/dl"
+  if "${pip[@]}" download --no-deps "comfyui-frontend-package==$frontend_version" -d "$frontend_dir/dl" &&
+     "$py" - "$frontend_dir" <<'PY'
+import pathlib, shutil, sys, zipfile
+target = pathlib.Path(sys.argv[1])
+wheel = next((target / "dl").glob("comfyui_frontend_package-*.whl"))
+prefix = "comfyui_frontend_package/static/"
+with zipfile.ZipFile(wheel) as zf:
+    for info in zf.infolist():
+        if info.filename.startswith(prefix) and not info.is_dir():
+            out = target / "static" / info.filename[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+shutil.rmtree(target / "dl")
+PY
+  then
+    touch "$frontend_dir/.stamp"
+  else
+    say "could not download the frontend (offline?); tests/test_browser.py will fail until it is there"
+  fi
+fi
+
 echo "$host_dir" > "$venv/.comfyui_path"
 say "ready: python $py, ComfyUI at $host_dir"

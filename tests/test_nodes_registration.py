@@ -58,18 +58,31 @@ def test_both_apis_declare_the_same_inputs_in_the_same_order(both_apis):
 
 
 def test_validators_name_only_the_inputs_they_check(both_apis):
-    """ComfyUI skips its own range/list checks for inputs a validator takes; ours take their own and every
-    drop-down (ComfyUI checks no V3 drop-down, and ours say what a bad value should be)."""
+    """ComfyUI skips its own range/list checks for inputs a validator takes, and gives a validator's message
+    to every input it takes: ours take only what they check (their own inputs, model-file drop-downs)."""
     (_, v3), (_, classic) = both_apis
     v3_args = inspect.getfullargspec(v3["HyperLoRASave"].validate_inputs)
     classic_args = inspect.getfullargspec(classic["HyperLoRASave"].VALIDATE_INPUTS)
-    assert v3_args.args == classic_args.args == ["cls", "filename_prefix", "dtype"]
+    assert v3_args.args == classic_args.args == ["cls", "filename_prefix"]
     assert v3_args.varkw is None and classic_args.varkw is None
-    assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name", dtype="fp16") is True
-    message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x", dtype="fp16")
+    assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name") is True
+    message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x")
     assert isinstance(message, str) and "outside the output folder" in message
-    message = v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name", dtype="fp8")
-    assert message == "dtype: 'fp8' is not one of the choices (fp16, bf16, fp32)."
+    assert inspect.getfullargspec(v3["HyperLoRACheckpointLoader"].validate_inputs).args == ["cls", "checkpoint"]
+    assert inspect.getfullargspec(v3["HyperLoRAOneClick"].validate_inputs).args == \
+        ["cls", "checkpoint", "clip_vision", "face_pack"]
+
+
+def test_a_value_not_among_the_choices_is_named(both_apis):
+    """ComfyUI checks no V3 drop-down; a value from the API that is not a choice stops the node, named."""
+    from fixtures.nodes_env import run_node
+
+    from hyperlora_core.errors import HyperLoRAError
+
+    (_, v3), _ = both_apis
+    with pytest.raises(HyperLoRAError, match=r"HyperLoRA Mix LoRAs: mode: 'sum' is not one of the choices \(factors, delta\)"):
+        run_node(v3["HyperLoRAMix"], mode="sum", normalize=True, lora_1={}, weight_1=1.0, weight_2=1.0, weight_3=1.0,
+                 weight_4=1.0)
 
 
 def test_classic_classes_run_like_the_v3_ones(both_apis, tmp_path):

@@ -80,7 +80,7 @@ def test_templates_open_readably(template, infos):
     assert ui.fit_scale(placed) >= ui.TEXT_SCALE
     assert nodes[0].type == NOTE and len(nodes[0].inputs["text"]) > 80  # what it does, what goes where
     assert all(len(n.title or "") <= 24 for n in nodes), [n.title for n in nodes if len(n.title or "") > 24]
-    assert len(template.title) <= 42 and not set(template.title) & set('/\\:*?"<>|#%')
+    assert len(template.title) <= 28 and not set(template.title) & set('/\\:*?"<>|#%')
 
 
 def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same():

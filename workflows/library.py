@@ -321,14 +321,14 @@ class Template:
 
 
 TEMPLATES = (
-    Template("hyperlora_toy_world", "HyperLoRA toy world (nothing to download)", toy_world),
+    Template("hyperlora_toy_world", "HyperLoRA toy world", toy_world),
     Template("hyperlora_t2i_one_photo", "HyperLoRA one photo", one_photo),
     Template("hyperlora_t2i_several_photos", "HyperLoRA several photos", several_photos),
     Template("hyperlora_interpolate_two_people", "HyperLoRA between two people", two_people),
     Template("hyperlora_concept_slider", "HyperLoRA concept slider", concept_slider),
     Template("hyperlora_save_lora", "HyperLoRA save the LoRA", save_lora),
     Template("hyperlora_one_click", "HyperLoRA one-click", one_click),
-    Template("hyperlora_controlnet_pose", "HyperLoRA with ControlNet pose", with_controlnet),
+    Template("hyperlora_controlnet_pose", "HyperLoRA with ControlNet", with_controlnet),
     Template("hyperlora_style_lora", "HyperLoRA with a style LoRA", with_style_lora),
     Template("hyperlora_model_check", "HyperLoRA model check", model_check),
 )
