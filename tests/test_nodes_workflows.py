@@ -103,3 +103,15 @@ def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same()
         {"SaveImage"}
     with pytest.raises(ValueError):
         library.toy_world([])
+
+
+@pytest.mark.parametrize("template", library.TEMPLATES, ids=lambda t: t.slug)
+def test_every_template_has_its_picture(template):
+    """The template browser shows `<title>.jpg` (drawn by `python -m workflows.build --thumbnails`)."""
+    from PIL import Image, ImageStat
+
+    picture = Image.open(ROOT / "workflows" / f"{template.title}.jpg")
+    assert picture.format == "JPEG" and picture.size == (512, 512)
+    assert ImageStat.Stat(picture.convert("L")).stddev[0] > 10  # a picture, not a blank (they measure 25-50)
+    extra = {p.stem for p in (ROOT / "workflows").glob("*.jpg")} - {t.title for t in library.TEMPLATES}
+    assert not extra, f"pictures of no template: {extra}"
