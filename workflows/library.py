@@ -48,8 +48,6 @@ TOY_SAVE_WITH, TOY_SAVE_WITHOUT = 12, 15
 # prompts and the LoRA, then sampling and the picture (the last column). Rows only order the nodes
 # within a column (each is stacked below the one before, see `ui.layout`).
 MODELS = 0
-SMALL_PHOTO = 222
-"""Height of a Load Image node in templates with several photos (a smaller picture, so they fit)."""
 
 
 def sdxl_base(i: int, prompt_col: int, latent_col: int | None = None) -> list[N]:
@@ -108,8 +106,8 @@ def sample_and_save(i: int, model: L, positive: L, negative: L, latent: L, vae: 
     ]
 
 
-def load(i: int, name: str, col: int, row: float, title: str, height: int | None = None) -> N:
-    return N(i, "LoadImage", {"image": name}, col, row, title, height=height)
+def load(i: int, name: str, col: int, row: float, title: str) -> N:
+    return N(i, "LoadImage", {"image": name}, col, row, title)
 
 
 SDXL_NOTE = ("Put a face photo into ComfyUI's input folder as {photos} (or pick yours in Load Image).\n"
@@ -140,11 +138,11 @@ def one_photo() -> list[N]:
 
 def several_photos() -> list[N]:
     return sdxl([
-        load(9, "face_1.png", 1, 0, "Photo 1", SMALL_PHOTO), load(10, "face_2.png", 1, 1, "Photo 2", SMALL_PHOTO),
-        load(11, "face_3.png", 1, 2, "Photo 3", SMALL_PHOTO),
-        N(12, "ImageBatch", {"image1": L(9), "image2": L(10)}, 2, 0, "Photos 1 + 2"),
-        N(13, "ImageBatch", {"image1": L(12), "image2": L(11)}, 2, 1, "Photos 1 + 2 + 3"),
-        *encode_generate(14, L(13), 6, 2, 3, weights="1, 1, 1", title="Encode (weights)"),
+        load(9, "face_1.png", 1, 0, "Photo 1"), load(10, "face_2.png", 1, 1, "Photo 2"),
+        load(11, "face_3.png", 2, 0, "Photo 3"),
+        N(12, "ImageBatch", {"image1": L(9), "image2": L(10)}, 2, 1, "Photos 1 + 2"),
+        N(13, "ImageBatch", {"image1": L(12), "image2": L(11)}, 2, 2, "Photos 1 + 2 + 3"),
+        *encode_generate(14, L(13), 6, 2, 3, weights="1, 1, 1", title="Encode (weights)", preview=False),
         apply(17, L(1), L(15), 3),
     ], L(17), "hyperlora/several_photos",
         "Three photos of one person -> one ID-LoRA (averaged; a weight per photo in Encode).",
@@ -154,8 +152,8 @@ def several_photos() -> list[N]:
 def two_people() -> list[N]:
     return sdxl([
         load(9, "person_a.png", 1, 0, "Person A"), load(10, "person_b.png", 1, 1, "Person B"),
-        *encode_generate(11, L(9), 6, 2, 3, title="Encode person A", preview=False),
-        *encode_generate(14, L(10), 6, 2, 3, row=11, title="Encode person B", preview=False),
+        *encode_generate(11, L(9), 6, 2, 3, row=-2, title="Encode person A", preview=False),
+        *encode_generate(14, L(10), 6, 2, 3, row=-1, title="Encode person B", preview=False),
         N(17, "HyperLoRAInterpolate", {"lora_a": L(12), "lora_b": L(15), "t": 0.5, "mode": "factors"}, 3, 15,
           "A -> B"),
         apply(18, L(1), L(17), 3),
@@ -166,17 +164,16 @@ def two_people() -> list[N]:
 
 def concept_slider() -> list[N]:
     return sdxl([
-        load(9, "face_1.png", 1, 0, "The person", SMALL_PHOTO), load(10, "slider_a.png", 1, 1, "Slider start", SMALL_PHOTO),
-        load(11, "slider_b.png", 1, 2, "Slider end", SMALL_PHOTO),
-        *encode_generate(12, L(9), 6, 2, 3, title="Encode the person", preview=False),
-        *encode_generate(15, L(10), 6, 2, 3, row=11, title="Encode slider start", preview=False),
-        *encode_generate(18, L(11), 6, 2, 3, row=12, title="Encode slider end", preview=False),
-        N(21, "HyperLoRAConceptSlider", {"lora_a": L(16), "lora_b": L(19), "scale": 1.0}, 3, 15, "Slider"),
+        load(9, "slider_a.png", 1, 0, "Neutral photo"), load(10, "slider_b.png", 1, 1, "Smiling photo"),
+        *encode_generate(12, L(9), 6, 2, 3, row=-2, title="Encode neutral", preview=False),
+        *encode_generate(15, L(10), 6, 2, 3, row=-1, title="Encode smiling", preview=False),
+        N(21, "HyperLoRAConceptSlider", {"lora_a": L(13), "lora_b": L(16), "scale": 1.0}, 3, 15, "Slider"),
         apply(22, L(1), L(13), 3, title="Apply the ID-LoRA"),
         apply(23, L(22), L(21), 3, row=21, strength=0.7, title="Apply the slider"),
     ], L(23), "hyperlora/slider",
-        "A slider from two photos of one person (neutral -> smiling) on top of the person's ID-LoRA.",
-        "face_1.png, slider_a.png, slider_b.png", sample_col=4, prompt_col=2, latent_col=3)
+        "Two photos of one person (neutral, smiling): the ID-LoRA from the neutral one, and a slider "
+        "scale x (smiling - neutral) on top; scale < 0 goes the other way.", "slider_a.png, slider_b.png",
+        sample_col=4, prompt_col=2, latent_col=3)
 
 
 def save_lora() -> list[N]:

@@ -40,8 +40,8 @@ WIDTHS = {
     "ImageBatch": 220,
 }
 """Node widths where a label and a typical value need more than the default (so nothing is cut off)."""
-IMAGE_NODES = {"LoadImage": 180, "PreviewImage": 220, "SaveImage": 300}
-"""Extra height for the picture these nodes show."""
+IMAGE_NODES = {"LoadImage": 212, "PreviewImage": 220, "SaveImage": 300}
+"""Extra height for the picture these nodes show (both frontends give a loaded photo 212 px, whatever the width)."""
 VIEW = (1600, 1000)
 FIT_ZOOM = 0.75
 """Newer frontends open a template fitted to the window with this margin (`fitToBounds(zoom=0.75)`)."""
