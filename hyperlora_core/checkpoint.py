@@ -37,7 +37,7 @@ from .config import (
     infer_resampler,
     parse_module_list,
 )
-from .errors import HyperLoRAError
+from .errors import HyperLoRAError, os_error_message
 from .model import HyperLoRA
 from .safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
@@ -104,6 +104,8 @@ def _published_source(folder: Path) -> _Source:
         )
     try:
         raw = json.loads(json_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(json_path, exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HyperLoRAError(f"{json_path}: not valid JSON ({exc}); download it again.") from None
     modules = parse_module_list(raw, str(json_path))
@@ -243,13 +245,25 @@ def load_hyperlora(
 
 
 def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
+    """Read the basis one layer's tensor at a time, checking each for NaN/Inf as it passes (the
+    check costs a one-byte mask of that tensor, never a second copy of the basis)."""
     names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+
+    def read(f, key: str) -> torch.Tensor:
+        t = f.get_tensor(key)
+        if not torch.isfinite(t).all():
+            raise HyperLoRAError(
+                f"{path}: '{key}' contains NaN or infinite values; the file is damaged. Download it again "
+                "(or export your trained checkpoint again)."
+            )
+        return t
+
     with safe_open(str(path), framework="pt") as f:
         for kind, basis in (("id", model.id_basis), ("base", model.base_basis)):
             if basis is None:
                 continue
             basis.load_published(
-                lambda layer, part, kind=kind: f.get_tensor(f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis")
+                lambda layer, part, kind=kind: read(f, f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis")
             )
 
 

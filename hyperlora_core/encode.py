@@ -87,8 +87,8 @@ class PhotoAnalysis:
         sizes = ", ".join(str(s) for s in self.sizes_tried)
         return (
             f"no face found in photo {self.number} ({self.width}x{self.height} px; detector sizes tried: {sizes}). "
-            "Use a photo where the face is clearly visible (not tiny, not cut off, not turned away), remove "
-            'this photo, or choose on_no_face "skip" to leave such photos out.'
+            "Use a photo where the face is clearly visible (not tiny, not cut off, not turned away) or remove "
+            'this photo. (HyperLoRA Encode ID can leave such photos out: set its on_no_face to "skip".)'
         )
 
 

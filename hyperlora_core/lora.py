@@ -34,10 +34,30 @@ def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, floa
         if up is None:
             raise HyperLoRAError(f"LoRA module '{prefix}' has lora_down but no lora_up weight.")
         alpha = lora.get(f"{prefix}.alpha")
+        if down.ndim < 2 or up.ndim < 2 or up.shape[1] != down.shape[0]:
+            raise HyperLoRAError(
+                f"LoRA module '{prefix}': lora_down {list(down.shape)} and lora_up {list(up.shape)} do not fit "
+                "together (up must be [out, rank] for a down of [rank, in]); the LoRA is damaged."
+            )
         out[prefix] = (down, up, float(alpha) if alpha is not None else float(down.shape[0]))
     if not out:
         raise HyperLoRAError("this LoRA has no '.lora_down.weight' keys; it is not a kohya LoRA state dict.")
     return out
+
+
+def check_finite(lora: LoRA, what: str, cause: str) -> LoRA:
+    """`lora` unchanged, or an error naming the first non-finite tensor: a NaN in any factor turns
+    every image black, so it must stop where it enters. `cause` tells the user what to do."""
+    for key, t in lora.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise HyperLoRAError(f"{what}: '{key}' holds NaN or infinite values, which would make every image black. {cause}")
+    return lora
+
+
+def _update_shape(module: tuple[torch.Tensor, torch.Tensor, float]) -> tuple[int, ...]:
+    """Shape of the weight a module updates: `[out, in, *kernel]`."""
+    down, up, _ = module
+    return (up.shape[0], *down.shape[1:])
 
 
 def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]) -> LoRA:
@@ -68,6 +88,15 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> L
         raise HyperLoRAError(f"got {len(weights)} weights for {len(loras)} LoRAs; give one weight per LoRA.")
     parsed = [lora_modules(x) for x in loras]
     prefixes = list(dict.fromkeys(p for mods in parsed for p in mods))
+    for p in prefixes:
+        updates = {i + 1: _update_shape(mods[p]) for i, mods in enumerate(parsed) if p in mods}
+        if len(set(updates.values())) > 1:
+            i, a = next(iter(updates.items()))
+            j, b = next((k, v) for k, v in updates.items() if v != a)
+            raise HyperLoRAError(
+                f"module '{p}' updates a {list(a)} weight in LoRA {i} but a {list(b)} weight in LoRA {j}: these LoRAs "
+                "were made for different models, so they cannot be mixed. Mix LoRAs made for the same base model."
+            )
     out = {}
     if mode == "delta":
         for p in prefixes:
@@ -116,22 +145,18 @@ def lora_rank(lora: LoRA) -> int:
     return max(d.shape[0] for d, _, _ in lora_modules(lora).values())
 
 
-def save_lora(
+def lora_file(
     lora: LoRA,
-    path: str | os.PathLike,
     dtype: torch.dtype = torch.float16,
     metadata: dict[str, str] | None = None,
-    overwrite: bool = False,
     source: str | None = None,
     trigger_words: str | None = None,
-) -> Path:
-    """Write a kohya `.safetensors` LoRA with the usual `ss_*` metadata; never overwrites by default.
+) -> tuple[LoRA, dict[str, str]]:
+    """The tensors and kohya `ss_*` metadata of a LoRA file; refuses non-finite weights.
 
     `source` (the HyperLoRA checkpoint) and `trigger_words` are recorded so the file explains itself.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise HyperLoRAError(f"{path} already exists; choose another name (nothing was written).")
+    check_finite(lora, "LoRA to save", "Nothing was written; see the node that made or mixed this LoRA.")
     mods = lora_modules(lora)
     first_down, _, first_alpha = next(iter(mods.values()))
     meta = {
@@ -149,5 +174,19 @@ def save_lora(
         meta["ss_tag_frequency"] = json.dumps({"hyperlora": {trigger_words.strip(" ,"): 1}})
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     tensors = {k: (v.to(dtype) if v.is_floating_point() and not k.endswith(".alpha") else v) for k, v in lora.items()}
-    save_tensors_atomic(tensors, path, meta)
-    return path
+    return tensors, meta
+
+
+def save_lora(
+    lora: LoRA,
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+    source: str | None = None,
+    trigger_words: str | None = None,
+) -> Path:
+    """Write a kohya `.safetensors` LoRA (see `lora_file`); never overwrites by default, and the
+    check is atomic: of two processes saving to one name, one gets an error, no file is lost."""
+    tensors, meta = lora_file(lora, dtype, metadata, source, trigger_words)
+    return save_tensors_atomic(tensors, path, meta, overwrite=overwrite)

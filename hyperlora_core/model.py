@@ -19,6 +19,7 @@ from .basis import LoRABasis
 from .coefficients import normalize, photo_weights, weighted_mean
 from .config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
+from .lora import check_finite
 from .resampler import IDProjector, Resampler
 
 
@@ -180,7 +181,11 @@ class HyperLoRA(nn.Module):
                 out[f"{key}.lora_down.weight"] = downs[layer]
                 out[f"{key}.lora_up.weight"] = ups[layer]
                 layer += 1
-        return out
+        return check_finite(
+            out, f"generated {kind.upper() if kind == 'id' else 'Base'}-LoRA",
+            "The checkpoint and the photos' conditions are finite, so the computation overflowed: load the "
+            "HyperLoRA checkpoint with dtype fp32.",
+        )
 
     @staticmethod
     def _per_photo(

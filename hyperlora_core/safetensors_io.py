@@ -2,22 +2,23 @@
 
 safetensors' own messages ("HeaderTooLarge", "invalid header") do not say that the file is a
 Git-LFS pointer or a half-finished download, the two usual causes. Writes go to a temporary file
-that is renamed into place, so an interrupted save never leaves a broken file behind.
+that is renamed into place (see `temporaries`), so an interrupted save never leaves a broken file.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import DamagedFileError, HyperLoRAError
+from . import temporaries
+from .errors import DamagedFileError, HyperLoRAError, os_error_message
 
 _LFS_PREFIX = b"version https://git-lfs"
 
@@ -30,6 +31,13 @@ def looks_like_web_page(head: bytes) -> bool:
 
 def _check_header(path: Path) -> dict:
     """Validate the file's framing and return its JSON header, or raise a precise error."""
+    try:
+        return _read_header(path)
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(path, exc)) from None
+
+
+def _read_header(path: Path) -> dict:
     if not path.is_file():
         raise DamagedFileError("missing", f"{path}: file not found.")
     size = path.stat().st_size
@@ -101,22 +109,44 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torc
         with safe_open(str(path), framework="pt", device=device) as f:
             for key in f.keys():
                 out[key] = f.get_tensor(key)
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(path, exc)) from None
     except Exception as exc:  # safetensors raises its own untyped errors
         raise HyperLoRAError(f"{path}: could not read tensors ({exc}); download the file again.") from None
     return out
 
 
 def save_tensors_atomic(
-    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
-) -> None:
-    """Write tensors to `path` through a temporary file and a rename (never half-written)."""
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write tensors to `path` through a temporary file (never half-written). Without `overwrite` an
+    existing `path` is an error, decided atomically (two processes never both get the name)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    saved = save_tensors_first_free(tensors, [path], metadata, overwrite=overwrite)
+    if saved is None:
+        raise HyperLoRAError(f"{path} already exists; choose another name (nothing was written).")
+    return saved
+
+
+def save_tensors_first_free(
+    tensors: dict[str, torch.Tensor], candidates, metadata: dict[str, str] | None = None, overwrite: bool = False,
+) -> Path | None:
+    """Write once, then give the file the first name in `candidates` that is free (claimed
+    atomically), or None if every one was taken. Disk full, read-only or unreadable folders raise our
+    message naming the folder; files already there are never touched."""
+    names = iter(candidates)
+    first = Path(next(names))
+    folder = first.parent
     try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+        with temporaries.temporary(folder, first.name) as tmp:
+            save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            for path in itertools.chain([first], (Path(c) for c in names)):
+                if temporaries.publish(tmp, path, overwrite):
+                    return path
+            return None
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(getattr(exc, "filename", None) or folder, exc, "write")) from None
+    except SafetensorError as exc:  # its write errors carry the OS reason as text only
+        raise HyperLoRAError(f"{folder}: could not write the file ({exc}); check free space and permissions.") from None

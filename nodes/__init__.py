@@ -4,11 +4,17 @@ the classic mappings and ignore the entry point."""
 
 from __future__ import annotations
 
+from hyperlora_core import temporaries
+
 from . import host
 from .registry import classic_mappings, node_defs, v3_entrypoint, v3_io
 
 # Model folders (models/hyper_lora, models/insightface) are registered with folder_paths on first
-# use (listing or loading), not here: importing the pack changes no global state of the host.
+# use (listing or loading), not here: importing the pack changes no global state of the host, with
+# one exception: a SIGTERM handler (set from the main thread, which runs this import; saves run in
+# the worker thread, which may not set one) that removes our half-written temporaries and then
+# does whatever the host had set.
+temporaries.install_signal_cleanup()
 DEFS = node_defs()
 API = "classic"
 _v3 = v3_io()

@@ -9,20 +9,24 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import folder_paths
 
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
-from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.errors import HyperLoRAError, os_error_message
 from hyperlora_core.models.check import PUBLISHED_SUBFOLDER, missing_message
+from hyperlora_core.walk import walk
 
 log = logging.getLogger("HyperLoRA")
 
 NOT_FOUND = "(none found)"
 _PART_NAMES = {BASIS_FILE, *PART_FILES.values()}
 _NOT_CHECKPOINTS = {"clip_vit", "clip_processor"}
+_REQUIRED_PARTS = (MODULES_JSON, BASIS_FILE, PART_FILES["resampler"])
+INCOMPLETE = " (incomplete: no "
 
 
 def hyper_lora_roots() -> list[Path]:
@@ -36,18 +40,22 @@ def list_checkpoints() -> list[str]:
 
     The published pack's place (`hyper_lora/hyper_lora/<name>/`) lists under the same name as
     `hyper_lora/<name>/`. Its CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
-    folder (with a config.json) are not checkpoints and are skipped.
+    folder (with a config.json) are not checkpoints and are skipped. A folder holding some of a
+    checkpoint's files but not all is listed as `<name> (incomplete: no <file>)`, so it does not
+    vanish: choosing it gives the message that says what to copy where. Symlinks are followed,
+    each real folder once (a link loop is logged, never walked forever).
     """
     found: set[str] = set()
     for root in hyper_lora_roots():
         if not root.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS))
-            if MODULES_JSON in filenames:
-                if BASIS_FILE in filenames:
-                    found.add(_listed_name(here.relative_to(root)) + "/" + BASIS_FILE)
+        for here, dirnames, filenames in walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS)]
+            listed = _listed_name(here.relative_to(root))
+            missing = [f for f in _REQUIRED_PARTS if f not in filenames]
+            if len(missing) < len(_REQUIRED_PARTS):
+                if here != root:
+                    found.add(f"{listed}/{BASIS_FILE}" if not missing else f"{listed}{INCOMPLETE}{', '.join(missing)})")
                 dirnames[:] = []
                 continue
             if "config.json" in filenames:
@@ -77,7 +85,10 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """A Loader value (a listed name, or a published folder's name as older workflows have it) -> its path."""
+    """A Loader value (a listed name, or a published folder's name as older workflows have it) -> its path
+    (an incomplete folder resolves, so loading it explains)."""
+    if isinstance(name, str) and INCOMPLETE in name:
+        name = name.split(INCOMPLETE)[0]
     roots = hyper_lora_roots()
     return resolve_in(roots + [r / PUBLISHED_SUBFOLDER for r in roots], name, "HyperLoRA checkpoint", "models/hyper_lora")
 
@@ -99,40 +110,44 @@ def checkpoint_problem(name: str) -> str | None:
 
 
 # -- output files ---------------------------------------------------------------------------------
-_UNSAFE = re.compile(r"[^\w\-. ]")
+_UNSAFE = re.compile(r"[^\w\-. %]")  # % keeps ComfyUI's %year%, %month%, ... variables
+MAX_NAME_BYTES = 200
+"""Longest folder or file name in a prefix: file systems allow 255 bytes, and the number, the
+extension and the temporary file's tag need the rest."""
+NUMBERS_TRIED = 10_000
 
 
 def check_filename_prefix(prefix: str) -> str | None:
     """None if `prefix` names a place inside the output folder, else the reason it does not."""
-    if not prefix or not prefix.strip():
+    if not isinstance(prefix, str) or not prefix.strip():
         return "filename_prefix is empty; give a name such as 'hyperlora/my_face'."
     p = prefix.replace("\\", "/")
     if p.startswith("/") or re.match(r"^[A-Za-z]:", p):
         return f"filename_prefix '{prefix}' is an absolute path; LoRAs are saved inside ComfyUI's output folder only. Use a relative name such as 'hyperlora/my_face'."
     if any(part == ".." for part in p.split("/")):
         return f"filename_prefix '{prefix}' points outside the output folder ('..'); use a relative name such as 'hyperlora/my_face'."
+    long = [part for part in p.split("/") if len(part.encode("utf-8")) > MAX_NAME_BYTES]
+    if long:
+        return (f"filename_prefix: the name '{long[0][:40]}...' is {len(long[0].encode('utf-8'))} bytes long; "
+                f"each folder or file name may have at most {MAX_NAME_BYTES}. Use a shorter name.")
     return None
 
 
-def output_path_for(prefix: str, suffix: str = ".safetensors") -> Path:
-    """A new, unused file `<output>/<sub>/<name>_00001_.safetensors` (ComfyUI's numbering)."""
+def output_candidates(prefix: str, suffix: str = ".safetensors") -> Iterator[Path]:
+    """`<output>/<sub>/<name>_00001_<suffix>`, `..._00002_...`: ComfyUI's folder rule and first free
+    number (`folder_paths.get_save_image_path`), then the next numbers, for an atomic claim."""
     reason = check_filename_prefix(prefix)
     if reason:
         raise HyperLoRAError(reason)
-    output = Path(folder_paths.get_output_directory()).resolve()
+    output = folder_paths.get_output_directory()
     parts = [_UNSAFE.sub("_", part).strip() or "_" for part in prefix.replace("\\", "/").split("/") if part not in ("", ".")]
-    folder = output.joinpath(*parts[:-1]) if len(parts) > 1 else output
-    name = parts[-1]
-    folder = folder.resolve()
-    if output != folder and output not in folder.parents:
-        raise HyperLoRAError(f"filename_prefix '{prefix}' resolves outside the output folder ({folder}).")
-    folder.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(name)}_(\d+)_")
-    used = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
-    counter = max(used, default=0) + 1
-    while (folder / f"{name}_{counter:05d}_{suffix}").exists():
-        counter += 1
-    return folder / f"{name}_{counter:05d}_{suffix}"
+    try:
+        folder, name, counter, _, _ = folder_paths.get_save_image_path("/".join(parts), output)
+    except OSError as exc:
+        raise HyperLoRAError(f"filename_prefix '{prefix}': {os_error_message(exc.filename or output, exc, 'write')}") from None
+    except Exception:  # noqa: BLE001 - ComfyUI raises a bare Exception for a place outside the output folder
+        raise HyperLoRAError(f"filename_prefix '{prefix}' resolves outside the output folder ({output}).") from None
+    return (Path(folder) / f"{name}_{n:05d}_{suffix}" for n in range(counter, counter + NUMBERS_TRIED))
 
 
 def output_relative(path: Path) -> tuple[str, str]:

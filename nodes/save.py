@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from hyperlora_core.config import TRIGGER_WORDS
-from hyperlora_core.lora import save_lora
+from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.lora import lora_file
+from hyperlora_core.safetensors_io import save_tensors_first_free
 
 from . import host, types
 from .spec import In, NodeDef, Result
@@ -14,12 +16,15 @@ SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.floa
 
 
 def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
-    """Write a new file (never overwriting) and return ComfyUI's UI entry for it."""
-    path = host.output_path_for(filename_prefix)
+    """Write a new file (never overwriting, the name claimed atomically) and return ComfyUI's UI entry."""
     metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
     if notes:
         metadata["hyperlora.notes"] = notes
-    save_lora(lora, path, dtype=SAVE_DTYPES[dtype], metadata=metadata, trigger_words=TRIGGER_WORDS)
+    tensors, meta = lora_file(lora, SAVE_DTYPES[dtype], metadata, trigger_words=TRIGGER_WORDS)
+    path = save_tensors_first_free(tensors, host.output_candidates(filename_prefix), meta)
+    if path is None:
+        raise HyperLoRAError(f"filename_prefix '{filename_prefix}': {host.NUMBERS_TRIED} numbered names are taken; "
+                             "use another name.")
     host.log.info("HyperLoRA: saved LoRA to %s", path)
     subfolder, filename = host.output_relative(path)
     return {"filename": filename, "subfolder": subfolder, "type": "output"}

@@ -9,6 +9,7 @@ turn it into one or the other. Node files never touch either API directly.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,7 @@ class NodeDef:
                 message = i.problem(kwargs[i.name])
                 if message:
                     raise HyperLoRAError(f"{self.display_name}: {message}")
+        check_numbers(self, kwargs)
         out = self.run(**kwargs)
         if isinstance(out, Result):
             return out
@@ -132,6 +134,26 @@ def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
                for i in combos if i.name not in own]
     validate.__signature__ = inspect.Signature(params)
     return validate
+
+
+def check_numbers(defn: NodeDef, kwargs: dict) -> None:
+    """Every INT and FLOAT input is a finite number inside its declared range, or an error naming it.
+
+    ComfyUI's own range check lets NaN through (every comparison with NaN is false) and the API
+    accepts any JSON value, so a NaN strength would otherwise run and give black images.
+    """
+    for i in defn.inputs:
+        if i.type not in ("INT", "FLOAT") or (i.optional and kwargs.get(i.name) is None):
+            continue
+        value = kwargs.get(i.name)
+        bounds = f" between {i.min:g} and {i.max:g}" if i.min is not None and i.max is not None else ""
+        where = f"{defn.display_name}: '{i.name}'"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise HyperLoRAError(f"{where} must be a number{bounds}; got {value!r}. Set the widget or the API value.")
+        if not math.isfinite(value):
+            raise HyperLoRAError(f"{where} is {value}; it must be a finite number{bounds}. Set the widget or the API value.")
+        if (i.min is not None and value < i.min) or (i.max is not None and value > i.max):
+            raise HyperLoRAError(f"{where} is {value:g}; it must be{bounds or ' in range'}. Set the widget or the API value.")
 
 
 def _validator_with_signature(check: Callable, as_classmethod_of: str) -> Callable:

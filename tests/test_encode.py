@@ -80,8 +80,10 @@ def test_clip_pixels_are_the_published_crop(analyzer):
 
 def test_no_face_error_names_photo_and_size(analyzer):
     blank = np.full((300, 400, 3), 30, np.uint8)  # dark and flat: no face for the stand-in
-    with pytest.raises(HyperLoRAError, match=r"no face found in photo 2 \(400x300 px; detector sizes tried: 640, 512, 384, 256\)"):
+    with pytest.raises(HyperLoRAError, match=r"no face found in photo 2 \(400x300 px; detector sizes tried: 640, 512, 384, 256\)") as err:
         encode_id([square_photo(), blank], analyzer, PixelEncoder())
+    # the advice names the node that has the option (One-Click and the published pack's nodes have none)
+    assert 'remove this photo. (HyperLoRA Encode ID can leave such photos out: set its on_no_face to "skip".)' in str(err.value)
 
 
 def test_no_face_skip_keeps_weights_of_kept_photos(analyzer):

@@ -25,7 +25,9 @@ def test_comfy_image_batch_roundtrips_exactly():
 def test_float_truncates_like_the_published_node():
     x = np.full((64, 64, 3), 0.5, np.float32)  # 127.5 -> 127, as (x * 255).astype(uint8)
     assert to_rgb8(x)[0, 0, 0] == 127
-    assert to_rgb8(np.full((64, 64, 3), 1.7, np.float32))[0, 0, 0] == 255  # clipped
+    bright = np.full((64, 64, 3), 0.2, np.float32)
+    bright[:8] = 1.7
+    assert to_rgb8(bright)[0, 0, 0] == 255  # clipped
 
 
 def test_rgba_gray_and_two_channel():
@@ -46,8 +48,21 @@ def test_sixteen_bit_arrays_and_pil_modes():
     np.testing.assert_array_equal(to_rgb8(Image.fromarray(RGB).convert("RGBA")), RGB)
     palette = Image.fromarray(RGB).convert("P")
     np.testing.assert_array_equal(to_rgb8(palette), np.asarray(palette.convert("RGB")))
-    assert to_rgb8(np.ones((64, 64), bool))[0, 0, 0] == 255
-    assert to_rgb8(torch.ones(64, 64, 3, dtype=torch.bfloat16))[0, 0, 0] == 255
+    half = np.zeros((64, 64), bool)
+    half[:32] = True
+    assert to_rgb8(half)[0, 0, 0] == 255 and to_rgb8(half)[63, 0, 0] == 0
+    assert to_rgb8(torch.ones(64, 64, 3, dtype=torch.bfloat16) * torch.tensor(half)[..., None])[0, 0, 0] == 255
+
+
+def test_washed_out_and_0_255_images_are_named_not_faceless():
+    from PIL import Image as PILImage
+
+    with pytest.raises(HyperLoRAError, match=r"photo 2 .* float pixel values up to 2\d\d.*0\.\.255"):
+        photo_list([torch.rand(64, 64, 3), torch.rand(64, 64, 3) * 255])
+    sixteen = PILImage.fromarray((np.linspace(0, 65535, 96 * 96).reshape(96, 96)).astype(np.uint16))
+    comfy_loaded = np.asarray(sixteen.convert("RGB"))  # what ComfyUI's LoadImage makes of a 16-bit PNG
+    with pytest.raises(HyperLoRAError, match=r"photo 1 is \d+% pure white.*16-bit PNG"):
+        to_rgb8(comfy_loaded)
 
 
 def test_errors_name_the_photo():

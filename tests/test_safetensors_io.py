@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyperlora_core.errors import DamagedFileError
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError
 from hyperlora_core.safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
 
@@ -43,7 +43,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("hyperlora_core.safetensors_io.save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(HyperLoRAError, match=f"{tmp_path}: the disk is full.*Free space"):
         save_tensors_atomic({"a": torch.zeros(1)}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["x.safetensors"]
     assert torch.equal(load_tensors(path)["a"], torch.ones(1))

@@ -4,11 +4,11 @@ API workflow POSTed to /prompt, results read back from disk, /history and the we
 from __future__ import annotations
 
 import copy
-import json
+import os
 
 import numpy as np
 import pytest
-from fixtures import comfy_session, workflows
+from fixtures import comfy_session, standins, workflows
 from fixtures.nodes_env import assert_progress
 from fixtures.server import PromptRejected
 from PIL import Image
@@ -236,19 +236,52 @@ def test_published_pack_workflow_runs_on_the_compatibility_nodes(server):
     assert {"8", "20"} <= set(result.executed)
 
 
-def test_memory_stays_flat_over_twenty_prompts(server):
-    prompt = prompt_for(server, "hyperlora_t2i_one_photo")
-    load = workflows.nodes_of(prompt, "LoadImage")[0]
-    rss = []
-    for k in range(20):
-        prompt[load]["inputs"]["image"] = f"many_{k:02d}.png"
+LOAD_PROMPTS = int(os.environ.get("HYPERLORA_LOAD_PROMPTS", "30"))
+"""30 in CI; the issue's measurement ran 100 (HYPERLORA_LOAD_PROMPTS=100, numbers in the README)."""
+
+
+def test_memory_stays_flat_over_mixed_prompts(server):
+    """Issue 10's load check: prompts back to back -- text-to-image, save-LoRA and two-person
+    interpolation with a new photo each time (so encoding and generation really run), and every
+    fifth one failing on purpose (no face; NaN strength) -- with the server's RSS after each."""
+    count = LOAD_PROMPTS
+    for k in range(count):
+        standins.face_photo(300 + k).save(server.input_dir / f"load_{k:03d}.png")
+    t2i = prompt_for(server, "hyperlora_t2i_one_photo")
+    save = _only_the_lora_output(server)
+    two = prompt_for(server, "hyperlora_interpolate_two_people")
+    for kind in ("SaveImage", "PreviewImage"):  # end the two-person graph in a saved LoRA, not a sampler
+        for node_id in workflows.nodes_of(two, kind):
+            del two[node_id]
+    two["save"] = {"class_type": "HyperLoRASave", "inputs": {"lora": [workflows.nodes_of(two, "HyperLoRAInterpolate")[0], 0],
+                                                             "filename_prefix": "load/two", "dtype": "fp16"}}
+    rss, failed = [], 0
+    for k in range(count):
+        prompt = copy.deepcopy([t2i, save, two, save, save][k % 5])
+        loads = workflows.nodes_of(prompt, "LoadImage")
+        for j, node_id in enumerate(loads):
+            prompt[node_id]["inputs"]["image"] = f"load_{(k + 37 * j) % count:03d}.png"
+        if k % 5 == 3:  # failing on purpose
+            if k % 10 == 3:
+                prompt[loads[0]]["inputs"]["image"] = "no_face.png"
+            else:
+                prompt = copy.deepcopy(t2i)
+                prompt[workflows.nodes_of(prompt, "HyperLoRAApply")[0]]["inputs"]["strength"] = float("nan")
         result = server.run(prompt)
-        assert result.error is None, (k, result.error)
-        assert workflows.nodes_of(prompt, "HyperLoRAGenerateID")[0] in result.executed  # new photo, new LoRA
+        if k % 5 == 3:
+            assert result.error is not None and result.error["exception_type"].endswith("HyperLoRAError"), result.error
+            failed += 1
+        else:
+            assert result.error is None, (k, result.error)
         rss.append(server.rss())
-    growth = rss[-1] / rss[0] - 1
-    print("rss MB:", json.dumps([round(r / 2**20) for r in rss]))
-    assert growth <= 0.10, f"resident memory grew {growth:.1%} over 20 prompts: {rss[0]} -> {rss[-1]} bytes"
+    mib = [round(r / 2**20) for r in rss]
+    warm = count // 5 - 1
+    print(f"rss MiB over {count} prompts ({failed} failing on purpose): first {mib[0]}, after {warm + 1} {mib[warm]}, "
+          f"max {max(mib)}, last {mib[-1]}; every 10th: {mib[::10]}")
+    # generous: after warm-up the server may grow by allocator noise, not by what each prompt leaves behind
+    # (measured over 100 prompts: 762 -> 785 MiB after 20)
+    assert rss[-1] <= rss[warm] * 1.15 + 64 * 2**20, f"resident memory grew from {mib[warm]} to {mib[-1]} MiB after warm-up"
+    assert "system" in server.get_json("/system_stats")
 
 
 def _without_previews(prompt: dict) -> dict:

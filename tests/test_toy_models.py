@@ -119,5 +119,5 @@ def test_reference_photo_node_gives_heldout_identities_with_their_attributes():
     small = world.render_set([ident], 2, 5).images
     assert np.array_equal((photos[:, ::4, ::4] * 255).round().byte().numpy(), small)
     assert not np.array_equal(small[0], small[1])  # other background / clothes / pose
-    with pytest.raises(HyperLoRAError, match="choose 0 to 345"):
+    with pytest.raises(HyperLoRAError, match="'identity' is 346; it must be between 0 and 345"):
         node.run(identity=346, photos=1, variation=0, scale=1)

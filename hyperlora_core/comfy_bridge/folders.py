@@ -20,6 +20,7 @@ import folder_paths
 from ..errors import HyperLoRAError
 from ..face.analyzer import FaceAnalyzer
 from ..face.packs import find_pack, list_packs, pack_choices
+from ..file_cache import LOADED
 
 INSIGHTFACE = "insightface"
 HYPER_LORA = "hyper_lora"
@@ -70,26 +71,16 @@ def model_roots() -> dict[str, list[Path]]:
     return {name: _paths(name) for name in FOLDERS}
 
 
-_ANALYZERS: dict[tuple, FaceAnalyzer] = {}
-
-
-def _signature(folder: Path) -> tuple:
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.onnx")))
-
-
 def find_face_pack(pack: str) -> Path:
     """A pack's folder in the registered insightface folders, or an error saying what to put where."""
     return find_pack(pack, insightface_roots())
 
 
 def load_face_analyzer(pack: str = "antelopev2", providers: str = "auto") -> FaceAnalyzer:
-    """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged."""
+    """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged
+    (one pack at a time: its sessions hold hundreds of MB)."""
     folder = find_face_pack(pack)
-    key = (str(folder.resolve()), providers, _signature(folder))
-    if key not in _ANALYZERS:
-        _ANALYZERS.clear()  # one pack at a time: its sessions hold hundreds of MB
-        _ANALYZERS[key] = FaceAnalyzer.load(folder, providers=providers)
-    return _ANALYZERS[key]
+    return LOADED.get("face_analyzer", folder, lambda f: FaceAnalyzer.load(f, providers=providers), providers)
 
 
 def _is_hf_clip_folder(path: Path) -> bool:

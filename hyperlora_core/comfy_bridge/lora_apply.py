@@ -12,6 +12,7 @@ import comfy.lora_convert
 import torch
 
 from ..errors import HyperLoRAError
+from ..lora import check_finite
 
 _SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 
@@ -75,6 +76,7 @@ def apply_lora(
     for what, sd, s in (("ID-LoRA", lora, strength), ("Base-LoRA", base_lora, base_strength)):
         if sd is None or s == 0:
             continue
+        check_finite(sd, what, "It came from the node that made, loaded or mixed this LoRA; fix that input.")
         patches = _patches_for(model, sd, what)
         added = patched.add_patches(patches, s)
         if len(added) != len(patches):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HyperLoRAError
+from ..errors import HyperLoRAError, os_error_message
 from .packs import (
     DEFAULT_PACK,
     REQUIRED_TASKS,
@@ -205,6 +205,12 @@ class FaceAnalyzer:
     ) -> FaceAnalyzer:
         """Check `<root>/models/<pack>/` (or a folder path), then load its three models once."""
         folder = find_pack(pack, roots)
+        for model_file in sorted(folder.glob("*.onnx")):
+            try:
+                with open(model_file, "rb"):
+                    pass
+            except OSError as exc:  # unreadable, not damaged: the fix is permissions, not a download
+                raise HyperLoRAError(f"face model {os_error_message(model_file, exc)}") from None
         chosen = resolve_providers(providers)
         try:
             from insightface.app import FaceAnalysis

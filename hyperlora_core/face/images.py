@@ -18,6 +18,22 @@ from ..errors import HyperLoRAError
 
 MIN_SIDE = 64
 """Smaller photos cannot hold a face the detector (and the 224-px CLIP crop) can use."""
+FLOAT_MAX = 2.0
+"""Float images are 0..1; slightly above 1 after some filters is clipped, far above is 0..255 data."""
+WASHED_OUT = 0.9
+"""Share of pure white pixels from which a photo is reported as washed out rather than faceless."""
+
+
+def exposure_problem(rgb: np.ndarray, number: int) -> str | None:
+    """Why a photo can show no face although it may hold one: almost every pixel pure white, which
+    is what a 16-bit PNG through ComfyUI's Load Image, or a 0..255 image clipped to 0..1, looks like.
+    Said before face detection, so the user hears the cause, not "no face"."""
+    share = float((rgb == 255).all(axis=-1).mean()) if rgb.size else 0.0
+    if share < WASHED_OUT:
+        return None
+    return (f"photo {number} is {share:.0%} pure white, so no face can be seen in it. A 16-bit PNG loaded by "
+            "ComfyUI's Load Image, or a 0..255 image clipped to 0..1, looks like this: save the photo as an 8-bit "
+            "PNG or JPEG, or divide the image by 255.")
 
 
 def _describe(arr: np.ndarray) -> str:
@@ -44,6 +60,13 @@ def _to_uint8(arr: np.ndarray, number: int) -> np.ndarray:
             raise HyperLoRAError(
                 f"photo {number} ({_describe(arr)}) has {bad} NaN or infinite pixel values; "
                 "fix or replace the image that feeds this input."
+            )
+        top = float(arr.max()) if arr.size else 0.0
+        if top > FLOAT_MAX:
+            raise HyperLoRAError(
+                f"photo {number} ({_describe(arr)}) has float pixel values up to {top:g}, but ComfyUI images hold "
+                "0..1: it looks like a 0..255 image. Divide it by 255 in the node that made it (or load the photo "
+                "with ComfyUI's Load Image)."
             )
         return (arr.clip(0.0, 1.0) * 255.0).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
@@ -87,6 +110,9 @@ def to_rgb8(photo: Any, number: int = 1) -> np.ndarray:
         arr = np.repeat(arr[:, :, :1], 3, axis=2)
     elif channels == 4:  # RGBA: drop alpha, as ComfyUI's own CLIP preprocessing does
         arr = arr[:, :, :3]
+    problem = exposure_problem(arr, number)
+    if problem:
+        raise HyperLoRAError(problem)
     return np.ascontiguousarray(arr)
 
 

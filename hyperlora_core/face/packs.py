@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import HyperLoRAError
+from ..walk import walk
 
 DEFAULT_PACK = "antelopev2"
 
@@ -132,10 +133,11 @@ def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Pa
             f"the face model pack is nested: the .onnx files are in {nested}. Move them one level up into "
             f"{folder} (so that {folder}/{_onnx(nested)[0].name} exists) and delete the empty inner folder."
         )
-    deeper = sorted(p.parent for p in folder.glob("*/**/*.onnx"))
+    deeper = [here for here, _, files in walk(folder, max_depth=4) if here != folder and any(f.endswith(".onnx") for f in files)]
     if deeper:
         raise HyperLoRAError(
-            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; move them into {folder}.'
+            f'the .onnx files of face model pack "{pack}" are in the sub-folder {deeper[0]}; select that folder '
+            f"instead, or move them into {folder}."
         )
     other = sorted(p.name for p in folder.iterdir())[:8]
     raise HyperLoRAError(

@@ -11,20 +11,17 @@ import os
 import torch
 
 from ..errors import HyperLoRAError
+from ..file_cache import LOADED
 from . import files, world
 from .encoders import ToyArcFace, ToyCLIP
 from .hyper import FACE_PACK, Conditioner
 from .stages import masked_reference
 
-_CACHE: dict[str, Conditioner] = {}
-
 
 def load_conditioner(folder: str | os.PathLike | None = None) -> Conditioner:
-    key = str(files.world_dir(folder).resolve())
-    if key not in _CACHE:
-        _CACHE[key] = Conditioner(files.load_module(ToyArcFace(), "arcface", folder),
-                                  files.load_module(ToyCLIP(), "clip_vision", folder))
-    return _CACHE[key]
+    """The toy ArcFace and CLIP analogues of a world, reused while its files are unchanged."""
+    return LOADED.get("toy_conditioner", files.world_dir(folder), lambda _: Conditioner(
+        files.load_module(ToyArcFace(), "arcface", folder), files.load_module(ToyCLIP(), "clip_vision", folder)))
 
 
 def to_toy_size(images: torch.Tensor) -> torch.Tensor:

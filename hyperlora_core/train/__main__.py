@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--synthetic", action="store_true", help="write a small synthetic dataset instead (tests, demos)")
     pr.add_argument("--out", help="output folder (default: data.shards of the config)")
     pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default 1024; tiny 64)")
-    pr.add_argument("--face-models", help="insightface model folder (holding antelopev2/)", default=None)
+    pr.add_argument("--face-models", default=None,
+                    help="the antelopev2 face model folder (holding its .onnx files), or a folder holding antelopev2/ "
+                         "(default: ComfyUI's models/insightface/models/antelopev2)")
     pr.add_argument("--per-shard", type=int, default=1000)
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
 
@@ -139,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     boot_comfy()
+    from .. import temporaries
     from ..errors import HyperLoRAError
 
+    temporaries.install_signal_cleanup()
     try:
         return _run(args)
     except HyperLoRAError as exc:

@@ -157,20 +157,41 @@ def clean_temporaries(folder: Path, info: DistInfo) -> None:
     barrier(info)
 
 
+def _unreadable(path: Path, what: str) -> HyperLoRAError:
+    """The resume failed on checkpoint `path`: which file, and how to go on without losing progress."""
+    earlier = [p for p in list_checkpoints(path.parent) if p != path]
+    aside = f"rename {path.name} to damaged-{path.name} (fit ignores it then)"
+    if earlier:
+        advice = (f"The previous checkpoint {earlier[-1].name} can be used: {aside} and run fit again; it resumes from "
+                  f"step {int(earlier[-1].name[len(PREFIX):])}.")
+    else:
+        advice = (f"This stage has no earlier checkpoint: {aside} and run fit again to redo this stage "
+                  "(the finished stages are kept).")
+    return HyperLoRAError(f"could not resume from checkpoint {path}: {what}. {advice}")
+
+
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, info: DistInfo
 ) -> dict:
     """Restore model, optimizer, scheduler and (same world size) this rank's RNG; return trainer.json."""
-    trainer = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+    try:
+        trainer = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+        trainer["scheduler"], trainer["step"]  # noqa: B018 - both must be there
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(path, f"its trainer.json is damaged ({type(exc).__name__}: {exc})") from None
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     try:
         with _quiet_single_process():
             dcp.load(state, checkpoint_id=str(path))
     except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP raises several types
-        raise HyperLoRAError(
-            f"could not read checkpoint {path} ({exc}); it does not match this config's model. Delete it to restart "
-            "the stage, or fix the config."
+        text = str(exc)
+        named = sorted({f.name for f in path.iterdir() if f.name in text}) if path.is_dir() else []
+        which = f"its file {named[0]}" if named else "one of its files (.metadata or a .distcp shard)"
+        raise _unreadable(
+            path,
+            f"{which} could not be read ({text.splitlines()[0][:300] if text else type(exc).__name__}). Either it is "
+            "damaged, or the config's model settings changed since it was written (then restore them)",
         ) from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     scheduler.load_state_dict(trainer["scheduler"])

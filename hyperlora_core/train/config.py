@@ -7,6 +7,7 @@ so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -235,13 +236,15 @@ def _convert(value, tp, where: str):
         if not isinstance(value, dict):
             raise HyperLoRAError(f"config: '{where}' must be a mapping; found {value!r}.")
         return {str(k): _convert(v if v is not None else {}, val_t, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
+    if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            return float(value)  # YAML reads 1e-4 as a string
+            number = float(value)  # YAML reads 1e-4 as a string
         except ValueError:
-            pass
+            number = None
+        if number is not None and not math.isfinite(number):
+            raise HyperLoRAError(f"config: '{where}' must be a finite number; found {value!r}.")
+        if number is not None:
+            return number
     if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise HyperLoRAError(f"config: '{where}' must be {_type_name(tp)}; found {value!r}.")
@@ -274,6 +277,18 @@ def _choice(value: str, allowed: tuple[str, ...], where: str) -> None:
         raise HyperLoRAError(f"config: '{where}' is '{value}'; allowed: {', '.join(allowed)}.")
 
 
+def _check_optimizer(o: OptimizerConfig, where: str) -> None:
+    """Ranges torch checks only for its own defaults (AdamW accepts a negative lr per group)."""
+    if o.lr <= 0 or (o.basis_lr is not None and o.basis_lr <= 0):
+        raise HyperLoRAError(f"config: {where}.lr and basis_lr must be > 0; found {o.lr} and {o.basis_lr}.")
+    if o.weight_decay < 0 or o.eps <= 0:
+        raise HyperLoRAError(f"config: {where}.weight_decay must be >= 0 and eps > 0; found {o.weight_decay} and {o.eps}.")
+    if not all(0.0 <= b < 1.0 for b in o.betas) or not 0.0 <= o.momentum < 1.0:
+        raise HyperLoRAError(f"config: {where}.betas and momentum must be in [0, 1); found {list(o.betas)} and {o.momentum}.")
+    if o.grad_clip is not None and o.grad_clip <= 0:
+        raise HyperLoRAError(f"config: {where}.grad_clip must be > 0 (or null for no clipping); found {o.grad_clip}.")
+
+
 def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
@@ -293,6 +308,15 @@ def validate(cfg: FitConfig) -> FitConfig:
         p = getattr(t.dropout, name)
         if not 0.0 <= p <= 1.0:
             raise HyperLoRAError(f"config: train.dropout.{name} must be in [0, 1]; found {p}.")
+    _check_optimizer(t.optimizer, "train.optimizer")
+    if t.loss.min_snr_gamma is not None and t.loss.min_snr_gamma <= 0:
+        raise HyperLoRAError(f"config: train.loss.min_snr_gamma must be > 0 (or null for none); found {t.loss.min_snr_gamma}.")
+    if t.loss.noise_offset < 0:
+        raise HyperLoRAError(f"config: train.loss.noise_offset must be >= 0; found {t.loss.noise_offset}.")
+    if t.scheduler.warmup_steps < 0 or t.log.every < 1:
+        raise HyperLoRAError("config: train.scheduler.warmup_steps must be >= 0 and train.log.every >= 1.")
+    if t.samples.steps < 1 or t.samples.identities < 1 or t.samples.size < 8:
+        raise HyperLoRAError("config: train.samples needs steps >= 1, identities >= 1 and size >= 8.")
     if t.batch.identities < 1 or t.batch.photos_per_identity < 1:
         raise HyperLoRAError("config: train.batch.identities and photos_per_identity must be >= 1.")
     if t.checkpoint.every < 1 or t.checkpoint.keep_last < 1:
@@ -309,6 +333,14 @@ def validate(cfg: FitConfig) -> FitConfig:
                 f"config: stages.{name}.decay_steps must be between 0 and the stage's steps ({st.steps}); "
                 f"found {st.decay_steps}."
             )
+        for key in ("lr", "basis_lr"):
+            value = getattr(st, key)
+            if value is not None and value <= 0:
+                raise HyperLoRAError(f"config: stages.{name}.{key} must be > 0; found {value}. Leave it out to use train.optimizer.{key}.")
+        if st.warmup_steps is not None and st.warmup_steps < 0:
+            raise HyperLoRAError(f"config: stages.{name}.warmup_steps must be >= 0; found {st.warmup_steps}.")
+        if st.base_strength < 0 or st.base_fraction < 0:
+            raise HyperLoRAError(f"config: stages.{name}.base_strength and base_fraction must be >= 0.")
         for part in st.trainable or ():
             if part not in PARTS:
                 raise HyperLoRAError(f"config: stages.{name}.trainable has '{part}'; allowed: {', '.join(PARTS)}.")

@@ -130,8 +130,10 @@ def finetune(
     """Train the LoRA's factors for `steps` AdamW steps; write it with the input's names and alphas."""
     from .fit import build_backbone
 
-    if steps < 1:
-        raise HyperLoRAError(f"finetune: steps must be >= 1; got {steps}.")
+    if steps < 1 or batch < 1:
+        raise HyperLoRAError(f"finetune: --steps and --batch must be >= 1; got {steps} and {batch}.")
+    if not (math.isfinite(lr) and lr > 0):
+        raise HyperLoRAError(f"finetune: --lr must be a finite number > 0; got {lr}.")
     lora_path, photos, out = Path(lora_path), Path(photos), Path(out)
     lora = load_tensors(lora_path)
     meta = read_metadata(lora_path)

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 
 from ..config import TRIGGER_WORDS
 from ..errors import HyperLoRAError
+from ..walk import walk
 from .config import FitConfig
 from .shards import SampleRecord, ShardWriter
 
@@ -85,7 +86,7 @@ def list_photos(source: Path) -> list[PhotoItem]:
     if not source.is_dir():
         raise HyperLoRAError(f"{source}: not a folder of photos or a .jsonl file.")
     items = []
-    for path in sorted(source.rglob("*")):
+    for path in sorted(here / f for here, _, files in walk(source) for f in files):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
         rel = path.relative_to(source)
@@ -153,10 +154,15 @@ def _read(path: Path) -> np.ndarray | str:
 
 
 def _load_analyzer(face_models: str | None):
-    from ..face.analyzer import FaceAnalyzer
+    from ..face.analyzer import DEFAULT_PACK, FaceAnalyzer
 
     if face_models:
-        return FaceAnalyzer.load(Path(face_models), providers="auto")
+        folder = Path(face_models)
+        for inner in (folder / DEFAULT_PACK, folder / "models" / DEFAULT_PACK):  # a folder holding the pack
+            if not any(folder.glob("*.onnx")) and inner.is_dir():
+                folder = inner
+                break
+        return FaceAnalyzer.load(folder, providers="auto")
     from ..comfy_bridge.folders import load_face_analyzer
 
     return load_face_analyzer("antelopev2")

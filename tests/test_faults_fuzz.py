@@ -1,0 +1,169 @@
+"""Property: whatever widget values an API client sends to any of our nodes, the prompt is rejected
+by validation, or it runs and either succeeds with finite outputs or fails with our error
+(HyperLoRAError, a sentence) -- and the server keeps answering.
+
+Random values per widget type (hypothesis), from each node's own /object_info spec: in-range
+numbers, NaN, +-Inf, huge and out-of-range values, negative numbers, unicode, empty and path-like
+strings, odd booleans. Combo values come from each combo's list (out-of-list values are the combo
+validation's job, tested with it). Each node runs inside a shipped workflow pointed at the tiny
+models, trimmed so that it ends in a Save LoRA or a preview instead of sampling where it can.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from fixtures import comfy_session, workflows
+from fixtures.server import PromptRejected
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+EXAMPLES = 40
+SAVE_PREFIX = "fuzz/lora"
+
+
+@pytest.fixture(scope="module")
+def server(comfyui_path):
+    return comfy_session.get(comfyui_path)
+
+
+def _tiny(name: str) -> dict:
+    return workflows.for_tiny_models(workflows.api(name), comfy_session.TINY_CHECKPOINT,
+                                     f"hyper_lora/{comfy_session.VITL_CHECKPOINT}")
+
+
+def _without_outputs(prompt: dict) -> dict:
+    return {k: v for k, v in prompt.items() if v["class_type"] not in ("SaveImage", "PreviewImage", "HyperLoRASave")}
+
+
+def _save(prompt: dict, lora: list) -> dict:
+    prompt["fuzz_save"] = {"class_type": "HyperLoRASave", "inputs": {"lora": lora, "filename_prefix": SAVE_PREFIX,
+                                                                     "dtype": "fp32"}}
+    return prompt
+
+
+def _lab() -> dict[str, tuple[dict, str]]:
+    """node type -> (a prompt that runs it cheaply, the id of the node whose widgets are fuzzed)."""
+    labs: dict[str, tuple[dict, str]] = {}
+    save = _tiny("hyperlora_save_lora")
+    for kind in ("HyperLoRACheckpointLoader", "HyperLoRAFaceAnalysisLoader", "HyperLoRAEncodeID",
+                 "HyperLoRAGenerateID", "HyperLoRASave"):
+        labs[kind] = (save, workflows.nodes_of(save, kind)[0])
+    two = _without_outputs(_tiny("hyperlora_interpolate_two_people"))
+    gen_a, gen_b = workflows.nodes_of(two, "HyperLoRAGenerateID")[:2]
+    interp = workflows.nodes_of(two, "HyperLoRAInterpolate")[0]
+    labs["HyperLoRAInterpolate"] = (_save(copy.deepcopy(two), [interp, 0]), interp)
+    mix = copy.deepcopy(two)
+    mix["fuzz_mix"] = {"class_type": "HyperLoRAMix", "inputs": {
+        "mode": "delta", "normalize": True, "lora_1": [gen_a, 0], "weight_1": 1.0, "lora_2": [gen_b, 0],
+        "weight_2": 1.0, "weight_3": 1.0, "weight_4": 1.0}}
+    labs["HyperLoRAMix"] = (_save(mix, ["fuzz_mix", 0]), "fuzz_mix")
+    slider = _without_outputs(_tiny("hyperlora_concept_slider"))
+    node = workflows.nodes_of(slider, "HyperLoRAConceptSlider")[0]
+    labs["HyperLoRAConceptSlider"] = (_save(slider, [node, 0]), node)
+    base = copy.deepcopy(_without_outputs(save))
+    enc = workflows.nodes_of(base, "HyperLoRAEncodeID")[0]
+    base["fuzz_base"] = {"class_type": "HyperLoRAEncodeBase", "inputs": {
+        **{k: base[enc]["inputs"][k] for k in ("photos", "face_analysis", "clip_vision")},
+        "weights": "", "crop_scale_LRTB": "1,1,1,1", "clamp_to_image": True, "face_index": -1, "on_no_face": "error"}}
+    base["fuzz_gen_base"] = {"class_type": "HyperLoRAGenerateBase", "inputs": {
+        "hyper_lora": base[workflows.nodes_of(base, "HyperLoRAGenerateID")[0]]["inputs"]["hyper_lora"],
+        "base_cond": ["fuzz_base", 0]}}
+    labs["HyperLoRAEncodeBase"] = (_save(base, ["fuzz_gen_base", 0]), "fuzz_base")
+    one = _tiny("hyperlora_t2i_one_photo")  # Apply needs a sampler to consume its MODEL (2 steps, 64 px)
+    labs["HyperLoRAApply"] = (one, workflows.nodes_of(one, "HyperLoRAApply")[0])
+    toy = _without_outputs(_tiny("hyperlora_toy_world"))
+    toy_gen = workflows.nodes_of(toy, "HyperLoRAGenerateID")[0]
+    toy = {k: v for k, v in toy.items() if v["class_type"].startswith("HyperLoRA")}
+    toy = {k: v for k, v in toy.items() if v["class_type"] != "HyperLoRAApply"}
+    toy["fuzz_preview"] = {"class_type": "PreviewImage", "inputs": {"images": [workflows.nodes_of(toy, "HyperLoRAToyPhotos")[0], 0]}}
+    toy = _save(toy, [toy_gen, 0])
+    for kind in ("HyperLoRAToyWorldLoader", "HyperLoRAToyPhotos", "HyperLoRAToyEncode"):
+        labs[kind] = (toy, workflows.nodes_of(toy, kind)[0])
+    return labs
+
+
+LABS = _lab()
+ODD_STRINGS = ["", " ", "../../outside", "/abs/path", "a/" * 40 + "b", "名前/😀 face", "x" * 300, "1, nan, 2",
+               "-1,-1,-1,-1", "1e309", "\\\\server\\share", "%year%/%month%", "\t"]
+
+
+def _values(spec) -> st.SearchStrategy:
+    kind, opts = spec[0], (spec[1] if len(spec) > 1 else {})
+    if isinstance(kind, list) or kind == "COMBO":
+        options = kind if isinstance(kind, list) else opts.get("options", [])
+        return st.sampled_from(options) if options else st.nothing()
+    lo, hi = opts.get("min"), opts.get("max")
+    specials = [math.nan, math.inf, -math.inf, 1e308, -1e308, -1, 0]
+    if kind == "INT":
+        return st.one_of(st.integers(lo, hi), st.sampled_from([*specials, 2**63, -(2**63), (hi or 0) + 1, (lo or 0) - 1]))
+    if kind == "FLOAT":
+        return st.one_of(st.floats(lo, hi, allow_nan=False), st.sampled_from([*specials, (hi or 0) + 0.5, (lo or 0) - 0.5]),
+                         st.floats(allow_nan=True, allow_infinity=True))
+    if kind == "STRING":
+        return st.one_of(st.text(max_size=30), st.sampled_from(ODD_STRINGS))
+    if kind == "BOOLEAN":
+        return st.one_of(st.booleans(), st.sampled_from([0, 1, "true", None]))
+    return st.nothing()
+
+
+def _widgets(info: dict, kind: str) -> dict:
+    spec = info[kind]["input"]
+    every = {**spec.get("required", {}), **spec.get("optional", {})}
+    out = {}
+    for name, s in every.items():
+        t = s[0]
+        if isinstance(t, list) or t in ("COMBO", "INT", "FLOAT", "STRING", "BOOLEAN"):
+            out[name] = s
+    return out
+
+
+def _finite_outputs(server, result) -> None:
+    for entry in result.outputs.get("fuzz_save", {}).get("loras", []):
+        tensors = load_file(server.output_dir / entry["subfolder"] / entry["filename"])
+        assert all(torch.isfinite(t).all() for t in tensors.values()), entry
+
+
+COUNTS = {"examples": 0, "rejected": 0, "succeeded": 0, "our_error": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_counts():
+    """What the property test saw, for the report (pytest -s shows it)."""
+    yield
+    print(f"\nfuzz over {len(LABS)} node types: {COUNTS}")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(data=st.data())
+def test_any_widget_values_give_success_or_our_error_and_the_server_keeps_answering(server, data):
+    info = server.get_json("/object_info")
+    kind = data.draw(st.sampled_from(sorted(LABS)), label="node")
+    prompt, node = LABS[kind]
+    prompt = copy.deepcopy(prompt)
+    widgets = _widgets(info, kind)
+    chosen = data.draw(st.lists(st.sampled_from(sorted(widgets)), min_size=1, max_size=len(widgets), unique=True),
+                       label="fuzzed widgets") if widgets else []
+    for name in chosen:
+        prompt[node]["inputs"][name] = data.draw(_values(widgets[name]), label=name)
+    COUNTS["examples"] += 1
+    try:
+        result = server.run(prompt, timeout=300)
+    except PromptRejected as rejected:  # the host's validation or our validate_inputs: a structured report
+        assert rejected.status == 400 and rejected.messages(), rejected.body
+        COUNTS["rejected"] += 1
+    else:
+        if result.error is None:
+            _finite_outputs(server, result)
+            COUNTS["succeeded"] += 1
+        else:
+            assert result.error["exception_type"].endswith("HyperLoRAError"), (kind, result.error)
+            assert result.error["exception_message"], result.error
+            COUNTS["our_error"] += 1
+    assert "system" in server.get_json("/system_stats", timeout=10)
