@@ -280,7 +280,7 @@ def param_counts(with_base: bool) -> dict[str, int]:
 
 def full_hypernetwork_step(rounds: int) -> None:
     from hyperlora_core.model import HyperLoRA
-    from hyperlora_core.train.objective import HyperStep
+    from hyperlora_core.train.objective import Conditions, HyperStep
     from hyperlora_core.train.setup import set_trainable
 
     print("\n== full-size hypernetwork (ID branch, published shapes), fp32, batch 1, CPU; no UNet (see docstring) ==")
@@ -307,7 +307,7 @@ def full_hypernetwork_step(rounds: int) -> None:
     groups = torch.zeros(1, dtype=torch.long)
 
     def factors():
-        return step(clip, face, None, groups, 1, "same_photo", True, False)["id"]
+        return step(Conditions(clip, face, None, groups, 1), "same_photo")["id"]
 
     with torch.no_grad():
         downs, ups = factors()

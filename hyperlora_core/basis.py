@@ -56,12 +56,14 @@ class LoRABasis(nn.Module):
             up_members[uk].append(layer)
         self._down_members = down_members
         self._up_members = up_members
+        self._width = {f"in{n_in}": n_in for n_in, _ in self.layer_shapes} | {f"out{n}": n for _, n in self.layer_shapes}
+        """Stack name -> the input (down) or output (up) width of its layers."""
         factory = {"device": device, "dtype": dtype}
         self.down = nn.ParameterDict(
-            {k: nn.Parameter(torch.zeros(len(v), basis_size, rank * int(k[2:]), **factory)) for k, v in down_members.items()}
+            {k: nn.Parameter(torch.zeros(len(v), basis_size, rank * self._width[k], **factory)) for k, v in down_members.items()}
         )
         self.up = nn.ParameterDict(
-            {k: nn.Parameter(torch.zeros(len(v), basis_size, int(k[3:]) * rank, **factory)) for k, v in up_members.items()}
+            {k: nn.Parameter(torch.zeros(len(v), basis_size, self._width[k] * rank, **factory)) for k, v in up_members.items()}
         )
 
     @property
@@ -72,7 +74,7 @@ class LoRABasis(nn.Module):
         """LoRA-style start: random down basis, zero up basis (zero-zero would get no gradient)."""
         with torch.no_grad():
             for key, p in self.down.items():
-                bound = 1.0 / math.sqrt(int(key[2:]))
+                bound = 1.0 / math.sqrt(self._width[key])
                 p.copy_(torch.rand(p.shape, generator=generator, dtype=torch.float32).mul_(2 * bound).sub_(bound))
             for p in self.up.values():
                 p.zero_()
@@ -134,13 +136,11 @@ class LoRABasis(nn.Module):
         for key, members in self._down_members.items():
             idx = torch.tensor(members, device=down_coeffs.device)
             mixed = self._mix_group(down_coeffs.index_select(1, idx), self.down[key])
-            n_in = int(key[2:])
             for pos, layer in enumerate(members):
-                downs[layer] = mixed[pos].view(b, self.rank, n_in)
+                downs[layer] = mixed[pos].view(b, self.rank, self._width[key])
         for key, members in self._up_members.items():
             idx = torch.tensor(members, device=up_coeffs.device)
             mixed = self._mix_group(up_coeffs.index_select(1, idx), self.up[key])
-            n_out = int(key[3:])
             for pos, layer in enumerate(members):
-                ups[layer] = mixed[pos].view(b, n_out, self.rank)
+                ups[layer] = mixed[pos].view(b, self._width[key], self.rank)
         return downs, ups  # type: ignore[return-value]

@@ -31,6 +31,7 @@ from .config import (
     TRIGGER_WORDS,
     HyperLoRAConfig,
     ModuleSpec,
+    basis_key,
     check_consistency,
     infer_basis,
     infer_id_projector,
@@ -231,7 +232,7 @@ def load_hyperlora(
     config = infer_config(src, dim_head)
     basis_path, basis_prefix = src.files[_BASIS_PART]
     with safe_open(str(basis_path), framework="pt") as f:
-        stored = f.get_slice(f"{basis_prefix}0.to_q.id_down_basis").get_dtype()
+        stored = f.get_slice(basis_prefix + basis_key(0, PROJECTIONS[0], "id", "down")).get_dtype()
     stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}.get(stored, torch.float32)
     model = HyperLoRA(config, device="meta", dtype=dtype or stored_dtype).to_empty(device="cpu")
     for part in ("resampler", "id_projector", "base_resampler"):
@@ -263,7 +264,7 @@ def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
             if basis is None:
                 continue
             basis.load_published(
-                lambda layer, part, kind=kind: read(f, f"{prefix}{names[layer][0]}.{names[layer][1]}.{kind}_{part}_basis")
+                lambda layer, part, kind=kind: read(f, prefix + basis_key(*names[layer], kind, part))
             )
 
 
@@ -289,8 +290,7 @@ def _basis_tensors(model: HyperLoRA, dtype: torch.dtype | None) -> dict[str, tor
         if basis is None:
             continue
         for layer, part, t in basis.iter_published():
-            i, p = names[layer]
-            out[f"{i}.{p}.{kind}_{part}_basis"] = t.to(dtype or t.dtype).cpu()
+            out[basis_key(*names[layer], kind, part)] = t.to(dtype or t.dtype).cpu()
     return out
 
 

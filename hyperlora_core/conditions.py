@@ -27,16 +27,51 @@ def _check_rows(name: str, tensor: torch.Tensor | None, rows: int, ndim: int) ->
         raise HyperLoRAError(f"{name} must have {ndim} dimensions and {rows} rows; got {list(tensor.shape)}.")
 
 
-def _describe_faces(face_counts: tuple[int, ...], used: tuple[int, ...]) -> str:
-    parts = []
-    for i, n in enumerate(face_counts):
-        state = "used" if i in used else "skipped"
-        parts.append(f"photo {i + 1}: {n} face{'s' if n != 1 else ''} ({state})")
-    return "; ".join(parts)
+class PhotoRows:
+    """What ID and Base conditions share: one row per input photo that had a face, in input order.
+
+    Subclasses are frozen dataclasses with `clip_tokens`, `weights`, `photo_indices`, `face_counts`
+    and a preview (the crops CLIP saw), and call `_check_rows` with their per-row tensors."""
+
+    clip_tokens: torch.Tensor
+    weights: torch.Tensor | None
+    photo_indices: tuple[int, ...]
+    face_counts: tuple[int, ...]
+    what = "condition"
+
+    def _check_rows(self, **tensors: tuple[torch.Tensor | None, int]) -> None:
+        """Every `name=(tensor, ndim)` has one row per photo with a face (and at least one such photo)."""
+        n = len(self.photo_indices)
+        if n == 0:
+            raise HyperLoRAError(f"{self.what} needs at least one photo with a face.")
+        for name, (tensor, ndim) in tensors.items():
+            if tensor is not None and (tensor.ndim != ndim or tensor.shape[0] != n):
+                raise HyperLoRAError(f"{name} must have {ndim} dimensions and {n} rows; got {list(tensor.shape)}.")
+
+    def __len__(self) -> int:
+        return len(self.photo_indices)
+
+    @property
+    def has_face(self) -> tuple[bool, ...]:
+        """For each INPUT photo, whether it contributed (had a usable face)."""
+        used = set(self.photo_indices)
+        return tuple(i in used for i in range(len(self.face_counts)))
+
+    def summary(self) -> str:
+        parts = []
+        for i, n in enumerate(self.face_counts):
+            state = "used" if i in self.photo_indices else "skipped"
+            parts.append(f"photo {i + 1}: {n} face{'s' if n != 1 else ''} ({state})")
+        return "; ".join(parts)
+
+    @property
+    def preview(self) -> torch.Tensor:
+        """`[N, H, W, 3]` float 0..1: the crops CLIP saw (an IMAGE output)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class IDCondition:
+class IDCondition(PhotoRows):
     """Per-photo ID conditions of one person (rows = photos with a face, in input order)."""
 
     clip_tokens: torch.Tensor
@@ -54,67 +89,25 @@ class IDCondition:
     embedding_space: str = "antelopev2"
     """The face pack whose ArcFace model made `id_embeds` (see face/packs.py)."""
     warnings: tuple[str, ...] = field(default=())
-    standin_face_models: bool = False
-    """True when the embeddings came from the random stand-in pack (tests, demo)."""
+    what = "an ID condition"
 
     def __post_init__(self) -> None:
-        n = len(self.photo_indices)
-        if n == 0:
-            raise HyperLoRAError("an ID condition needs at least one photo with a face.")
-        _check_rows("clip_tokens", self.clip_tokens, n, 3)
-        _check_rows("id_embeds", self.id_embeds, n, 2)
-        _check_rows("weights", self.weights, n, 1)
-        _check_rows("face_crops", self.face_crops, n, 4)
-
-    def __len__(self) -> int:
-        return len(self.photo_indices)
+        self._check_rows(clip_tokens=(self.clip_tokens, 3), id_embeds=(self.id_embeds, 2), weights=(self.weights, 1),
+                         face_crops=(self.face_crops, 4))
 
     @property
-    def has_face(self) -> tuple[bool, ...]:
-        """For each INPUT photo, whether it contributed (had a usable face)."""
-        used = set(self.photo_indices)
-        return tuple(i in used for i in range(len(self.face_counts)))
-
-    def summary(self) -> str:
-        return _describe_faces(self.face_counts, self.photo_indices)
+    def preview(self) -> torch.Tensor:
+        return self.face_crops
 
     def check_face_pack(self, expected: str, allow_mismatch: bool = False) -> None:
         """Refuse embeddings from another ArcFace space than the checkpoint's `config.face_pack`."""
         from .face.packs import check_embedding_space
 
-        check_embedding_space(self.embedding_space, expected, allow_mismatch, self.standin_face_models)
-
-    @staticmethod
-    def concat(conditions: list[IDCondition]) -> IDCondition:
-        """Join conditions of the same person (e.g. two photo batches); weights default to 1."""
-        if not conditions:
-            raise HyperLoRAError("nothing to combine: give at least one ID condition.")
-        spaces = {c.embedding_space for c in conditions}
-        if len(spaces) > 1:
-            raise HyperLoRAError(f"cannot combine ID conditions from different face packs: {sorted(spaces)}.")
-        weights = None
-        if any(c.weights is not None for c in conditions):
-            weights = torch.cat([c.weights if c.weights is not None else torch.ones(len(c)) for c in conditions])
-        offsets, indices, counts = 0, [], []
-        for c in conditions:
-            indices += [offsets + i for i in c.photo_indices]
-            counts += list(c.face_counts)
-            offsets += len(c.face_counts)
-        return IDCondition(
-            clip_tokens=torch.cat([c.clip_tokens for c in conditions]),
-            id_embeds=torch.cat([c.id_embeds for c in conditions]),
-            weights=weights,
-            face_crops=torch.cat([c.face_crops for c in conditions]),
-            photo_indices=tuple(indices),
-            face_counts=tuple(counts),
-            embedding_space=spaces.pop(),
-            warnings=tuple(w for c in conditions for w in c.warnings),
-            standin_face_models=any(c.standin_face_models for c in conditions),
-        )
+        check_embedding_space(self.embedding_space, expected, allow_mismatch)
 
 
 @dataclass(frozen=True)
-class BaseCondition:
+class BaseCondition(PhotoRows):
     """Per-photo Base-LoRA conditions: CLIP tokens of crops whose face is blurred out."""
 
     clip_tokens: torch.Tensor
@@ -125,22 +118,11 @@ class BaseCondition:
     photo_indices: tuple[int, ...]
     face_counts: tuple[int, ...]
     warnings: tuple[str, ...] = field(default=())
+    what = "a Base condition"
 
     def __post_init__(self) -> None:
-        n = len(self.photo_indices)
-        if n == 0:
-            raise HyperLoRAError("a Base condition needs at least one photo with a face.")
-        _check_rows("clip_tokens", self.clip_tokens, n, 3)
-        _check_rows("weights", self.weights, n, 1)
-        _check_rows("crops", self.crops, n, 4)
-
-    def __len__(self) -> int:
-        return len(self.photo_indices)
+        self._check_rows(clip_tokens=(self.clip_tokens, 3), weights=(self.weights, 1), crops=(self.crops, 4))
 
     @property
-    def has_face(self) -> tuple[bool, ...]:
-        used = set(self.photo_indices)
-        return tuple(i in used for i in range(len(self.face_counts)))
-
-    def summary(self) -> str:
-        return _describe_faces(self.face_counts, self.photo_indices)
+    def preview(self) -> torch.Tensor:
+        return self.crops

@@ -20,6 +20,10 @@ LORA_KEY_SUFFIX: dict[str, str] = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v
 """How each projection is named in the exported kohya LoRA keys."""
 
 TOKENS_PER_MODULE = 2 * len(PROJECTIONS)
+"""Coefficient tokens per attention module: one for the down and one for the up factor of each projection."""
+LORA_SCALE = 0.5
+"""alpha / rank of every LoRA HyperLoRA makes (alpha = rank / 2, as published): exported files carry it as
+`.alpha`, and training and the per-sample hooks apply the same scale, so users get what was trained."""
 DEFAULT_DIM_HEAD = 64
 TRIGGER_WORDS = "fcsks fxhks fhyks, "
 
@@ -192,6 +196,11 @@ def infer_id_projector(shapes: dict[str, tuple[int, ...]], source: str) -> IDPro
 _BASIS_KEY = re.compile(r"^(\d+)\.(to_q|to_k|to_v|to_out)\.(id|base)_(down|up)_basis$")
 
 
+def basis_key(module: int, projection: str, kind: str, part: str) -> str:
+    """The published basis tensor name: `<module index>.<projection>.<id|base>_<down|up>_basis`."""
+    return f"{module}.{projection}.{kind}_{part}_basis"
+
+
 def infer_basis(
     shapes: dict[str, tuple[int, ...]], modules: tuple[ModuleSpec, ...], source: str
 ) -> tuple[int, int, int | None]:
@@ -211,17 +220,18 @@ def infer_basis(
             f"(missing indices {missing[:5]}, extra indices {extra[:5]}). The JSON and the .safetensors must "
             "come from the same checkpoint folder."
         )
-    first = _need(shapes, "0.to_q.id_down_basis", source, 3)
+    first = _need(shapes, basis_key(0, PROJECTIONS[0], "id", "down"), source, 3)
     basis_size, rank = first[0], first[2]
-    has_base = "0.to_q.base_down_basis" in shapes
-    base_rank = shapes["0.to_q.base_down_basis"][2] if has_base else None
+    base_first = basis_key(0, PROJECTIONS[0], "base", "down")
+    has_base = base_first in shapes
+    base_rank = shapes[base_first][2] if has_base else None
     for i, spec in enumerate(modules):
         for proj in PROJECTIONS:
             n_in, n_out = spec.in_features(proj), spec.out_features(proj)
             kinds = [("id", rank)] + ([("base", base_rank)] if has_base else [])
             for kind, r in kinds:
                 for part, expected in (("down", (basis_size, n_in, r)), ("up", (basis_size, r, n_out))):
-                    key = f"{i}.{proj}.{kind}_{part}_basis"
+                    key = basis_key(i, proj, kind, part)
                     found = shapes.get(key)
                     if found is None:
                         raise HyperLoRAError(f"{source}: key '{key}' is missing.")

@@ -3,11 +3,12 @@
 Nodes and scripts need two calls::
 
     analyzer = FaceAnalyzer.load("antelopev2", roots=[".../models/insightface"])
-    cond = encode_id(photos, analyzer, clip_vision)       # photos: IMAGE [B,H,W,C] 0..1, or a list
-    base = encode_base(photos, analyzer, clip_vision)     # Base-LoRA condition (face blurred out)
+    cond = encode_id(photos, analyzer, clip)       # photos: IMAGE [B,H,W,C] 0..1, or a list
+    base = encode_base(photos, analyzer, clip)     # Base-LoRA condition (face blurred out)
 
-`clip_vision` is ComfyUI's CLIP_VISION object (handled by comfy_bridge.clip_vision) or any callable
-mapping uint8 pixels `[N, S, S, 3]` (S = its `image_size`, default 224) to tokens `[N, T, D]`.
+`clip` is a `ClipEncoder`: any callable mapping uint8 pixels `[N, S, S, 3]` (S = its `image_size`,
+default 224) to tokens `[N, T, D]`. For ComfyUI's CLIP_VISION, wrap it in
+`comfy_bridge.clip_vision.ComfyClipEncoder` (this module never imports ComfyUI).
 `prepare_id` / `prepare_base` stop before CLIP (for caching datasets, tests and benchmarks).
 
 Per photo the ID branch runs: detection (640, then 512, 384, 256 until a face is found), 106-point
@@ -51,16 +52,17 @@ class ClipEncoder(Protocol):
     def __call__(self, pixels: np.ndarray) -> torch.Tensor: ...
 
 
-def as_clip_encoder(clip_vision: Any) -> ClipEncoder:
-    """Accept ComfyUI's CLIP_VISION (bridged) or a ready `ClipEncoder` callable."""
-    if hasattr(clip_vision, "encode_image"):  # ComfyUI ClipVisionModel; only then is comfy importable
-        from .comfy_bridge.clip_vision import ComfyClipEncoder
-
-        return ComfyClipEncoder(clip_vision)
-    if callable(clip_vision):
-        return clip_vision
+def as_clip_encoder(clip: Any) -> ClipEncoder:
+    """Check that `clip` is a `ClipEncoder` (a callable over uint8 pixels)."""
+    if hasattr(clip, "encode_image"):
+        raise HyperLoRAError(
+            "got ComfyUI's CLIP_VISION model itself; wrap it as hyperlora_core.comfy_bridge.clip_vision."
+            "ComfyClipEncoder(clip_vision) (the nodes do) so its pixels go through the published preprocessing."
+        )
+    if callable(clip):
+        return clip
     raise HyperLoRAError(
-        f"expected a CLIP vision model (ComfyUI CLIP_VISION) but got {type(clip_vision).__name__}; "
+        f"expected a CLIP vision model (ComfyUI CLIP_VISION) but got {type(clip).__name__}; "
         "connect a CLIP ViT-L/14 vision model."
     )
 
@@ -293,10 +295,27 @@ def _previews(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).float().div(255.0)
 
 
+def _with_clip(prepare: Callable[..., PreparedPhotos], photos: Any, face_analyzer: FaceAnalyzer, clip: Any,
+               weights: Any, progress: Progress | None, **options) -> tuple[PreparedPhotos, torch.Tensor, torch.Tensor | None]:
+    """What both conditions do: check the weights, prepare the crops, run CLIP on them (one more
+    progress step), keep the weights of the photos that had a face."""
+    encoder = as_clip_encoder(clip)
+    rgbs = photo_list(photos)
+    all_weights = _check_weights(weights, len(rgbs))
+    prepared = prepare(rgbs, face_analyzer, clip_size=int(getattr(encoder, "image_size", CLIP_SIZE)),
+                       progress=progress, _extra_steps=1, **options)
+    kept_weights = _kept_weights(all_weights, prepared.photo_indices)
+    tokens = _encode(encoder, prepared.pixels)
+    total = len(prepared.face_counts) + 1
+    if progress is not None:
+        progress(total, total)
+    return prepared, tokens, kept_weights
+
+
 def encode_id(
     photos: Any,
     face_analyzer: FaceAnalyzer,
-    clip_vision: Any,
+    clip: Any,
     *,
     weights: Sequence[float] | torch.Tensor | None = None,
     remove_background: bool = True,
@@ -313,26 +332,10 @@ def encode_id(
     `on_no_face`: "error" (default) names the photo; "skip" leaves it out with a warning while at
     least one photo has a face. `progress(done, total)` is called after each photo and after CLIP.
     """
-    encoder = as_clip_encoder(clip_vision)
-    rgbs = photo_list(photos)
-    all_weights = _check_weights(weights, len(rgbs))
-    prepared = prepare_id(
-        rgbs,
-        face_analyzer,
-        remove_background=remove_background,
-        grayscale=grayscale,
-        face_index=face_index,
-        on_no_face=on_no_face,
-        clip_size=int(getattr(encoder, "image_size", CLIP_SIZE)),
-        reuse_keypoints=reuse_keypoints,
-        progress=progress,
-        _extra_steps=1,
+    prepared, tokens, kept_weights = _with_clip(
+        prepare_id, photos, face_analyzer, clip, weights, progress, remove_background=remove_background,
+        grayscale=grayscale, face_index=face_index, on_no_face=on_no_face, reuse_keypoints=reuse_keypoints,
     )
-    kept_weights = _kept_weights(all_weights, prepared.photo_indices)
-    tokens = _encode(encoder, prepared.pixels)
-    total = len(prepared.face_counts) + 1
-    if progress is not None:
-        progress(total, total)
     return IDCondition(
         clip_tokens=tokens,
         id_embeds=torch.from_numpy(prepared.id_embeds),
@@ -342,14 +345,13 @@ def encode_id(
         face_counts=prepared.face_counts,
         embedding_space=face_analyzer.embedding_space,
         warnings=prepared.warnings,
-        standin_face_models=face_analyzer.is_standin,
     )
 
 
 def encode_base(
     photos: Any,
     face_analyzer: FaceAnalyzer,
-    clip_vision: Any,
+    clip: Any,
     *,
     weights: Sequence[float] | torch.Tensor | None = None,
     crop_scales: Sequence[float] | str | None = (1.0, 1.0, 1.0, 1.0),
@@ -359,25 +361,10 @@ def encode_base(
     progress: Progress | None = None,
 ) -> BaseCondition:
     """Photos -> `BaseCondition` (CLIP tokens of crops with the face blurred out)."""
-    encoder = as_clip_encoder(clip_vision)
-    rgbs = photo_list(photos)
-    all_weights = _check_weights(weights, len(rgbs))
-    prepared = prepare_base(
-        rgbs,
-        face_analyzer,
-        crop_scales=crop_scales,
-        clamp_to_image=clamp_to_image,
-        face_index=face_index,
-        on_no_face=on_no_face,
-        clip_size=int(getattr(encoder, "image_size", CLIP_SIZE)),
-        progress=progress,
-        _extra_steps=1,
+    prepared, tokens, kept_weights = _with_clip(
+        prepare_base, photos, face_analyzer, clip, weights, progress, crop_scales=crop_scales,
+        clamp_to_image=clamp_to_image, face_index=face_index, on_no_face=on_no_face,
     )
-    kept_weights = _kept_weights(all_weights, prepared.photo_indices)
-    tokens = _encode(encoder, prepared.pixels)
-    total = len(prepared.face_counts) + 1
-    if progress is not None:
-        progress(total, total)
     return BaseCondition(
         clip_tokens=tokens,
         weights=kept_weights,

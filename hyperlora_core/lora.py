@@ -141,10 +141,6 @@ def slider_lora(a: LoRA, b: LoRA, scale: float) -> LoRA:
     return mix_loras([a, b], [-scale, scale], "delta")
 
 
-def lora_rank(lora: LoRA) -> int:
-    return max(d.shape[0] for d, _, _ in lora_modules(lora).values())
-
-
 def lora_file(
     lora: LoRA,
     dtype: torch.dtype = torch.float16,

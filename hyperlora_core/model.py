@@ -17,7 +17,7 @@ from torch import nn
 
 from .basis import LoRABasis
 from .coefficients import normalize, photo_weights, weighted_mean
-from .config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
+from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
 from .lora import check_finite
 from .resampler import IDProjector, Resampler
@@ -171,7 +171,7 @@ class HyperLoRA(nn.Module):
         downs, ups = self.lora_factors(coeffs, kind)
         downs, ups = _to_cpu([d[0] for d in downs]), _to_cpu([u[0] for u in ups])
         rank = self.config.rank if kind == "id" else self.config.base_rank
-        alpha = torch.tensor(rank * 0.5)
+        alpha = torch.tensor(rank * LORA_SCALE)
         out: dict[str, torch.Tensor] = {}
         layer = 0
         for spec in self.config.modules:

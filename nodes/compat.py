@@ -13,22 +13,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hyperlora_core.comfy_bridge import apply_lora, folders
-from hyperlora_core.comfy_bridge.clip_vision import encode_base, encode_id, load_clip_vision
+from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.comfy_bridge.model_management import unwrap
-from hyperlora_core.encode import analyze_photo
+from hyperlora_core.encode import analyze_photo, encode_base, encode_id
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face.images import photo_list
 
 from . import host, types
 from .cache import cached
+from .encode import encode_photos
 from .generate import generate_base_lora, make_id_lora
-from .loaders import load_checkpoint
+from .loaders import DTYPES, load_checkpoint
 from .save import save_to_output
 from .spec import CATEGORY, In, NodeDef, Out, Result
 
 PUBLISHED_MARKER = "HYPER_LORA_CLASS_MAPPINGS"
 ENCODER_TYPES = ["clip", "arcface", "clip + arcface"]
-PUBLISHED_DTYPES = ["fp16", "bf16", "fp32"]
 PROCESSOR_TIP = "CLIP preprocessing folder in models/hyper_lora/clip_processor (the preprocessing itself is built in)."
 ENCODER_TIP = "CLIP ViT-L/14 HF folder in models/hyper_lora/clip_vit."
 ENCODER_TYPES_TIP = "Which encoders the checkpoint reads; only 'clip + arcface' (the released setting) works."
@@ -176,7 +176,7 @@ LOADER = NodeDef(
     inputs=(
         In("config", types.PUB_CONFIG, tooltip="From HyperLoRA Config."),
         In("model", "COMBO", options=lambda: _folders_in("hyper_lora"), tooltip=MODEL_TIP),
-        In("dtype", "COMBO", options=PUBLISHED_DTYPES, tooltip=DTYPE_TIP),
+        In("dtype", "COMBO", options=list(DTYPES), tooltip=DTYPE_TIP),
     ),
     outputs=(Out(types.PUB_HYPER_LORA, "HYPER_LORA"),),
     run=_loader,
@@ -201,7 +201,7 @@ UNI_LOADER = NodeDef(
         In("encoder_types", "COMBO", options=ENCODER_TYPES, tooltip=ENCODER_TYPES_TIP),
         In("face_analyzer", "COMBO", options=_face_pack_folders, tooltip=FACE_ANALYZER_TIP),
         In("model", "COMBO", options=lambda: _folders_in("hyper_lora"), tooltip=MODEL_TIP),
-        In("dtype", "COMBO", options=PUBLISHED_DTYPES, tooltip=DTYPE_TIP),
+        In("dtype", "COMBO", options=list(DTYPES), tooltip=DTYPE_TIP),
     ),
     outputs=(Out(types.PUB_HYPER_LORA, "HYPER_LORA"),),
     run=_uni_loader,
@@ -233,9 +233,8 @@ def _check_attr(images, face_attr) -> None:
 
 def _id_cond(hyper_lora: CompatHyperLoRA, images, face_attr, grayscale: bool, remove_background: bool):
     _check_attr(images, face_attr)
-    cond = encode_id(images, hyper_lora.face_analysis, hyper_lora.clip_vision, grayscale=grayscale,
-                     remove_background=remove_background, on_no_face="skip", progress=host.Progress())
-    return cond, cond.face_crops
+    return encode_photos(encode_id, images, hyper_lora.face_analysis, hyper_lora.clip_vision, grayscale=grayscale,
+                         remove_background=remove_background, on_no_face="skip")
 
 
 ID_COND = NodeDef(
@@ -256,10 +255,8 @@ ID_COND = NodeDef(
 
 def _base_cond(hyper_lora: CompatHyperLoRA, images, face_attr, crop: bool, crop_scale_LRTB: str, safe_crop: bool):  # noqa: N803
     _check_attr(images, face_attr)
-    cond = encode_base(images, hyper_lora.face_analysis, hyper_lora.clip_vision,
-                       crop_scales=crop_scale_LRTB if crop else None, clamp_to_image=safe_crop, on_no_face="skip",
-                       progress=host.Progress())
-    return cond, cond.crops
+    return encode_photos(encode_base, images, hyper_lora.face_analysis, hyper_lora.clip_vision,
+                         crop_scales=crop_scale_LRTB if crop else None, clamp_to_image=safe_crop, on_no_face="skip")
 
 
 BASE_COND = NodeDef(

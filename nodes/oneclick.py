@@ -7,11 +7,13 @@ files are unchanged) and runs encode -> generate -> apply, so a first graph need
 from __future__ import annotations
 
 from hyperlora_core.comfy_bridge import apply_lora, folders
-from hyperlora_core.comfy_bridge.clip_vision import encode_id, load_clip_vision
+from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
+from hyperlora_core.encode import encode_id
 from hyperlora_core.face.packs import pack_name
 
 from . import host, types
 from .cache import cached
+from .encode import encode_photos
 from .generate import make_id_lora
 from .loaders import (
     CHECKPOINT_TIP,
@@ -31,9 +33,9 @@ def _one_click(model, photos, strength: float, checkpoint: str, clip_vision: str
     hyper_lora = cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
     clip = cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
     faces = folders.load_face_analyzer(pack_name(face_pack), "auto")
-    cond = encode_id(photos, faces, clip, progress=host.Progress())
+    cond, crops = encode_photos(encode_id, photos, faces, clip)
     lora = make_id_lora(hyper_lora, cond)
-    return apply_lora(model, lora, strength), lora, cond.face_crops
+    return apply_lora(model, lora, strength), lora, crops
 
 
 ONE_CLICK = NodeDef(

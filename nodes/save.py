@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import torch
-
 from hyperlora_core.config import TRIGGER_WORDS
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.lora import lora_file
 from hyperlora_core.safetensors_io import save_tensors_first_free
 
 from . import host, types
+from .loaders import DTYPES
 from .spec import In, NodeDef, Result
-
-SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
@@ -20,7 +17,7 @@ def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str =
     metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
     if notes:
         metadata["hyperlora.notes"] = notes
-    tensors, meta = lora_file(lora, SAVE_DTYPES[dtype], metadata, trigger_words=TRIGGER_WORDS)
+    tensors, meta = lora_file(lora, DTYPES[dtype], metadata, trigger_words=TRIGGER_WORDS)
     path = save_tensors_first_free(tensors, host.output_candidates(filename_prefix), meta)
     if path is None:
         raise HyperLoRAError(f"filename_prefix '{filename_prefix}': {host.NUMBERS_TRIED} numbered names are taken; "
@@ -50,7 +47,7 @@ SAVE = NodeDef(
         In("lora", types.LORA, tooltip="The LoRA to save."),
         In("filename_prefix", "STRING", default="hyperlora/id_lora",
            tooltip="File name inside ComfyUI's output folder; sub-folders with '/'. A number is added."),
-        In("dtype", "COMBO", options=list(SAVE_DTYPES), default="fp16", tooltip="Precision of the saved weights (fp16: half the size)."),
+        In("dtype", "COMBO", options=list(DTYPES), default="fp16", tooltip="Precision of the saved weights (fp16: half the size)."),
         In("notes", "STRING", default="", multiline=True, optional=True,
            tooltip="Stored in the file's metadata (e.g. who, which photos)."),
     ),

@@ -14,16 +14,16 @@ import torch
 
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
-from hyperlora_core.toy.bridge import BUILTIN_WORLD, load_toy_models, resolve_toy_world, toy_world_choices
 from hyperlora_core.toy.conditions import encode_toy_photos
+from hyperlora_core.toy.files import BUILTIN_WORLD, resolve_world
+from hyperlora_core.toy.files import world_choices as toy_world_choices
 from hyperlora_core.toy.install import heldout_photos
+from hyperlora_core.toy.models import load_toy_models
 
 from . import types
-from .encode import parse_weights
+from .encode import WEIGHTS_TIP, parse_weights
 from .loaders import load_checkpoint
 from .spec import In, NodeDef, Out
-
-WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
 
 
 def world_choices() -> list[str]:
@@ -31,7 +31,7 @@ def world_choices() -> list[str]:
 
 
 def _load(world: str):
-    folder = resolve_toy_world(world)
+    folder = resolve_world(world)
     hyper = files.part_path("hyperlora", folder)
     if not hyper.is_file():
         raise HyperLoRAError(f"toy world '{world}' ({folder}) has no trained HyperLoRA at {hyper}; copy "
@@ -46,7 +46,7 @@ def _photos(identity: int, photos: int, variation: int, scale: int):
 
 
 def _encode(photos, world: str, weights: str = ""):
-    cond = encode_toy_photos(photos, resolve_toy_world(world), weights=parse_weights(weights))
+    cond = encode_toy_photos(photos, resolve_world(world), weights=parse_weights(weights))
     return cond, cond.face_crops
 
 

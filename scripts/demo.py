@@ -18,9 +18,7 @@ generated LoRA under output/demo/.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -30,16 +28,6 @@ WORKFLOW = "hyperlora_t2i_one_photo"
 OUT = ROOT / "output" / "demo"
 
 
-def _load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
@@ -47,6 +35,8 @@ def say(msg: str) -> None:
 # -- what is there ---------------------------------------------------------------------------------
 def find_real_models(comfy: Path, photo: str | None) -> tuple[dict, list[str]]:
     """Names of the real models in the host's model folders, and what is missing."""
+    from hyperlora_core.standins import is_standin_pack
+
     models = comfy / "models"
     found, missing = {}, []
 
@@ -67,7 +57,7 @@ def find_real_models(comfy: Path, photo: str | None) -> tuple[dict, list[str]]:
     else:
         found["hyperlora"] = first(hyper, "*.safetensors")
     pack = models / "insightface" / "models" / "antelopev2"
-    found["faces"] = "antelopev2" if pack.is_dir() and any(pack.glob("*.onnx")) and not (pack / "STANDIN.txt").exists() else None
+    found["faces"] = "antelopev2" if pack.is_dir() and any(pack.glob("*.onnx")) and not is_standin_pack(pack) else None
     default_photo = comfy / "input" / "face_1.png"
     found["photo"] = photo or (str(default_photo) if default_photo.is_file() else None)
     labels = {"ckpt": "SDXL checkpoint (models/checkpoints)", "clip_vision": "CLIP ViT-L/14 (models/clip_vision)",
@@ -80,12 +70,11 @@ def find_real_models(comfy: Path, photo: str | None) -> tuple[dict, list[str]]:
 # -- the two set-ups -----------------------------------------------------------------------------------
 def standin_setup(base: Path) -> tuple[dict, Path]:
     """Tiny models, stand-in face pack and a synthetic photo inside a private ComfyUI base folder."""
-    from hyperlora_core.standins import write_tiny_face_pack
+    from hyperlora_core import standins
 
-    standins = _load("hyperlora_test_standins", ROOT / "tests" / "fixtures" / "standins.py")
     models = base / "models"
     standins.write_tiny_checkpoint(models / "hyper_lora" / "tiny_standin.safetensors", seed=1)
-    write_tiny_face_pack(models / "insightface" / "models" / "antelopev2")
+    standins.write_tiny_face_pack(models / "insightface" / "models" / "antelopev2")
     inputs = base / "input"
     inputs.mkdir(parents=True, exist_ok=True)
     standins.face_photo(0).save(inputs / "face_1.png")
@@ -112,11 +101,12 @@ def main() -> int:
         say(f"no ComfyUI at {comfy}; run `make setup` or set COMFYUI_PATH.")
         return 2
     boot_comfy(cpu=True)  # in this process only to write the stand-ins; the server picks its own device
-    server_mod = _load("hyperlora_test_server", ROOT / "tests" / "fixtures" / "server.py")
-    flows = _load("hyperlora_test_workflows", ROOT / "tests" / "fixtures" / "workflows.py")
     import json
 
     import torch
+
+    from scripts import comfy_server as server_mod
+    from scripts import standin_graphs as flows
 
     prompt = json.loads((ROOT / "workflows" / "api" / f"{WORKFLOW}.json").read_text())
     found, missing = find_real_models(comfy, args.photo)

@@ -13,27 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _comfyui_path() -> Path:
-    if os.environ.get("COMFYUI_PATH"):
-        return Path(os.environ["COMFYUI_PATH"])
-    recorded = ROOT / ".venv" / ".comfyui_path"
-    if recorded.is_file():
-        return Path(recorded.read_text().strip())
-    return ROOT / ".host" / "ComfyUI"
-
-
-COMFYUI = _comfyui_path()
-if str(COMFYUI) not in sys.path:
-    sys.path.insert(0, str(COMFYUI))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import comfy.cli_args  # noqa: E402  (must precede comfy.model_management)
+from hyperlora_core.comfy_bridge.boot import boot_comfy  # noqa: E402  (before anything imports comfy)
 
-comfy.cli_args.args.cpu = True
-comfy.cli_args.args.use_pytorch_cross_attention = True
+COMFYUI = boot_comfy(cpu=True)
 
 import torch  # noqa: E402
 

@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures import published_ui, standins, workflows
+from fixtures import published_ui, workflows
 from fixtures.pack import ROOT
 from fixtures.server import ComfyServer, write_extra_model_paths
 
+from hyperlora_core import standins
 from workflows import library
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,11 +7,12 @@ import shutil
 
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 from safetensors.torch import load_file, save_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core import config as C  # noqa: N812 - the config module's names, as C.Name
 from hyperlora_core.checkpoint import find_checkpoint
+from hyperlora_core.standins import random_hyperlora, small_config
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,54 @@ def test_not_a_checkpoint(tmp_path):
         HyperLoRA.from_pretrained(lora)
     with pytest.raises(HyperLoRAError, match=r"no such file or folder"):
         HyperLoRA.from_pretrained(tmp_path / "nope")
+
+
+# -- every checkpoint variant, both formats (spandrel-style: build, save, load, compare) -----------------
+_MODULES = (C.ModuleSpec("lora_unet_a_attn1", 64, None), C.ModuleSpec("lora_unet_a_attn2", 64, 32),
+            C.ModuleSpec("lora_unet_b_attn1", 128, None))
+_STREAMS = {"clip_only": (False, 1), "face_only": (True, 1), "dual": (True, 2)}
+"""name -> (ID projector, condition streams): published = dual (ArcFace tokens, then CLIP tokens)."""
+
+
+def _variant(streams: str, base: bool, dim_head: int) -> C.HyperLoRAConfig:
+    projector, n = _STREAMS[streams]
+    dim, clip = 64, 48
+    inputs = {"clip_only": (clip,), "face_only": (dim,), "dual": (dim, clip)}[streams]
+    queries = C.TOKENS_PER_MODULE * len(_MODULES)
+    rs = C.ResamplerConfig(dim=dim, depth=2, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
+                           dim_head=dim_head, input_dims=inputs)
+    base_rs = C.ResamplerConfig(dim=dim, depth=1, num_queries=queries, output_dim=6, ff_mult=2, heads=dim // dim_head,
+                                dim_head=dim_head, input_dims=(clip,)) if base else None
+    assert rs.num_conditions == n
+    return C.HyperLoRAConfig(modules=_MODULES, basis_size=6, rank=2, resampler=rs,
+                             id_projector=C.IDProjectorConfig(embed_dim=24, num_tokens=3, token_dim=dim) if projector else None,
+                             base_rank=3 if base else None, base_resampler=base_rs, face_pack="buffalo_l")
+
+
+@pytest.mark.parametrize("fmt", ["folder", "single"])
+@pytest.mark.parametrize("dim_head", [C.DEFAULT_DIM_HEAD, 16])
+@pytest.mark.parametrize("base", [False, True])
+@pytest.mark.parametrize("streams", list(_STREAMS))
+def test_every_variant_round_trips_with_its_settings_read_from_the_shapes(tmp_path, streams, base, dim_head, fmt):
+    config = _variant(streams, base, dim_head)
+    model = random_hyperlora(config, seed=11)
+    path = tmp_path / ("ckpt" if fmt == "folder" else "ckpt.safetensors")
+    if fmt == "folder":
+        model.save_pretrained(path, dtype=torch.float32)
+    else:
+        model.save_single_file(path, dtype=torch.float32)
+    # the published layout cannot tell heads from dim_head (only their product): the caller says it;
+    # our single file stores it
+    loaded = HyperLoRA.from_pretrained(path, dim_head=dim_head if fmt == "folder" else None)
+    assert loaded.config == config  # the face pack too: both formats carry it in the metadata
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    g = torch.Generator().manual_seed(0)
+    clip = torch.randn(2, 5, 48, generator=g) if streams != "face_only" else None
+    face = torch.nn.functional.normalize(torch.randn(2, 24, generator=g), dim=-1) if config.id_projector else None
+    if clip is None:
+        clip = torch.randn(2, 5, 48, generator=g)  # unread by a face-only model; the API still takes the photos' tokens
+    for a, b in ((model.generate_id_lora(clip, face), loaded.generate_id_lora(clip, face)),
+                 *(((model.generate_base_lora(clip), loaded.generate_base_lora(clip)),) if base else ())):
+        assert a.keys() == b.keys() and len(a) == 3 * 4 * len(_MODULES)
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from skimage import data
 
-from hyperlora_core.comfy_bridge.clip_vision import ComfyClipEncoder, hidden_size, load_clip_vision, resolve_clip_file
+from hyperlora_core.comfy_bridge.clip_vision import ComfyClipEncoder, load_clip_vision, resolve_clip_file
 from hyperlora_core.encode import encode_id, prepare_id
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face import FaceAnalyzer
@@ -79,11 +79,33 @@ def test_comfy_loader_equals_transformers_penultimate(vitl, clip_vision, analyze
     folder, pixels, reference = vitl
     assert clip_vision.model.vision_model.embeddings.class_embedding.dtype == torch.float32
     assert not comfy.cli_args.args.fp32_text_enc  # the flag was only set during the load
-    assert hidden_size(clip_vision) == 1024
-    # the whole ID path with ComfyUI's CLIP_VISION object passed straight in
-    cond = encode_id([data.astronaut()], analyzer, clip_vision)
+    # the whole ID path with ComfyUI's CLIP_VISION wrapped as the nodes wrap it
+    cond = encode_id([data.astronaut()], analyzer, ComfyClipEncoder(clip_vision))
     assert cond.clip_tokens.shape == (1, 257, 1024)
     torch.testing.assert_close(cond.clip_tokens, reference.float(), atol=1e-4, rtol=0)
+    with pytest.raises(HyperLoRAError, match="wrap it as hyperlora_core.comfy_bridge.clip_vision.ComfyClipEncoder"):
+        encode_id([data.astronaut()], analyzer, clip_vision)  # the core never reaches into the bridge itself
+
+
+def test_dtype_flags_are_restored_after_the_load_even_on_error():
+    """ComfyUI reads its text/vision-encoder dtype flags globally: a load with a dtype sets one only
+    for its own duration and puts every flag back as it was, also when the load fails."""
+    from hyperlora_core.comfy_bridge.clip_vision import _DTYPE_FLAGS, _text_encoder_dtype
+
+    args = comfy.cli_args.args
+    before = {name: getattr(args, name, False) for name in _DTYPE_FLAGS}
+    args.fp16_text_enc = True  # as if the user started ComfyUI with --fp16-text-enc
+    try:
+        with pytest.raises(RuntimeError, match="load failed"), _text_encoder_dtype(torch.bfloat16):
+            assert args.bf16_text_enc and not args.fp16_text_enc and not args.fp32_text_enc
+            raise RuntimeError("load failed")
+        assert args.fp16_text_enc and not args.bf16_text_enc and not args.fp32_text_enc
+        with pytest.raises(HyperLoRAError, match="not supported"), _text_encoder_dtype(torch.float64):
+            pass
+        assert args.fp16_text_enc
+    finally:
+        for name, value in before.items():
+            setattr(args, name, value)
 
 
 def test_encoder_input_checks(clip_vision):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import comfy.model_management
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 
 from hyperlora_core import HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
@@ -16,6 +15,7 @@ from hyperlora_core.comfy_bridge.sdxl import (
     init_weights,
     sdxl_unet_config,
 )
+from hyperlora_core.standins import random_hyperlora, small_config
 
 
 def _conditions(n, width=1024, seed=0):
@@ -108,6 +108,31 @@ def test_lora_changes_output_strength_zero_is_identical_source_unchanged(tiny):
     assert torch.equal(again, bare)
     after = model.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_patched_weights_are_exactly_w_plus_strength_alpha_over_rank_up_down(tiny):
+    """What ComfyUI merges for every key the LoRA names: W + s * (alpha / r) * up @ down, nothing else."""
+    model, hl = tiny
+    lora = hl.generate_id_lora(*_conditions(1, seed=6))
+    key_map = unet_lora_key_map(model)
+    comfy.model_management.unload_all_models()
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    strength = 0.7
+    comfy.model_management.load_models_gpu([apply_lora(model, lora, strength)])
+    try:
+        merged = {k: v.clone() for k, v in model.model.state_dict().items()}
+    finally:
+        comfy.model_management.unload_all_models()
+    names = {k[: -len(".lora_down.weight")] for k in lora if k.endswith(".lora_down.weight")}
+    assert len(names) == 88
+    for name in names:
+        down, up = lora[f"{name}.lora_down.weight"].float(), lora[f"{name}.lora_up.weight"].float()
+        scale = strength * float(lora[f"{name}.alpha"]) / down.shape[0]
+        key = key_map[name]
+        torch.testing.assert_close(merged[key], before[key] + scale * (up @ down), rtol=1e-5, atol=1e-6)
+    touched = {key_map[n] for n in names}
+    assert all(torch.equal(merged[k], before[k]) for k in before if k not in touched)
+    assert all(torch.equal(v, before[k]) for k, v in model.model.state_dict().items())  # restored after unload
 
 
 def test_base_lora_strength_is_separate(tiny):

@@ -39,20 +39,6 @@ def test_shapes_are_checked():
         BaseCondition(torch.randn(1, 257, 1024), None, torch.rand(8, 8, 3), (0,), (1,))
 
 
-def test_concat_renumbers_photos_and_fills_weights():
-    a = _id(1, (1, 0), (0,))
-    b = _id(2, (1, 1), (0, 1), weights=torch.tensor([2.0, 3.0]))
-    both = IDCondition.concat([a, b])
-    assert both.photo_indices == (0, 2, 3) and both.face_counts == (1, 0, 1, 1)
-    assert both.weights.tolist() == [1.0, 2.0, 3.0]
-    assert torch.equal(both.id_embeds[1:], b.id_embeds) and len(both.warnings) == 1
-    assert IDCondition.concat([a, a]).weights is None
-    with pytest.raises(HyperLoRAError, match="different face packs"):
-        IDCondition.concat([a, _id(1, (1,), (0,), space="buffalo_l")])
-    with pytest.raises(HyperLoRAError, match="nothing to combine"):
-        IDCondition.concat([])
-
-
 def test_base_condition():
     base = BaseCondition(torch.randn(2, 257, 1024), torch.tensor([1.0, 0.5]), torch.rand(2, 8, 8, 3), (1, 2), (0, 1, 3))
     assert base.has_face == (False, True, True) and "photo 3: 3 faces (used)" in base.summary()

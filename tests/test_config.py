@@ -39,7 +39,7 @@ def test_resampler_inference_and_errors():
 
 
 def test_config_json_round_trip():
-    from factories import small_config
+    from hyperlora_core.standins import small_config
 
     cfg = small_config(base_rank=2)
     assert HyperLoRAConfig.from_json(cfg.to_json()) == cfg

@@ -62,7 +62,7 @@ def test_encode_id_shapes_counts_and_previews(analyzer):
     assert not torch.allclose(cond.id_embeds[0], cond.id_embeds[1])  # different faces, different embeddings
     assert cond.face_crops.shape == (2, 512, 512, 3) and 0 <= cond.face_crops.min() and cond.face_crops.max() <= 1
     assert cond.face_counts == (1, 1) and cond.photo_indices == (0, 1) and cond.has_face == (True, True)
-    assert cond.weights is None and cond.embedding_space == "antelopev2" and cond.standin_face_models
+    assert cond.weights is None and cond.embedding_space == "standin:antelopev2"
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert len(enc.calls) == 1 and enc.calls[0].shape == (2, 224, 224, 3) and enc.calls[0].dtype == np.uint8
 
@@ -197,7 +197,7 @@ def test_8k_photo(analyzer):
 
 
 def test_condition_feeds_the_hypernetwork(analyzer):
-    from factories import random_hyperlora, sdxl_modules, small_config
+    from hyperlora_core.standins import random_hyperlora, sdxl_modules, small_config
 
     model = random_hyperlora(small_config(modules=sdxl_modules()[:2], basis_size=4, rank=2, dim=32, depth=1))
     cond = encode_id([square_photo(), square_photo(x=40)], analyzer, PixelEncoder(), weights=[1.0, 3.0])

@@ -95,8 +95,7 @@ def test_toy_world_end_to_end_through_comfyui(tmp_path):
 def test_sdxl_backend_end_to_end_on_standins(tmp_path):
     """The real-SDXL path (encode_id -> LoRA -> apply_lora -> KSampler -> VAE -> ArcFace) on tiny stand-ins:
     tiny SDXL-architecture models, the stand-in face pack and random HyperLoRA weights (numbers meaningless)."""
-    from fixtures import standins
-
+    from hyperlora_core import standins
     from hyperlora_core.eval.backends import SDXLBackend
     from hyperlora_core.face.analyzer import FaceAnalyzer
     from hyperlora_core.model import HyperLoRA

@@ -63,7 +63,7 @@ def test_loads_only_the_three_models_once(pack_root, monkeypatch):
     monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", counting)
     an = FaceAnalyzer.load("antelopev2", roots=[pack_root], providers="cpu")
     assert set(an.app.models) == {"detection", "landmark_2d_106", "recognition"}
-    assert an.providers == ["CPUExecutionProvider"] and an.is_standin and an.embedding_space == "antelopev2"
+    assert an.providers == ["CPUExecutionProvider"] and an.embedding_space == "standin:antelopev2"
     an.detect(np.zeros((300, 300, 3), np.uint8))  # warms every detector size (2.x: one session per size)
     created.clear()  # from here on nothing new may be created
     an.detect(np.zeros((300, 300, 3), np.uint8))

@@ -8,9 +8,8 @@ import pytest
 
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face import FaceAnalyzer, find_pack, list_packs
-from hyperlora_core.face.packs import check_embedding_space, embedding_space
+from hyperlora_core.face.packs import STANDIN_MARKER, check_embedding_space, embedding_space
 from hyperlora_core.standins import write_tiny_face_pack
-from hyperlora_core.standins.face_models import STANDIN_MARKER
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +105,11 @@ def test_other_embedding_space_is_refused(tmp_path, tiny):
     folder = _pack(tmp_path, tiny, name="buffalo_l", files=("tiny_det.onnx", "tiny_2d106.onnx"))
     shutil.copy(tiny / "tiny_rec.onnx", folder / "w600k_r50.onnx")
     an = FaceAnalyzer.load("buffalo_l", roots=[tmp_path], providers="cpu")
-    assert an.embedding_space == "buffalo_l" and not an.is_standin
+    assert an.embedding_space == "buffalo_l"
     with pytest.raises(HyperLoRAError, match='trained on "antelopev2" face embeddings.*"buffalo_l".*wrong, not merely worse'):
-        an.check_compatible("antelopev2")
-    an.check_compatible("antelopev2", allow_mismatch=True)  # the user's override
-    an.check_compatible("buffalo_l")
+        check_embedding_space(an.embedding_space, "antelopev2")
+    check_embedding_space(an.embedding_space, "antelopev2", allow_mismatch=True)  # the user's override
+    check_embedding_space(an.embedding_space, "buffalo_l")
     (folder / STANDIN_MARKER).write_text("stand-in")
-    check_embedding_space("buffalo_l", "antelopev2", standin=True)  # stand-ins are never refused
+    assert embedding_space(folder, "/x/w600k_r50.onnx") == "standin:buffalo_l"
+    check_embedding_space("standin:buffalo_l", "antelopev2")  # stand-ins are never refused

@@ -2,7 +2,7 @@
 photo or field and the fix, and nothing is lost or half-written (issue 10).
 
 In-process where the node or core function is the whole story; through the real ComfyUI server
-(tests/fixtures/server.py) where the host is part of it: API values the host passes on, a model
+(scripts/comfy_server.py) where the host is part of it: API values the host passes on, a model
 folder the host lists, a photo the host loads. The property-based test over every node's API
 inputs is in test_faults_fuzz.py.
 """
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import comfy_session, standins, workflows
+from fixtures import comfy_session, workflows
 from fixtures.nodes_env import model_folder, output_folder, run_node, validate_node
 from fixtures.pack import load_pack, pack_submodule
 from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from hyperlora_core import safetensors_io, temporaries
+from hyperlora_core import safetensors_io, standins, temporaries
 from hyperlora_core.checkpoint import load_hyperlora
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.lora import interpolate_loras, mix_loras, save_lora, slider_lora
@@ -181,7 +181,7 @@ _SLOW_SAVE = """
 import sys, time
 from pathlib import Path
 import torch
-from hyperlora_core import safetensors_io, temporaries
+from hyperlora_core import safetensors_io, standins, temporaries
 temporaries.install_signal_cleanup()
 real = safetensors_io.save_file
 def slow(tensors, path, metadata=None):

@@ -17,10 +17,11 @@ import math
 import pytest
 import torch
 from fixtures import comfy_session, workflows
-from fixtures.server import PromptRejected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
+
+from scripts.comfy_server import PromptRejected
 
 EXAMPLES = 40
 SAVE_PREFIX = "fuzz/lora"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 from reference_impl import reference_id_lora
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core.standins import random_hyperlora, small_config
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import comfy.model_management as mm
 import pytest
 import torch
-from factories import random_hyperlora, sdxl_modules, small_config
 
 from hyperlora_core.comfy_bridge.model_management import HyperLoRAHolder, hyperlora_patcher, load_for_use, unwrap
 from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.standins import random_hyperlora, sdxl_modules, small_config
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from fixtures import standins
+from hyperlora_core import standins
 from fixtures.pack import ROOT
 
 from hyperlora_core.models import check, comfyui_roots, download_entry, item, items

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures import standins
+from hyperlora_core import standins
 from fixtures.fake_hub import FakeHub
 from fixtures.pack import ROOT
 from safetensors.torch import save_file

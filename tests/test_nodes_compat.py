@@ -89,3 +89,32 @@ def test_compat_names_stay_away_when_the_published_pack_is_installed(tmp_path, d
     assert ("HyperLoRALoader" in registered) is disabled
     assert "HyperLoRACheckpointLoader" in registered
     load_pack("auto")
+
+
+def test_config_numbers_that_differ_from_the_weights_are_named_in_a_warning(caplog):
+    """The weights decide the architecture; the Config node's other numbers are only checked, and every one
+    that differs from the weights is named (with the value the weights have) in one warning."""
+    import importlib
+    import logging
+
+    from fixtures.nodes_env import run_node
+
+    from hyperlora_core.standins import random_hyperlora, small_config
+
+    module, pack = load_pack("auto")
+    compat = importlib.import_module(module.__name__ + ".nodes.compat")
+    model = random_hyperlora(small_config(basis_size=8, rank=4, dim=64, depth=2, id_tokens=4, ff_mult=2))
+    values = {"image_processor": "p", "image_encoder": "e", "resampler.dim": 64, "resampler.dim_head": 64,
+              "resampler.heads": 2, "resampler.depth": 2, "resampler.ff_mult": 2, "encoder_types": "clip + arcface",
+              "face_analyzer": "antelopev2", "id_embed_dim": 512, "num_id_tokens": 4, "hyper_dim": 8, "lora_rank": 4,
+              "has_base_lora": False}
+    (matching,), _ = run_node(pack["HyperLoRAConfig"], **values)
+    (other,), _ = run_node(pack["HyperLoRAConfig"], **{**values, "lora_rank": 8, "hyper_dim": 128, "resampler.heads": 12})
+    with caplog.at_level(logging.WARNING, logger="HyperLoRA"):
+        compat._check_declared(matching, model)
+        assert not caplog.records
+        compat._check_declared(other, model)
+    assert len(caplog.records) == 1
+    text = caplog.records[0].getMessage()
+    assert "hyper_dim=128 (weights: 8)" in text and "lora_rank=8 (weights: 4)" in text
+    assert "resampler.heads" not in text  # heads cannot be read from the weights: not checked

@@ -3,16 +3,13 @@ ComfyUI's custom-node loader), on a tiny checkpoint written to disk and loaded b
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from fixtures import standins
 from fixtures.nodes_env import assert_progress, model_folder, output_folder, progress_events, run_node, validate_node
 from fixtures.pack import load_pack
 from safetensors import safe_open
 
-from hyperlora_core import HyperLoRA, HyperLoRAError
+from hyperlora_core import HyperLoRA, HyperLoRAError, standins
 from hyperlora_core.conditions import IDCondition
 from hyperlora_core.lora import interpolate_loras, mix_loras, slider_lora
 
@@ -94,7 +91,8 @@ def test_generate_refuses_face_embeddings_from_another_pack(pack, hyper_lora):
     with pytest.raises(HyperLoRAError, match='trained on "antelopev2" face embeddings.*"buffalo_l"'):
         run_node(pack["HyperLoRAGenerateID"], hyper_lora=hyper_lora, id_cond=cond)
     (lora,), _ = run_node(pack["HyperLoRAGenerateID"], hyper_lora=hyper_lora, id_cond=cond, allow_other_face_pack=True)
-    assert lora
+    ups = [v for k, v in lora.items() if k.endswith("lora_up.weight")]
+    assert ups and len(lora) == 3 * len(ups) and any(u.abs().sum() > 0 for u in ups)  # a whole LoRA was made
 
 
 def test_generate_base_lora(pack, models, hyper_lora):
@@ -157,7 +155,6 @@ def test_save_writes_numbered_files_inside_the_output_folder(pack, two_loras, tm
         assert f.get_tensor(next(k for k in a if k.endswith("up.weight"))).dtype == torch.float16
     assert meta["hyperlora.trigger_words"] == "fcsks fxhks fhyks, " and meta["hyperlora.notes"] == "three photos"
     assert meta["ss_network_dim"] == str(next(v for k, v in a.items() if k.endswith("down.weight")).shape[0])
-    assert json.loads(json.dumps(meta))  # plain strings only
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/etc/passwd", "a/../../b", "C:/x", " "])

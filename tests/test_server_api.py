@@ -8,13 +8,14 @@ import os
 
 import numpy as np
 import pytest
-from fixtures import comfy_session, standins, workflows
+from fixtures import comfy_session, workflows
 from fixtures.nodes_env import assert_progress
-from fixtures.server import PromptRejected
 from PIL import Image
 from safetensors import safe_open
 
+from hyperlora_core import standins
 from hyperlora_core.lora import lora_modules
+from scripts.comfy_server import PromptRejected
 
 TINY = comfy_session.TINY_CHECKPOINT
 VITL = f"hyper_lora/{comfy_session.VITL_CHECKPOINT}"

@@ -33,9 +33,7 @@ def test_every_part_is_fp16_safetensors_and_the_world_fits_in_20_mb():
 
 def test_judge_and_encoders_on_clean_heldout_renders(heldout):
     from hyperlora_core.toy.conditions import load_conditioner
-    from hyperlora_core.toy.encoders import AttributeJudge
-    from hyperlora_core.toy.hyper import Conditioner
-    from hyperlora_core.toy.stages import to_tensor
+    from hyperlora_core.toy.encoders import AttributeJudge, Conditioner, to_tensor
 
     judge = files.load_module(AttributeJudge(), "judge")
     x = to_tensor(heldout.images)
@@ -55,8 +53,10 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     import comfy.model_patcher
     import comfy.sd
 
-    from hyperlora_core.toy.bridge import BUILTIN_WORLD, LATENT_SCALE, comfy_sample, toy_noise
-    from hyperlora_core.toy.hyper import FACE_PACK
+    from hyperlora_core.comfy_bridge.diffusion import ksample
+    from hyperlora_core.toy.files import BUILTIN_WORLD
+    from hyperlora_core.toy.models import LATENT_SCALE
+
     registry = pack_submodule("nodes.registry")
     classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
     TOY_LOADER = pack_submodule("nodes.toy_world").TOY_LOADER  # noqa: N806
@@ -67,7 +67,7 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     assert BUILTIN_WORLD in loader.INPUT_TYPES()["required"]["world"][0]
     assert loader.RETURN_TYPES == ("MODEL", "CLIP", "VAE", "HYPERLORA") and loader.NODE_DEF is TOY_LOADER
     model, clip, vae, hyper = loader().run(world=BUILTIN_WORLD)
-    assert hyper.model.hyperlora.config.face_pack == FACE_PACK
+    assert hyper.model.hyperlora.config.face_pack == world.NAME
     assert isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(clip, comfy.sd.CLIP)
     assert isinstance(vae, comfy.sd.VAE)
     # VAEEncode / VAEDecode semantics: IMAGE [B, 32, 32, 3] <-> LATENT [B, 4, 16, 16], SDXL latent scale
@@ -83,23 +83,23 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("fcsks fxhks fhyks, a face, red hair"))
     assert cond[0][0].shape == (1, 7, 64) and cond[0][1]["pooled_output"].shape == (1, 64)
     empty = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    out = comfy_sample(model, cond, empty, toy_noise(1, 0), cfg=2.0, steps=6)
+    out = ksample(model, cond, empty, torch.zeros(1, 4, 16, 16), seed=0, cfg=2.0, steps=6)
     assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
 
 
 def test_encode_node_makes_an_id_condition_the_hypernetwork_accepts(heldout):
     from hyperlora_core.model import HyperLoRA
-    from hyperlora_core.toy.bridge import BUILTIN_WORLD
-    from hyperlora_core.toy.hyper import FACE_PACK
+    from hyperlora_core.toy.files import BUILTIN_WORLD
+
     registry = pack_submodule("nodes.registry")
     classic_mappings, node_defs = registry.classic_mappings, registry.node_defs
 
     hl = HyperLoRA.from_pretrained(files.part_path("hyperlora"))
-    assert hl.config.face_pack == FACE_PACK
+    assert hl.config.face_pack == world.NAME
     photos = torch.from_numpy(np.repeat(np.repeat(heldout.images[:2], 4, 1), 4, 2)).float() / 255  # 128 px photos
     encode = classic_mappings(node_defs())[0]["HyperLoRAToyEncode"]
     cond, crops = encode().run(photos=photos, world=BUILTIN_WORLD, weights="2, 1")
-    assert len(cond) == 2 and cond.embedding_space == FACE_PACK
+    assert len(cond) == 2 and cond.embedding_space == world.NAME
     assert crops.shape == (2, 32, 32, 3) and cond.weights.tolist() == [2.0, 1.0]
     cond.check_face_pack(hl.config.face_pack)
     lora = hl.generate_id_lora(cond.clip_tokens, cond.id_embeds, cond.weights)

@@ -60,6 +60,20 @@ def test_save_restore_and_keep_last(tmp_path):
     assert sched2.last_epoch == sched.last_epoch == 3
 
 
+def test_model_weights_alone_need_no_optimizer(tmp_path):
+    """Reading the trained weights of a checkpoint (e.g. for a held-out curve) builds no optimiser."""
+    info = init_distributed()
+    step, opt, sched = _tiny_step()
+    _train(step, opt, sched, 2)
+    checkpointing.save_checkpoint(tmp_path, 2, step, opt, sched, info, {"stage": "t"}, keep_last=1)
+    fresh, _, _ = _tiny_step()
+    checkpointing.load_model_weights(tmp_path / "step-00000002", fresh)
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, step.state_dict()[k]), k
+    with pytest.raises(HyperLoRAError, match="could not read the model weights"):
+        checkpointing.load_model_weights(tmp_path / "missing", fresh)
+
+
 def test_full_disk_while_writing_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     info = init_distributed()
     step, opt, sched = _tiny_step()

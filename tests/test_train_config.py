@@ -97,7 +97,7 @@ def test_example_configs_are_valid(name):
 def test_decay_tail_leaves_the_earlier_steps_alone():
     """A finished stage lengthened with a cosine tail replays its first steps at the same lr, so
     resuming it from a checkpoint equals training the longer stage from scratch."""
-    from hyperlora_core.train.fit import lr_lambda
+    from hyperlora_core.train.schedule import lr_lambda
 
     plain, tail = lr_lambda("constant", 50, 1000), lr_lambda("constant", 50, 1750, 750)
     assert [tail(s) for s in range(1000)] == [plain(s) for s in range(1000)]
@@ -107,3 +107,28 @@ def test_decay_tail_leaves_the_earlier_steps_alone():
     assert cfg.stages["base"].decay_steps == 4
     with pytest.raises(HyperLoRAError, match=r"stages.base.decay_steps must be between 0 and the stage's steps \(2\)"):
         parse_config(MINIMAL.replace("{steps: 2}", "{steps: 2, decay_steps: 3}"))
+
+
+def test_backbones_come_from_a_registry(monkeypatch):
+    """`model.backbone` names a registered kind: its factory builds the backbone, its defaults travel with it."""
+    from hyperlora_core.comfy_bridge import backbone
+    from hyperlora_core.train.fit import build_backbone
+
+    monkeypatch.setattr(backbone, "_KINDS", dict(backbone._KINDS))
+    calls = []
+
+    def load(**model) -> backbone.Backbone:
+        calls.append(model)
+        return backbone.Backbone(unet=None, clip=None, vae=None, clip_vision=None, name="made")
+
+    backbone.register_backbone(backbone.BackboneKind("mine", load, resolution=48, needs_checkpoint=True))
+    with pytest.raises(HyperLoRAError, match="model.backbone is 'mine' but model.checkpoint is not set"):
+        parse_config(MINIMAL + "model: {backbone: mine}\n")
+    cfg = parse_config(MINIMAL + "model: {backbone: mine, checkpoint: /w, tiny_seed: 3}\n")
+    assert build_backbone(cfg).name == "made"
+    assert calls == [{"checkpoint": "/w", "clip_vision": None, "seed": 3}]
+    with pytest.raises(HyperLoRAError, match="'model.backbone' is 'sd15'; allowed: tiny, checkpoint, ") as refused:
+        parse_config(MINIMAL + "model: {backbone: sd15}\n")
+    assert {"mine", "toy"} <= set(str(refused.value).rstrip(".").split("allowed: ")[1].split(", "))
+    # the toy world registers itself when first named (the trainer never imports it)
+    assert backbone.backbone_kind("toy").resolution == 32

@@ -13,6 +13,7 @@ from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from PIL import Image
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+from hyperlora_core.comfy_bridge.clip_vision import ComfyClipEncoder
 from hyperlora_core.comfy_bridge.diffusion import Denoiser
 from hyperlora_core.comfy_bridge.lora_apply import apply_lora
 from hyperlora_core.encode import encode_id
@@ -95,7 +96,7 @@ def test_photos_to_published_export_to_lora(tmp_path, face_pack, capsys):
     bb = tiny_backbone(0)  # the pack's inference path: face analysis + CLIP vision -> LoRA
     analyzer = FaceAnalyzer.load(face_pack, providers="cpu")
     photo = np.asarray(Image.open(tmp_path / "photos" / "person0" / "1.png"))
-    cond = encode_id([photo], analyzer, bb.clip_vision)
+    cond = encode_id([photo], analyzer, ComfyClipEncoder(bb.clip_vision))
     lora = published.generate_id_lora(cond.clip_tokens, cond.id_embeds)
     assert max(v.abs().max().item() for k, v in lora.items() if k.endswith("lora_up.weight")) > 0
     den = Denoiser(bb.unet)

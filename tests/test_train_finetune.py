@@ -9,7 +9,6 @@ import comfy.sd
 import numpy as np
 import pytest
 import torch
-from factories import random_hyperlora, small_config
 from fixtures.training import TINY_TRAIN_CONFIG as TINY
 from PIL import Image
 from safetensors.torch import load_file
@@ -19,6 +18,7 @@ from hyperlora_core.comfy_bridge.diffusion import Denoiser
 from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.lora import save_lora
+from hyperlora_core.standins import random_hyperlora, small_config
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.finetune import finetune
 

@@ -25,9 +25,10 @@ from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.train import checkpointing
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.distributed import init_distributed
-from hyperlora_core.train.fit import fit, lr_lambda, make_optimizer
+from hyperlora_core.train.fit import fit, make_optimizer
 from hyperlora_core.train.objective import HyperStep
 from hyperlora_core.train.observe import read_losses
+from hyperlora_core.train.schedule import lr_lambda
 from hyperlora_core.train.setup import new_hyperlora, set_trainable
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 

@@ -5,13 +5,20 @@ VAE (`comfy.sd.VAE`) and the CLIP vision tower (`comfy.clip_vision.ClipVisionMod
 one comes from an SDXL checkpoint (`load_checkpoint_guess_config`) plus a CLIP ViT-L/14 file;
 the tiny one is built from the same ComfyUI classes at small widths with seeded random weights,
 so tests and the tiny example config exercise exactly the code paths of a real run.
+
+Backbones are found by name in a registry (`model.backbone` of a training config): each
+`BackboneKind` carries its factory and its own defaults, so the trainer never asks which one it
+has. `tiny` and `checkpoint` are registered here; other packages register theirs on import (the
+toy world: `hyperlora_core.toy.backbone`, listed in `PROVIDERS` so the name works before that).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,9 +178,49 @@ def tiny_backbone(seed: int = 0) -> Backbone:
     return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=f"tiny-sdxl-seed{seed}")
 
 
-def device_for_rank(local_rank: int) -> torch.device:
-    """ComfyUI's device for this process (set CUDA's current device first on multi-GPU runs)."""
-    if torch.cuda.is_available() and not comfy.model_management.cpu_state == comfy.model_management.CPUState.CPU:
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class BackboneKind:
+    """A named way to build a `Backbone`, with the defaults that belong to it."""
+
+    name: str
+    load: Callable[..., Backbone]
+    """`load(checkpoint=..., clip_vision=..., seed=...) -> Backbone` (the training config's model section)."""
+    resolution: int
+    """Default side of the square training images (`prepare`, `finetune`)."""
+    needs_checkpoint: bool = False
+    """`model.checkpoint` must name a file (or folder) for this kind."""
+
+
+_KINDS: dict[str, BackboneKind] = {}
+PROVIDERS: dict[str, str] = {"toy": "hyperlora_core.toy.backbone"}
+"""Backbone name -> the module that registers it when imported (so the registry can load it on first use)."""
+
+
+def register_backbone(kind: BackboneKind) -> BackboneKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def backbone_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*_KINDS, *PROVIDERS]))
+
+
+def backbone_kind(name: str) -> BackboneKind:
+    """The registered kind called `name` (importing its provider module on first use)."""
+    if name not in _KINDS and name in PROVIDERS:
+        importlib.import_module(PROVIDERS[name])
+    if name not in _KINDS:
+        raise HyperLoRAError(f"config: 'model.backbone' is '{name}'; allowed: {', '.join(backbone_names())}.")
+    return _KINDS[name]
+
+
+def _load_checkpoint_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> Backbone:  # noqa: ARG001
+    return load_backbone(checkpoint, clip_vision)
+
+
+def _load_tiny_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> Backbone:  # noqa: ARG001
+    return tiny_backbone(seed)
+
+
+register_backbone(BackboneKind("tiny", _load_tiny_kind, resolution=64))
+register_backbone(BackboneKind("checkpoint", _load_checkpoint_kind, resolution=1024, needs_checkpoint=True))

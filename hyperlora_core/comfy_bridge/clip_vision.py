@@ -10,8 +10,8 @@
   pixels that our PIL preprocessing already resized to the model's size, so ComfyUI's
   `clip_preprocess` only rescales and normalises them (no second resampling), and returns the
   penultimate-layer tokens (`penultimate_hidden_states`, HF `hidden_states[-2]`), `[N, 257, 1024]`
-  for ViT-L/14.
-- `encode_id` / `encode_base`: the core functions, re-exported for nodes.
+  for ViT-L/14. Nodes wrap the CLIP_VISION they receive in it before calling `encode_id` /
+  `encode_base` (the core never imports this module).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import comfy.clip_vision
 import numpy as np
 import torch
 
-from ..encode import encode_base, encode_id
 from ..errors import HyperLoRAError
 from ..safetensors_io import read_shapes
 
-__all__ = ["ComfyClipEncoder", "encode_base", "encode_id", "load_clip_vision", "resolve_clip_file"]
+__all__ = ["ComfyClipEncoder", "load_clip_vision", "resolve_clip_file"]
 
 _DTYPE_FLAGS = ("fp8_e4m3fn_text_enc", "fp8_e5m2_text_enc", "fp16_text_enc", "fp32_text_enc", "bf16_text_enc")
 _FLAG_FOR = {torch.float32: "fp32_text_enc", torch.float16: "fp16_text_enc", torch.bfloat16: "bf16_text_enc"}
@@ -99,11 +98,6 @@ def load_clip_vision(path: str | os.PathLike, dtype: torch.dtype | None = None) 
             "visual.transformer.* keys of a ViT-L/H/bigG). HyperLoRA needs CLIP ViT-L/14 (openai/clip-vit-large-patch14)."
         )
     return model
-
-
-def hidden_size(clip_vision: Any) -> int:
-    """Token width of a ComfyUI CLIP vision model (1024 for ViT-L/14)."""
-    return int(clip_vision.model.vision_model.embeddings.class_embedding.shape[-1])
 
 
 class ComfyClipEncoder:

@@ -7,6 +7,9 @@ code serves EPS, V and EDM checkpoints; objectives differ only by a weight on th
 
 from __future__ import annotations
 
+import math
+
+import comfy.sample
 import comfy.samplers
 import torch
 
@@ -68,26 +71,57 @@ def euler_sample(
     noise: torch.Tensor,
     context: torch.Tensor,
     adm: torch.Tensor,
-    uncond_context: torch.Tensor,
-    uncond_adm: torch.Tensor,
-    steps: int = 8,
-    cfg: float = 4.0,
+    uncond_context: torch.Tensor | None = None,
+    uncond_adm: torch.Tensor | None = None,
+    steps: int = 20,
+    cfg: float = 1.0,
     scheduler: str = "karras",
 ) -> torch.Tensor:
-    """Plain Euler with classifier-free guidance (cond and uncond in one batch); returns latents.
+    """KSampler's "euler" from an empty latent, batched with per-sample conditioning; returns the
+    denoised latents in the model's space (`Denoiser.latent_out` gives what KSampler outputs).
 
-    Small and deterministic for preview grids during training; the hooks see a batch of 2B and
-    repeat each sample's LoRA for both halves.
+    The same arithmetic as `comfy.sample.sample` at denoise 1: the start noise is scaled as
+    KSampler scales it (`noise_scaling` with its `max_denoise` rule), CFG is `uncond + (cond -
+    uncond) * cfg` with cond and uncond in one batch, and at CFG 1 the uncond pass is skipped as
+    ComfyUI does. What KSampler cannot do: every sample may carry its own context and, through
+    `lora_hooks`, its own LoRA (the hooks see the doubled batch and repeat each sample's LoRA).
     """
+    sampling = denoiser.model.model_sampling
     sigmas = denoiser.sampling_sigmas(steps, scheduler).to(noise.device)
-    x = noise * sigmas[0]
-    ctx = torch.cat([context, uncond_context])
-    y = torch.cat([adm, uncond_adm])
+    max_denoise = math.isclose(float(sampling.sigma_max), float(sigmas[0]), rel_tol=1e-05) or float(sigmas[0]) > float(sampling.sigma_max)
+    x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=max_denoise)
+    guided = not math.isclose(cfg, 1.0)
+    if guided and uncond_context is None:
+        raise ValueError("euler_sample: CFG other than 1 needs the unconditional context and ADM.")
+    ctx = torch.cat([context, uncond_context]) if guided else context
+    y = torch.cat([adm, uncond_adm]) if guided else adm
     for i in range(len(sigmas) - 1):
-        s = sigmas[i].expand(x.shape[0] * 2)
-        den = denoiser.denoise(torch.cat([x, x]), s, ctx, y)
-        cond, uncond = den.chunk(2)
-        guided = uncond + cfg * (cond - uncond)
-        d = (x - guided) / sigmas[i]
+        if guided:
+            s = sigmas[i].expand(x.shape[0] * 2)
+            cond, uncond = denoiser.denoise(torch.cat([x, x]), s, ctx, y).chunk(2)
+            denoised = uncond + (cond - uncond) * cfg
+        else:
+            denoised = denoiser.denoise(x, sigmas[i].expand(x.shape[0]), ctx, y)
+        d = (x - denoised) / sigmas[i]
         x = x + d * (sigmas[i + 1] - sigmas[i])
-    return x
+    return sampling.inverse_noise_scaling(sigmas[-1], x)
+
+
+def encode_prompt(clip, text: str) -> list:
+    """ComfyUI CONDITIONING for a prompt, as `CLIPTextEncode` makes it."""
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True)
+    return [[cond, {"pooled_output": pooled}]]
+
+
+def ksampler_noise(latent: torch.Tensor, seed: int) -> torch.Tensor:
+    """The noise the KSampler node draws for `latent` and `seed`."""
+    return comfy.sample.prepare_noise(latent, seed)
+
+
+def ksample(model_patcher, positive: list, negative: list, latent: torch.Tensor, seed: int, steps: int = 20,
+            cfg: float = 1.0, sampler: str = "euler", scheduler: str = "karras",
+            noise: torch.Tensor | None = None) -> torch.Tensor:
+    """What the KSampler node does at denoise 1 (`comfy.sample.sample`); returns the latents it outputs."""
+    noise = ksampler_noise(latent, seed) if noise is None else noise
+    return comfy.sample.sample(model_patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
+                               disable_pbar=True, seed=seed)

@@ -5,6 +5,7 @@
   authors' README says, or our single ``.safetensors`` files) and the HF-format CLIP folder in
   ``hyper_lora/clip_vit/<name>/``.
 - ``clip_vision``: ComfyUI's own folder, for CLIP vision ``.safetensors`` files.
+- ``toy_world``: toy worlds (``models/toy_world`` and its sub-folders), for the Toy World Loader.
 
 Call :func:`register_model_folders` once at import of the node pack; it keeps folders that an
 extra_model_paths.yaml already registered first in the list.
@@ -25,12 +26,13 @@ from ..file_cache import LOADED
 INSIGHTFACE = "insightface"
 HYPER_LORA = "hyper_lora"
 CLIP_VISION = "clip_vision"
+TOY_WORLD = "toy_world"
 CLIP_SUBFOLDERS = ("clip_vit",)
-_EXTENSIONS = {INSIGHTFACE: {".onnx"}, HYPER_LORA: {".safetensors"}}
+_EXTENSIONS = {INSIGHTFACE: {".onnx"}, HYPER_LORA: {".safetensors"}, TOY_WORLD: {".safetensors"}}
 
 
 def register_model_folders() -> None:
-    """Add `models/insightface` and `models/hyper_lora` to ComfyUI's folder registry (idempotent)."""
+    """Add `models/insightface`, `models/hyper_lora` and `models/toy_world` to ComfyUI's folder registry (idempotent)."""
     for name, exts in _EXTENSIONS.items():
         default = os.path.join(folder_paths.models_dir, name)
         folder_paths.add_model_folder_path(name, default)
@@ -52,6 +54,10 @@ def insightface_roots() -> list[Path]:
 
 def hyper_lora_roots() -> list[Path]:
     return _paths(HYPER_LORA)
+
+
+def toy_world_roots() -> list[Path]:
+    return _paths(TOY_WORLD)
 
 
 def face_pack_names() -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import comfy.lora
+import comfy.model_management
 import comfy.patcher_extension
 import torch
 from torch import nn
@@ -142,8 +143,23 @@ def install_lora_hooks(
 
 
 def activate(model_patcher, device: torch.device | str) -> nn.Module:
-    """Load the weights to `device` and run the injections; returns `model_patcher.model`."""
+    """Load the weights to `device` and run the injections; returns `model_patcher.model`.
+
+    ComfyUI leaves a sampled clone's LoRA merged into the weights its clones share until it
+    unloads that clone; the hooks would then add their LoRA on top of it. So every loaded model
+    is unloaded first (its weights restored), as ComfyUI does before loading another."""
+    comfy.model_management.unload_all_models()
     return model_patcher.patch_model(device_to=torch.device(device))
+
+
+def attach_lora_hooks(model_patcher, paths: list[str], device: torch.device | str,
+                      gradient_checkpointing: bool = False) -> LoRAHookState:
+    """`install_lora_hooks` on `paths` and `activate`: returns the state whose LoRA sets the hooks add
+    from now on (`deactivate` removes them)."""
+    state = LoRAHookState()
+    install_lora_hooks(model_patcher, paths, state, gradient_checkpointing)
+    activate(model_patcher, device)
+    return state
 
 
 def deactivate(model_patcher) -> None:

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = p.parse_args(argv)
 
-    from ..toy.build import _boot
+    from ..comfy_bridge.boot import boot_comfy
 
-    _boot()
+    boot_comfy()
     import torch
 
     if args.threads:

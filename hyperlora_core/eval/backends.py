@@ -50,7 +50,7 @@ class ToyBackend:
                 for k, i in enumerate(ids)]
 
     def prepare(self, person: Person):
-        from ..toy.stages import to_tensor
+        from ..toy.encoders import to_tensor
 
         return self.toy.conditioner(to_tensor(np.stack(person.photos)))
 
@@ -66,21 +66,18 @@ class ToyBackend:
         return self.toy.hyperlora.generate_base_lora(tokens[: refs or len(tokens)])
 
     def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
-        from ..toy.bridge import comfy_sample, toy_noise
-
-        model = _patched(self.toy.unet, loras)
-        latent = comfy_sample(model, self.toy.encode_text(prompt), self.toy.encode_text(""), toy_noise(1, seed),
-                              seed=seed, steps=self.steps, cfg=self.cfg)
-        return _uint8(self.toy.vae.decode(latent).float())[0]
+        images = self.toy.generate(None, self.toy.noise(1, seed), prompt, seed=seed, steps=self.steps, cfg=self.cfg,
+                                   model=_patched(self.toy.unet, loras))
+        return _uint8(images)[0]
 
     @torch.no_grad()
     def face_embedding(self, image: np.ndarray) -> np.ndarray:
-        from ..toy.stages import to_tensor
+        from ..toy.encoders import to_tensor
 
         return self.toy.conditioner.arcface(to_tensor(image[None])).numpy()[0]
 
     def attribute_match(self, image: np.ndarray, person: Person) -> np.ndarray | None:
-        from ..toy.stages import to_tensor
+        from ..toy.encoders import to_tensor
 
         if person.attributes is None:
             return None
@@ -107,23 +104,23 @@ class SDXLBackend:
     @classmethod
     def from_files(cls, checkpoint: str | os.PathLike, hyperlora: str | os.PathLike, face_pack: str | os.PathLike,
                    clip_vision: str | os.PathLike, **options) -> SDXLBackend:
-        import comfy.sd
-
+        from ..comfy_bridge.backbone import load_backbone
         from ..comfy_bridge.clip_vision import load_clip_vision
         from ..face.analyzer import FaceAnalyzer
 
         if not Path(checkpoint).is_file():
             raise HyperLoRAError(f"SDXL checkpoint '{checkpoint}' not found.")
-        unet, clip, vae = comfy.sd.load_checkpoint_guess_config(
-            str(checkpoint), output_vae=True, output_clip=True, embedding_directory=None)[:3]
-        return cls(unet, clip, vae, HyperLoRA.from_pretrained(hyperlora), FaceAnalyzer.load(face_pack),
+        sdxl = load_backbone(checkpoint, None)
+        return cls(sdxl.unet, sdxl.clip, sdxl.vae, HyperLoRA.from_pretrained(hyperlora), FaceAnalyzer.load(face_pack),
                    load_clip_vision(clip_vision), **options)
 
     def prepare(self, person: Person):
+        from ..comfy_bridge.clip_vision import ComfyClipEncoder
         from ..encode import encode_base, encode_id
 
-        cond = encode_id(person.photos, self.analyzer, self.clip_vision, on_no_face="skip")
-        base = encode_base(person.photos, self.analyzer, self.clip_vision, on_no_face="skip") if self.has_base else None
+        clip = ComfyClipEncoder(self.clip_vision)
+        cond = encode_id(person.photos, self.analyzer, clip, on_no_face="skip")
+        base = encode_base(person.photos, self.analyzer, clip, on_no_face="skip") if self.has_base else None
         return cond, base
 
     def id_lora(self, prepared, refs: int | None) -> dict:
@@ -138,20 +135,14 @@ class SDXLBackend:
             return None
         return self.hl.generate_base_lora(base.clip_tokens[: refs or len(base.clip_tokens)])
 
-    def _encode(self, text: str) -> list:
-        cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-        return [[cond, {"pooled_output": pooled}]]
-
     @torch.no_grad()
     def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
-        import comfy.sample
+        from ..comfy_bridge.diffusion import encode_prompt, ksample
 
-        model = _patched(self.unet, loras)
         latent = torch.zeros(1, 4, self.size // 8, self.size // 8)
-        noise = comfy.sample.prepare_noise(latent, seed)
-        out = comfy.sample.sample(model, noise, self.steps, self.cfg, self.sampler, self.scheduler,
-                                  self._encode(self.prefix + prompt), self._encode(self.negative), latent,
-                                  disable_pbar=True, seed=seed)
+        out = ksample(_patched(self.unet, loras), encode_prompt(self.clip, self.prefix + prompt),
+                      encode_prompt(self.clip, self.negative), latent, seed, self.steps, self.cfg, self.sampler,
+                      self.scheduler)
         return _uint8(self.vae.decode(out).float())[0]
 
     def face_embedding(self, image: np.ndarray) -> np.ndarray | None:

@@ -28,7 +28,6 @@ from ..errors import HyperLoRAError, os_error_message
 from .packs import (
     DEFAULT_PACK,
     REQUIRED_TASKS,
-    check_embedding_space,
     embedding_space,
     find_pack,
     missing_tasks_message,
@@ -190,9 +189,6 @@ class FaceAnalyzer:
         self.fixed_det_size: int | None = int(shape[3]) if fixed else None
         rec_file = getattr(self.recognizer, "model_file", None)
         self.embedding_space = embedding_space(folder, rec_file)
-        from ..standins.face_models import is_standin_pack
-
-        self.is_standin = is_standin_pack(folder)
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -248,10 +244,6 @@ class FaceAnalyzer:
     @property
     def pack_name(self) -> str:
         return self.folder.name
-
-    def check_compatible(self, expected_space: str, allow_mismatch: bool = False) -> None:
-        """Refuse embeddings from a different ArcFace space than the checkpoint's (see packs.py)."""
-        check_embedding_space(self.embedding_space, expected_space, allow_mismatch, self.is_standin)
 
     # -- models --------------------------------------------------------------------------------
     def detect(self, bgr: np.ndarray, sizes: Sequence[int] = DET_SIZES) -> Detection:

@@ -9,6 +9,10 @@ A pack also fixes the ArcFace embedding space: antelopev2 uses glintr100 (ResNet
 Glint360K), buffalo_l uses w600k_r50 (ResNet-50 on WebFace600K). A checkpoint trained on one
 space gets meaningless embeddings from the other, so :func:`check_embedding_space` refuses it
 unless the user overrides.
+
+Stand-in packs (random tiny models for tests and demos, `hyperlora_core.standins`) carry a marker
+file; their embedding space is `standin:<folder>`, which every check accepts. That is the one place
+the real path knows about stand-ins.
 """
 
 from __future__ import annotations
@@ -161,16 +165,33 @@ def missing_tasks_message(folder: Path, found: Sequence[str]) -> str | None:
     )
 
 
+STANDIN_MARKER = "STANDIN.txt"
+"""The file that marks a folder of stand-in face models."""
+STANDIN_SPACE = "standin:"
+"""Prefix of a stand-in pack's embedding space (accepted by every check: its embeddings mean nothing)."""
+
+
+def is_standin_pack(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / STANDIN_MARKER).is_file()
+
+
+def is_standin_space(space: str) -> bool:
+    return space.startswith(STANDIN_SPACE)
+
+
 def embedding_space(folder: Path, recognition_file: str | None) -> str:
-    """The ArcFace space a pack produces: known from the recognition file, else the folder name."""
+    """The ArcFace space a pack produces: known from the recognition file, else the folder name
+    (`standin:<folder name>` for stand-in models)."""
+    if is_standin_pack(folder):
+        return STANDIN_SPACE + Path(folder).name
     if recognition_file and Path(recognition_file).name in RECOGNIZER_SPACE:
         return RECOGNIZER_SPACE[Path(recognition_file).name]
     return folder.name
 
 
-def check_embedding_space(space: str, expected: str, allow_mismatch: bool = False, standin: bool = False) -> None:
+def check_embedding_space(space: str, expected: str, allow_mismatch: bool = False) -> None:
     """Refuse a face pack whose ArcFace space differs from the one the checkpoint was trained on."""
-    if space == expected or allow_mismatch or standin:
+    if space == expected or allow_mismatch or is_standin_space(space):
         return
     raise HyperLoRAError(
         f'this checkpoint was trained on "{expected}" face embeddings, but the selected face models '

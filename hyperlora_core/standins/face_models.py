@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-STANDIN_MARKER = "STANDIN.txt"
+from ..face.packs import STANDIN_MARKER
+
 """Written next to the models so nobody mistakes the folder for a real pack."""
 
 CORE_FILES = ("tiny_det.onnx", "tiny_2d106.onnx", "tiny_rec.onnx")
@@ -227,8 +228,3 @@ def write_tiny_face_pack(folder: str | os.PathLike, extras: bool = False) -> Pat
         "They are NOT face models: replace this folder with the real antelopev2 pack for real use.\n"
     )
     return out
-
-
-def is_standin_pack(folder: str | os.PathLike) -> bool:
-    """True for a folder written by :func:`write_tiny_face_pack`."""
-    return (Path(folder) / STANDIN_MARKER).is_file()

@@ -3,13 +3,15 @@
 Without the published weights nobody can see HyperLoRA work, and nothing proves our trainer
 learns. This world fixes both: cartoon faces whose identity is six attributes, a 32-px /2 VAE and
 a tiny SDXL-architecture UNet built from ComfyUI's own classes, frozen ArcFace / CLIP analogues,
-and an attribute classifier that only judges. The hypernetwork is the core `HyperLoRA`, trained
-by `python -m hyperlora_core.train` like a real one.
+and an attribute classifier that only judges. It adds no second stack: the hypernetwork is the
+core `HyperLoRA`, trained by `python -m hyperlora_core.train` (backbone `toy`), applied by
+`comfy_bridge.apply_lora` and sampled by ComfyUI's KSampler, like a real one.
 
-Modules: `world` (generator, held-out split), `encoders` (judge, ToyArcFace, ToyCLIP), `caption`
-(text encoder), `bridge` (ComfyUI VAE / UNet / CLIP objects, sampling, model folders), `stages`
-(training the frozen parts), `hyper` (HyperLoRA config, hooks, held-out evaluation, a reference
-loop), `trainer` (the trainer's backbone and dataset), `build` (`make toy-world`), `evaluate` and
-`demo` (ComfyUI-path table and grid), `install` / `workflow` (ComfyUI folders, API graph),
-`conditions` (photos -> IDCondition), `card` (MODEL_CARD.md). Weights: models/toy/.
+Modules: `world` (generator, held-out split, its name), `encoders` (judge, ToyArcFace, ToyCLIP,
+`Conditioner`), `caption` (text encoder), `models` (VAE / UNet / caption encoder as ComfyUI
+objects, through `comfy_bridge.wrappers`), `files` (where the weights are), `stages` (training
+the frozen parts), `backbone` (the trainer's `toy` backbone, dataset and config), `build`
+(`make toy-world`, a table of stages), `evaluate` and `demo` (the held-out table and grid through
+the KSampler path), `install` / `workflow` (ComfyUI folders, API graph), `conditions` (photos ->
+IDCondition), `card` (MODEL_CARD.md). Weights: models/toy/.
 """

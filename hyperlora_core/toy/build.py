@@ -1,32 +1,246 @@
 """`make toy-world`: rebuild every toy-world weight file from nothing, stage by stage.
 
-    python -m hyperlora_core.toy.build                      # everything (about an hour of 2-core CPU)
+    python -m hyperlora_core.toy.build                      # everything (about 80 minutes of 2-core CPU)
     python -m hyperlora_core.toy.build --stages base,hyper  # only some stages (others are loaded)
     python -m hyperlora_core.toy.build --smoke --out /tmp/w # a few steps of every stage (CI)
 
-Stages: judge, arcface, clip, vae, base (UNet + caption encoder), hyper (HyperLoRA: CLIP-analogue
-stage, then ID-analogue stage), eval. Each stage writes its fp16 file to the output folder and
-its minutes and numbers to `toy_world.json`, so the model card can be regenerated from it.
+Stages (`STAGES`, run in this order): judge, arcface, clip, vae, base (UNet + caption encoder),
+hyper (the HyperLoRA, through `python -m hyperlora_core.train fit` and `export`: CLIP-analogue
+stage, then ID-analogue stage), eval. Each stage writes its fp16 file to the output folder and its
+minutes and numbers to `toy_world.json`, from which the model card is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-STAGES = ("judge", "arcface", "clip", "vae", "base", "hyper", "eval")
 
 FULL_STEPS = {"judge": 800, "arcface": 800, "clip": 800, "vae": 1000, "base": 1500}
 SMOKE_STEPS = {"judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
 
 
-def _boot() -> None:
-    try:
-        from scripts.comfy_env import boot_comfy
-    except ImportError:  # installed without the repository's scripts/: ComfyUI must be importable
-        return
-    boot_comfy()
+@dataclass
+class Build:
+    """What the stages share: the options, the data, the output folder and the parts made so far."""
+
+    out: Path
+    work: Path
+    smoke: bool
+    steps: dict[str, int]
+    resume_hyper: bool = False
+    log: Callable[[str], None] = print
+    parts: dict = field(default_factory=dict)
+    data: object = None
+
+    def part(self, name: str):
+        """A frozen part: the one this run trained, else the one in the output folder."""
+        if name not in self.parts:
+            from . import files
+            from .encoders import AttributeJudge, ToyArcFace, ToyCLIP
+            from .models import new_vae_model
+
+            make = {"judge": AttributeJudge, "arcface": ToyArcFace, "clip_vision": ToyCLIP, "vae": new_vae_model}[name]
+            self.parts[name] = files.load_module(make(), name, self.out)
+        return self.parts[name]
+
+    def save(self, module, part: str, stage: str) -> None:
+        from . import files
+
+        files.save_module(module, part, self.out, {"steps": self.steps[stage]})
+        self.parts[part] = module
+
+
+# -- the stages: each trains or measures one thing and returns the numbers to record -----------------
+def judge_stage(b: Build) -> dict:
+    from . import stages
+
+    judge = stages.train_judge(b.data, b.steps["judge"], log=b.log)
+    b.save(judge, "judge", "judge")
+    return {"heldout_accuracy": [round(float(a), 4) for a in stages.judge_accuracy(judge, b.data.heldout)]}
+
+
+def arcface_stage(b: Build) -> dict:
+    from . import stages
+
+    net = stages.train_arcface(b.data, b.steps["arcface"], log=b.log)
+    b.save(net, "arcface", "arcface")
+    return {"heldout": stages.arcface_report(net, b.data.heldout)}
+
+
+def clip_stage(b: Build) -> dict:
+    from . import stages
+
+    b.save(stages.train_clip(b.data, b.steps["clip"], log=b.log), "clip_vision", "clip")
+    return {}
+
+
+def vae_stage(b: Build) -> dict:
+    from . import stages
+
+    vae = stages.train_vae(b.data, b.steps["vae"], log=b.log)
+    psnr, judge_on_rec = stages.vae_report(vae, b.part("judge"), b.data.heldout, count=64 if b.smoke else 512)
+    b.save(vae, "vae", "vae")
+    return {"heldout_psnr": round(psnr, 2), "judge_on_reconstructions": judge_on_rec}
+
+
+def base_stage(b: Build) -> dict:
+    import torch
+
+    from . import stages
+    from .encoders import to_tensor
+
+    vae, judge, steps = b.part("vae"), b.part("judge"), b.steps["base"]
+    latents = stages.vae_encode(vae, to_tensor(b.data.train.images)) * stages.LATENT_SCALE
+    curve: list = []
+    started = time.time()
+
+    def evaluate(model, step: int) -> None:
+        acc = stages.base_fidelity(model, vae, judge, count=8 if b.smoke else 64, steps=4 if b.smoke else 20)
+        curve.append({"step": step, "minutes": round((time.time() - started) / 60, 2), "mean": round(float(acc.mean()), 4),
+                      "per_attribute": [round(float(a), 3) for a in acc]})
+        b.log(f"base fidelity at step {step}: {acc.round(2).tolist()} mean {acc.mean():.3f}")
+
+    base = stages.train_base(latents, torch.from_numpy(b.data.train.attributes), steps, log=b.log,
+                             eval_every=steps if b.smoke else max(1, steps // 5), evaluate=evaluate)
+    b.save(base.unet.model.diffusion_model, "unet", "base")
+    b.save(base.captions, "caption_encoder", "base")
+    return {"fidelity_curve": curve}
+
+
+def hyper_stage(b: Build) -> dict:
+    """The toy HyperLoRA through the project's trainer: dataset -> `train fit` -> `train export`, then
+    the held-out match of every checkpoint the trainer kept (the curve of the model card).
+
+    `--resume-hyper` keeps an earlier run: the trainer skips finished stages and resumes an interrupted
+    one (bit-identical to an uninterrupted run), so the step times are read from its logs."""
+    import torch
+
+    from ..model import HyperLoRA
+    from ..train.__main__ import main as train_cli
+    from ..train.config import load_config
+    from ..train.fit import stage_dir
+    from ..train.observe import read_losses
+    from . import files, world
+    from .backbone import write_toy_dataset, write_train_config
+
+    # the full recipe is write_train_config's defaults; the smoke run a few steps of each stage
+    config_path = (write_train_config(b.out, b.work, steps_clip=2, steps_id=3, every=2, decay_id=1) if b.smoke
+                   else write_train_config(b.out, b.work))
+    overrides = ["train.batch.identities=4"] if b.smoke else []
+    cfg = load_config(config_path, overrides)
+    shards = Path(cfg.data.shards)
+    if not (shards / "index.json").is_file():
+        t = time.time()
+        write_toy_dataset(shards, b.data.train, b.out)
+        b.log(f"trainer dataset: {len(b.data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
+    run = Path(cfg.run_dir)
+    if run.exists() and not b.resume_hyper:
+        shutil.rmtree(run)  # a rebuild trains from scratch (the trainer would resume or skip finished stages)
+    args = ["--config", str(config_path)] + [a for o in overrides for a in ("--set", o)]
+    t = time.time()
+    if train_cli(["fit", *args]) != 0:
+        raise RuntimeError("hyperlora_core.train fit failed")
+    fit_minutes = (time.time() - t) / 60
+    single = files.part_path("hyperlora", b.out)
+    train_cli(["export", *args, "--out", str(b.work / "export"), "--single", str(single)])
+    hl = HyperLoRA.from_pretrained(single)  # the trainer knows no face packs but insightface's: name the toy one
+    hl.config = dataclasses.replace(hl.config, face_pack=world.NAME)
+    hl.save_single_file(single)
+
+    rows, no_lora = held_out_curve(b, cfg)
+    losses, step_seconds = {}, {}
+    for stage in cfg.stage_names():
+        logged = read_losses(stage_dir(cfg, stage))
+        losses[stage] = [(r["step"], round(r["loss"], 5)) for r in logged][:: max(1, cfg.stages[stage].steps // 40)]
+        step_seconds[stage] = round(sum(r["seconds"] for r in logged) / max(1, len(logged)), 3)
+    return {"recipe": {"steps_clip": cfg.stages["clip_id"].steps, "steps_id": cfg.stages["arcface_id"].steps,
+                       "batch": cfg.train.batch.identities * cfg.train.batch.photos_per_identity,
+                       "lr_basis": cfg.train.optimizer.basis_lr, "lr_net": cfg.train.optimizer.lr,
+                       "warmup": cfg.train.scheduler.warmup_steps, "t_min": cfg.train.loss.t_min, "w_distill": 0.0,
+                       "seed": cfg.seed, "decay_id": cfg.stages["arcface_id"].decay_steps},
+            "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": b.resume_hyper,
+            "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
+            "fit_minutes": round(fit_minutes, 2), "no_lora_match": no_lora, "match_curve": rows, "losses": losses,
+            "file_bytes": single.stat().st_size, "config": json.loads(json.dumps(cfg.source))}
+
+
+def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
+    """Held-out match (1 and 4 reference photos) of every checkpoint and stage result of the run,
+    and the no-LoRA match on the same noise; through `evaluate.HookedSampler`."""
+    from ..model import HyperLoRA
+    from ..train.checkpointing import list_checkpoints, load_model_weights
+    from ..train.config import STAGE
+    from ..train.fit import final_path, stage_dir
+    from ..train.objective import HyperStep
+    from .evaluate import HeldoutSet, HookedSampler, ToyWorld, match
+
+    toy = ToyWorld.load(b.out)
+    held = HeldoutSet.make(toy.conditioner, count=8 if b.smoke else 64)
+    rows, offset, t0 = [], 0, time.time()
+    with HookedSampler(toy, held, steps=4 if b.smoke else 20) as sampler:
+        no_lora = round(float(match(toy.judge, sampler.images(None), held.attributes).mean()), 4)
+        for stage in cfg.stage_names():
+            face = STAGE[stage].face_embedding
+            final = HyperLoRA.from_pretrained(final_path(cfg, stage)).eval()
+            snapshots = [(int(p.name.split("-")[1]), p) for p in list_checkpoints(stage_dir(cfg, stage) / "checkpoints")]
+            for step, path in [*snapshots, (cfg.stages[stage].steps, None)]:
+                hl = final
+                if path is not None:  # a checkpoint: the final result's architecture with its weights
+                    hl = HyperLoRA(final.config).eval()
+                    load_model_weights(path, HyperStep(hl))
+                row = {"step": offset + step, "stage": "id+clip" if face else "clip",
+                       "minutes": round((time.time() - t0) / 60, 2)}
+                for refs in (1, 4):
+                    m = match(toy.judge, sampler.images(hl, refs=refs, face=face), held.attributes)
+                    row[f"match_{refs}ref"] = round(float(m.mean()), 4)
+                    row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)
+                rows.append(row)
+                b.log(f"held-out match at step {row['step']}: {row} (no LoRA {no_lora:.3f})")
+            offset += cfg.stages[stage].steps
+    return rows, no_lora
+
+
+def eval_stage(b: Build) -> dict:
+    """The ComfyUI-path evaluation (table, grid) and a strength sweep with the metric harness."""
+    from ..eval.backends import ToyBackend
+    from ..eval.harness import default_methods, evaluate, summarise
+    from ..eval.report import markdown_table, plot_strength
+    from .card import FIGURES
+    from .evaluate import ToyWorld
+    from .evaluate import evaluate as toy_evaluate
+
+    figures = b.out / FIGURES
+    figures.mkdir(parents=True, exist_ok=True)
+    count, steps = (2, 4) if b.smoke else (64, 20)
+    result = toy_evaluate(ToyWorld.load(b.out), identities=count, steps=steps, log=b.log)
+    grid = result.save_grid(figures / "heldout_grid.png")
+    b.log(result.table())
+    b.log(result.summary_line())
+    backend = ToyBackend(b.out, steps=steps)
+    persons = ToyBackend.heldout_persons(2 if b.smoke else 16)
+    strengths = (0.5, 1.0) if b.smoke else (0.25, 0.5, 0.75, 1.0, 1.25)
+    rows = summarise(evaluate(backend, persons, [""], default_methods(strengths, backend.has_base, refs=(1, 4))))
+    plot = plot_strength(rows, figures / "metrics_vs_strength.png", "toy world, held-out identities")
+    table = markdown_table(rows, [f"{len(persons)} held-out identities, empty caption, CFG 1; "
+                                  "ArcFace = the toy ArcFace analogue (the conditioning face model); dlib and CLIP are "
+                                  "not meaningful on 32-px cartoons and are left out here"])
+    return {"identities": count, "table": result.table(), "summary_line": result.summary_line(),
+            "with_lora_1ref": result.with_lora, "with_lora_4ref": result.row("ID-LoRA", 4).mean,
+            "without": result.without, "grid": grid.relative_to(b.out).as_posix(), "strength_table": table,
+            "strength_plot": plot.relative_to(b.out).as_posix() if plot else None}
+
+
+STAGES: dict[str, Callable[[Build], dict]] = {
+    "judge": judge_stage, "arcface": arcface_stage, "clip": clip_stage, "vae": vae_stage, "base": base_stage,
+    "hyper": hyper_stage, "eval": eval_stage,
+}
+"""Stage name -> what it does, in the order they run; `eval` measures, the others train."""
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,342 +251,60 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is faster on a machine shared with other jobs)")
     parser.add_argument("--base-steps", type=int, default=None)
-    parser.add_argument("--hyper-trainer", choices=("train", "toy-loop"), default="train",
-                        help="train: `python -m hyperlora_core.train fit/export` (default); toy-loop: the toy "
-                             "world's own reference loop (hyperlora_core.toy.hyper.train_hyperlora)")
     parser.add_argument("--resume-hyper", action="store_true",
                         help="keep the trainer's run folder: finished stages are skipped and an interrupted one resumes "
                              "from its last checkpoint (default: the hyper stage trains from scratch)")
     parser.add_argument("--work", default=None, help="scratch folder for the trainer's dataset and run "
                                                      "(default output/toy_build)")
     args = parser.parse_args(argv)
-    _boot()
+    wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+    from ..comfy_bridge.boot import boot_comfy
+
+    boot_comfy()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     from . import files, stages
+    from .card import write_card
 
-    stages_wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages_wanted) - set(STAGES))
-    if unknown:
-        parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
     out = files.world_dir(args.out)
     steps = dict(SMOKE_STEPS if args.smoke else FULL_STEPS)
     if args.base_steps:
         steps["base"] = args.base_steps
-    stats = files.read_stats(out)
-    stats.setdefault("stages", {})
+    work = Path(args.work) if args.work else (out / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    b = Build(out=out, work=work, smoke=args.smoke, steps=steps, resume_hyper=args.resume_hyper, log=log)
+    stats = files.read_stats(out)
+    stats.setdefault("stages", {})
     t0 = time.time()
-    data = stages.Data.make(identities_limit=48 if args.smoke else None)
-    stats["data"] = {"train_images": len(data.train), "heldout_images": len(data.heldout), "seconds": time.time() - t0}
-    log(f"data: {len(data.train)} train renders, {len(data.heldout)} held-out renders ({time.time() - t0:.1f}s)")
-
-    cpu_started: dict[float, float] = {}
-
-    def clock() -> float:
-        now = time.time()
-        cpu_started[now] = time.process_time()
-        return now
-
-    def record(stage: str, started: float, **numbers) -> None:
-        cpu = time.process_time() - cpu_started.get(started, time.process_time())
-        stats["stages"][stage] = {"minutes": round((time.time() - started) / 60, 2), "cpu_minutes": round(cpu / 60, 2),
-                                  "steps": steps.get(stage), "threads": torch.get_num_threads(), **numbers}
-        files.write_stats(stats, out)
-        log(f"== {stage}: {stats['stages'][stage]}")
-
-    from .encoders import AttributeJudge, ToyArcFace, ToyCLIP
-
-    if "judge" in stages_wanted:
-        started = clock()
-        judge = stages.train_judge(data, steps["judge"], log=log)
-        acc = stages.judge_accuracy(judge, data.heldout)
-        files.save_module(judge, "judge", out, {"steps": steps["judge"]})
-        record("judge", started, heldout_accuracy=[round(float(a), 4) for a in acc])
-    else:
-        judge = files.load_module(AttributeJudge(), "judge", out)
-
-    if "arcface" in stages_wanted:
-        started = clock()
-        arc = stages.train_arcface(data, steps["arcface"], log=log)
-        report = stages.arcface_report(arc, data.heldout)
-        files.save_module(arc, "arcface", out, {"steps": steps["arcface"]})
-        record("arcface", started, heldout=report)
-    else:
-        arc = files.load_module(ToyArcFace(), "arcface", out)
-
-    if "clip" in stages_wanted:
-        started = clock()
-        clip = stages.train_clip(data, steps["clip"], log=log)
-        files.save_module(clip, "clip_vision", out, {"steps": steps["clip"]})
-        record("clip", started)
-    else:
-        clip = files.load_module(ToyCLIP(), "clip_vision", out)
-
-    from .bridge import new_vae_model
-
-    if "vae" in stages_wanted:
-        started = clock()
-        vae = stages.train_vae(data, steps["vae"], log=log)
-        psnr, judge_on_rec = stages.vae_report(vae, judge, data.heldout, count=64 if args.smoke else 512)
-        files.save_module(vae, "vae", out, {"steps": steps["vae"]})
-        record("vae", started, heldout_psnr=round(psnr, 2), judge_on_reconstructions=judge_on_rec)
-    else:
-        vae = new_vae_model()
-        files.load_module(vae, "vae", out)
-
-    if "base" in stages_wanted:
-        started = clock()
-        latents = stages.vae_encode(vae, stages.to_tensor(data.train.images)) * stages.LATENT_SCALE
-        curve: list = []
-
-        def evaluate(model, step: int) -> None:
-            acc = stages.base_fidelity(model, vae, judge, count=8 if args.smoke else 64, steps=4 if args.smoke else 20)
-            curve.append({"step": step, "minutes": round((time.time() - started) / 60, 2), "mean": round(float(acc.mean()), 4),
-                          "per_attribute": [round(float(a), 3) for a in acc]})
-            log(f"base fidelity at step {step}: {acc.round(2).tolist()} mean {acc.mean():.3f}")
-
-        every = steps["base"] if args.smoke else max(1, steps["base"] // 5)
-        base = stages.train_base(latents, torch.from_numpy(data.train.attributes), steps["base"], log=log,
-                                 eval_every=every, evaluate=evaluate)
-        files.save_module(base.unet.model.diffusion_model, "unet", out, {"steps": steps["base"]})
-        files.save_module(base.captions, "caption_encoder", out, {"steps": steps["base"]})
-        record("base", started, fidelity_curve=curve)
-
-    if "hyper" in stages_wanted:
-        started = clock()
-        work = Path(args.work) if args.work else (Path(out) / "_work" if args.smoke else files.ROOT / "output" / "toy_build")
-        if args.hyper_trainer == "train":
-            stats["stages"]["hyper"] = run_trainer_stage(data, judge, arc, clip, vae, out, work, args.smoke, log,
-                                                           resume=args.resume_hyper)
+    b.data = stages.Data.make(identities_limit=48 if args.smoke else None)
+    stats["data"] = {"train_images": len(b.data.train), "heldout_images": len(b.data.heldout), "seconds": time.time() - t0}
+    log(f"data: {len(b.data.train)} train renders, {len(b.data.heldout)} held-out renders ({time.time() - t0:.1f}s)")
+    for name in (s for s in STAGES if s in wanted):
+        started, cpu = time.time(), time.process_time()
+        numbers = STAGES[name](b)
+        minutes = round((time.time() - started) / 60, 2)
+        if name == "eval":
+            stats["total_minutes"] = round(sum(s["minutes"] for s in stats["stages"].values()), 2)
+            stats["eval"] = {**numbers, "minutes": minutes}
         else:
-            stats["stages"]["hyper"] = run_hyper_stage(data, judge, arc, clip, vae, out, args.smoke, log)
-        stats["stages"]["hyper"]["minutes"] = round((time.time() - started) / 60, 2)
-        stats["stages"]["hyper"]["cpu_minutes"] = round((time.process_time() - cpu_started[started]) / 60, 2)
+            stats["stages"][name] = {"minutes": minutes, "cpu_minutes": round((time.process_time() - cpu) / 60, 2),
+                                     "threads": torch.get_num_threads(), **numbers}
+            if name in steps:
+                stats["stages"][name]["steps"] = steps[name]
+            log(f"== {name}: {stats['stages'][name]}")
         files.write_stats(stats, out)
-        log(f"== hyper: {stats['stages']['hyper']}")
-
     stats["total_minutes"] = round(sum(s["minutes"] for s in stats["stages"].values()), 2)
     files.write_stats(stats, out)
-    if "eval" in stages_wanted:
-        started = clock()
-        stats["eval"] = run_eval_stage(out, args.smoke, log)
-        stats["eval"]["minutes"] = round((time.time() - started) / 60, 2)
-        files.write_stats(stats, out)
-    from .card import write_card
-
     log(f"model card: {write_card(out)}")
     return stats
-
-
-class _Curve:
-    """Held-out match of HyperLoRA snapshots (1 and 4 reference photos), against the no-LoRA samples."""
-
-    def __init__(self, unet, captions, vae, judge, cond, smoke: bool, log) -> None:
-        from . import hyper
-
-        self.unet, self.captions, self.vae, self.judge, self.log = unet, captions, vae, judge, log
-        self.held = hyper.HeldoutSet.make(cond, count=8 if smoke else 64)
-        self.steps = 4 if smoke else 20
-        base = hyper.generate_heldout(None, None, unet, captions, vae, self.held, steps=self.steps)
-        self.no_lora = hyper.match(judge, base, self.held.attributes)
-        self.rows: list[dict] = []
-        self.t0 = time.time()
-
-    def __call__(self, hl, hooks, step: int, use_id: bool, minutes: float | None = None) -> dict:
-        from . import hyper
-
-        own = hooks is None
-        hooks = hooks or hyper.LoRAHooks(self.unet, hl.config)
-        row = {"step": step, "stage": "id+clip" if use_id else "clip",
-               "minutes": round(minutes if minutes is not None else (time.time() - self.t0) / 60, 2)}
-        try:
-            for refs in (1, 4):
-                imgs = hyper.generate_heldout(hl, hooks, self.unet, self.captions, self.vae, self.held, refs=refs,
-                                              use_id=use_id, steps=self.steps)
-                m = hyper.match(self.judge, imgs, self.held.attributes)
-                row[f"match_{refs}ref"] = round(float(m.mean()), 4)
-                row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)
-        finally:
-            if own:
-                hooks.remove()
-        self.rows.append(row)
-        self.log(f"held-out match at step {step}: {row} (no LoRA {self.no_lora.mean():.3f})")
-        return row
-
-
-def _frozen_world(out):
-    from . import files
-    from .bridge import wrap_unet
-    from .caption import CaptionEncoder
-
-    unet = wrap_unet(files.load_part("unet", out))
-    captions = files.load_module(CaptionEncoder(), "caption_encoder", out)
-    for p in captions.parameters():
-        p.requires_grad_(False)
-    return unet, captions
-
-
-def run_trainer_stage(data, judge, arc, clip, vae, out, work: Path, smoke: bool, log, resume: bool = False) -> dict:
-    """The toy HyperLoRA through the project's trainer: dataset -> `train fit` -> `train export`,
-    then the held-out match of every checkpoint it kept (the curve of the model card).
-
-    `resume` keeps an earlier run: the trainer skips finished stages and resumes an interrupted one
-    (bit-identical to an uninterrupted run), so the step times are read from its logs."""
-    import dataclasses
-    import json
-    import shutil
-
-    import torch
-
-    from ..model import HyperLoRA
-    from ..train.__main__ import main as train_cli
-    from ..train.config import load_config
-    from ..train.fit import final_path, stage_dir
-    from ..train.observe import read_losses
-    from . import files, hyper
-    from .trainer import checkpoint_hyperlora, write_toy_dataset, write_train_config
-
-    # the full recipe is write_train_config's defaults; the smoke run a few steps of each stage
-    config_path = (write_train_config(out, work, steps_clip=2, steps_id=3, every=2, decay_id=1) if smoke
-                   else write_train_config(out, work))
-    overrides = ["train.batch.identities=4"] if smoke else []
-    cfg = load_config(config_path, overrides)
-    steps_clip, steps_id = cfg.stages["clip_id"].steps, cfg.stages["arcface_id"].steps
-    shards = Path(cfg.data.shards)
-    if not (shards / "index.json").is_file():
-        t = time.time()
-        write_toy_dataset(shards, data.train, out)
-        log(f"trainer dataset: {len(data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
-    run = Path(cfg.run_dir)
-    if run.exists() and not resume:
-        shutil.rmtree(run)  # a rebuild trains from scratch (the trainer would resume or skip finished stages)
-    args = ["--config", str(config_path)] + [a for o in overrides for a in ("--set", o)]
-    t = time.time()
-    if train_cli(["fit", *args]) != 0:
-        raise RuntimeError("hyperlora_core.train fit failed")
-    fit_minutes = (time.time() - t) / 60
-    single = files.part_path("hyperlora", out)
-    train_cli(["export", *args, "--out", str(work / "export"), "--single", str(single)])
-    hl = HyperLoRA.from_pretrained(single)  # the trainer knows no face packs but insightface's: name the toy one
-    hl.config = dataclasses.replace(hl.config, face_pack=hyper.FACE_PACK)
-    hl.save_single_file(single)
-
-    unet, captions = _frozen_world(out)
-    curve = _Curve(unet, captions, vae, judge, hyper.Conditioner(arc, clip), smoke, log)
-    losses, step_seconds = {}, {}
-    offset = 0
-    for stage in cfg.stage_names():
-        folder = stage_dir(cfg, stage)
-        steps = cfg.stages[stage].steps
-        points = sorted((int(p.name.split("-")[1]), p) for p in (folder / "checkpoints").glob("step-*"))
-        for step, path in points:
-            curve(checkpoint_hyperlora(path, cfg, stage), None, offset + step, stage == "arcface_id")
-        curve(HyperLoRA.from_pretrained(final_path(cfg, stage)).eval(), None, offset + steps, stage == "arcface_id")
-        rows = read_losses(folder)
-        losses[stage] = [(r["step"], round(r["loss"], 5)) for r in rows][:: max(1, steps // 40)]
-        step_seconds[stage] = round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 3)
-        offset += steps
-    return {"recipe": {"steps_clip": steps_clip, "steps_id": steps_id, "batch": cfg.train.batch.identities *
-                       cfg.train.batch.photos_per_identity, "lr_basis": cfg.train.optimizer.basis_lr,
-                       "lr_net": cfg.train.optimizer.lr, "warmup": cfg.train.scheduler.warmup_steps,
-                       "t_min": cfg.train.loss.t_min, "w_distill": 0.0, "seed": cfg.seed,
-                       "decay_id": cfg.stages["arcface_id"].decay_steps},
-            "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": resume,
-            "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
-            "fit_minutes": round(fit_minutes, 2), "no_lora_match": round(float(curve.no_lora.mean()), 4),
-            "match_curve": curve.rows, "losses": losses, "file_bytes": single.stat().st_size,
-            "config": json.loads(json.dumps(cfg.source))}
-
-
-def run_hyper_stage(data, judge, arc, clip, vae, out, smoke: bool, log) -> dict:
-    """Train the toy HyperLoRA on the frozen world and save it as a single-file checkpoint."""
-    import torch
-
-    from . import files, hyper, stages
-    from .bridge import wrap_unet
-    from .caption import CaptionEncoder
-
-    unet = wrap_unet(files.load_part("unet", out))
-    captions = files.load_module(CaptionEncoder(), "caption_encoder", out)
-    for p in captions.parameters():
-        p.requires_grad_(False)
-    cond = hyper.Conditioner(arc, clip)
-    x = stages.to_tensor(data.train.images)
-    latents = stages.vae_encode(vae, x) * stages.LATENT_SCALE
-    tok, emb = cond(x)
-    tok_f, emb_f = cond(x.flip(-1))
-    clip_tokens = torch.stack([tok, tok_f]).half()
-    id_embeds = torch.stack([emb, emb_f])
-    del tok, tok_f, emb, emb_f
-    held = hyper.HeldoutSet.make(cond, count=8 if smoke else 64)
-    recipe = hyper.HyperRecipe(steps_clip=2, steps_id=3) if smoke else hyper.HyperRecipe()
-    sample_steps = 4 if smoke else 20
-    base_images = hyper.generate_heldout(None, None, unet, captions, vae, held, steps=sample_steps)
-    no_lora = hyper.match(judge, base_images, held.attributes)
-    curve: list = []
-    t0 = time.time()
-
-    def evaluate(hl, hooks, step: int, use_id: bool) -> None:
-        row = {"step": step, "minutes": round((time.time() - t0) / 60, 2), "stage": "id+clip" if use_id else "clip"}
-        for refs in (1, 4):
-            imgs = hyper.generate_heldout(hl, hooks, unet, captions, vae, held, refs=refs, use_id=use_id,
-                                          steps=sample_steps)
-            m = hyper.match(judge, imgs, held.attributes)
-            row[f"match_{refs}ref"] = round(float(m.mean()), 4)
-            row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)
-        curve.append(row)
-        log(f"held-out match at step {step}: {row} (no LoRA {no_lora.mean():.3f})")
-
-    hl = hyper.new_hyperlora(hyper.toy_config(unet))
-    every = recipe.steps_clip + recipe.steps_id if smoke else 125
-    hyper.train_hyperlora(hl, unet, captions, latents, torch.from_numpy(data.train.identity),
-                          torch.from_numpy(data.train.attributes), clip_tokens, id_embeds, recipe, log=log,
-                          evaluate=evaluate, eval_every=every)
-    path = files.part_path("hyperlora", out)
-    hl.eval().save_single_file(path)
-    from dataclasses import asdict
-
-    return {"recipe": asdict(recipe), "no_lora_match": round(float(no_lora.mean()), 4), "match_curve": curve,
-            "trainer": "hyperlora_core.toy.hyper.train_hyperlora", "file_bytes": path.stat().st_size}
-
-
-def run_eval_stage(out, smoke: bool, log) -> dict:
-    """The ComfyUI-path evaluation (table, grid) and a strength sweep with the metric harness."""
-    from ..eval.backends import ToyBackend
-    from ..eval.harness import default_methods, evaluate, summarise
-    from ..eval.report import markdown_table, plot_strength
-    from .card import FIGURES
-    from .evaluate import ToyWorld
-    from .evaluate import evaluate as toy_evaluate
-
-    figures = out / FIGURES
-    figures.mkdir(parents=True, exist_ok=True)
-    toy = ToyWorld.load(out)
-    count = 2 if smoke else 64
-    steps = 4 if smoke else 20
-    result = toy_evaluate(toy, identities=count, steps=steps, log=log)
-    grid = result.save_grid(figures / "heldout_grid.png")
-    log(result.table())
-    log(result.summary_line())
-    backend = ToyBackend(out, steps=steps)
-    persons = ToyBackend.heldout_persons(2 if smoke else 16)
-    strengths = (0.5, 1.0) if smoke else (0.25, 0.5, 0.75, 1.0, 1.25)
-    records = evaluate(backend, persons, [""], default_methods(strengths, backend.has_base, refs=(1, 4)))
-    rows = summarise(records)
-    plot = plot_strength(rows, figures / "metrics_vs_strength.png", "toy world, held-out identities")
-    table = markdown_table(rows, [f"{len(persons)} held-out identities, empty caption, CFG 1; "
-                                  "ArcFace = the toy ArcFace analogue (the conditioning face model); dlib and CLIP are "
-                                  "not meaningful on 32-px cartoons and are left out here"])
-    return {"identities": count, "table": result.table(), "summary_line": result.summary_line(),
-            "with_lora_1ref": result.with_lora, "with_lora_4ref": result.row("ID-LoRA", 4).mean,
-            "without": result.without, "grid": grid.relative_to(out).as_posix(), "strength_table": table,
-            "strength_plot": plot.relative_to(out).as_posix() if plot else None}
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ import torch
 from ..errors import HyperLoRAError
 from ..file_cache import LOADED
 from . import files, world
-from .encoders import ToyArcFace, ToyCLIP
-from .hyper import FACE_PACK, Conditioner
-from .stages import masked_reference
+from .encoders import Conditioner, ToyArcFace, ToyCLIP, masked_reference
 
 
 def load_conditioner(folder: str | os.PathLike | None = None) -> Conditioner:
@@ -46,5 +44,5 @@ def encode_toy_photos(images: torch.Tensor, folder: str | os.PathLike | None = N
         clip_tokens=tokens.float(), id_embeds=embeds.float(),
         weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         face_crops=masked_reference(x).permute(0, 2, 3, 1).contiguous(),
-        photo_indices=tuple(range(n)), face_counts=(1,) * n, embedding_space=FACE_PACK,
+        photo_indices=tuple(range(n)), face_counts=(1,) * n, embedding_space=world.NAME,
     )

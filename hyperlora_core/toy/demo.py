@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default output/toy_demo)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = parser.parse_args(argv)
-    from .build import _boot
+    from ..comfy_bridge.boot import boot_comfy
 
-    _boot()
+    boot_comfy()
     import torch
 
     if args.threads:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(toy, identities=args.identities, seed=args.seed, log=print)
     grid = result.save_grid(out / "toy_demo_grid.png")
     held = result.identities[0]
-    from .hyper import HeldoutSet
+    from .evaluate import HeldoutSet
 
     one = HeldoutSet.make(toy.conditioner, count=args.identities, refs=1)
     lora_path = out / f"toy_id_lora_identity{held}.safetensors"

@@ -13,15 +13,20 @@ what the hypernetwork sees:
   real CLIP tokens do; HyperLoRA reads its penultimate hidden states (`hidden_states[-2]`) of the
   background-greyed reference, as the published model reads CLIP ViT-L/14's.
 
-All take `[B, 3, 32, 32]` images in 0..1.
+All take `[B, 3, 32, 32]` images in 0..1 (`to_tensor` makes them from renders). `Conditioner`
+turns photos into what HyperLoRA reads, as face analysis + CLIP vision do for real photos.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import world
 from .world import ATTRIBUTE_SIZES, NUM_ATTRIBUTES
 
 ID_EMBED_DIM = 512
@@ -142,3 +147,32 @@ class CaptionTower(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         h = sum(table(labels[:, i]) for i, table in enumerate(self.tables))
         return F.normalize(self.mlp(h), dim=-1)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 `[N, H, W, 3]` -> float `[N, 3, H, W]` in 0..1."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def masked_reference(images: torch.Tensor) -> torch.Tensor:
+    """The background-greyed reference (`remove_background` analogue) that ToyCLIP reads."""
+    mask = torch.from_numpy(world.face_mask(images.shape[-1])).to(images)
+    return images * mask + 0.5 * (1 - mask)
+
+
+@dataclass
+class Conditioner:
+    """The frozen encoders: photo -> (CLIP-analogue tokens of the greyed photo, 512-d ID embedding)."""
+
+    arcface: ToyArcFace
+    clip: ToyCLIP
+
+    @torch.no_grad()
+    def __call__(self, images01: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[N, 3, 32, 32]` in 0..1 -> (`clip_tokens [N, 65, 64]`, `id_embeds [N, 512]`)."""
+        tokens, embeds = [], []
+        for s in range(0, len(images01), batch):
+            x = images01[s : s + batch]
+            tokens.append(self.clip.penultimate(masked_reference(x)))
+            embeds.append(self.arcface(x))
+        return torch.cat(tokens), torch.cat(embeds)

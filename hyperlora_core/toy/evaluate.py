@@ -1,11 +1,15 @@
-"""The toy world's identity-transfer check through ComfyUI's own path (what a user's graph does).
+"""The toy world's identity-transfer check, through the code a user's graph runs.
 
 For held-out identities (never seen in any training stage) it loads the shipped files with the
 toy loaders, generates one ID-LoRA per identity with `HyperLoRA.generate_id_lora` (1 and 4
 reference photos), applies it with `comfy_bridge.apply_lora` (ComfyUI weight patches, the LoRA
-file's alpha), samples with `comfy.sample.sample` (KSampler: euler / karras, empty caption,
-CFG 1, the same noise with and without the LoRA), decodes with the toy `comfy.sd.VAE` and asks
-the independent attribute judge whether the sample shows the reference's attributes.
+file's alpha), samples with ComfyUI's KSampler path (`comfy.sample.sample`: euler / karras, empty
+caption, CFG 1, the same noise with and without the LoRA), decodes with the toy `comfy.sd.VAE`
+and asks the independent attribute judge whether the sample shows the reference's attributes.
+
+`HookedSampler` makes the same samples for many HyperLoRA snapshots at once (the build's
+held-out curve): the trainer's per-sample LoRA hooks and the bridge's batched Euler sampler,
+which equal the KSampler path (`tests/test_toy_heldout.py` checks it on 48 identities).
 """
 
 from __future__ import annotations
@@ -18,51 +22,142 @@ import numpy as np
 import torch
 
 from ..comfy_bridge import apply_lora
+from ..comfy_bridge.diffusion import Denoiser, encode_prompt, euler_sample, ksample, ksampler_noise
+from ..comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
+from ..config import LORA_SCALE
 from ..model import HyperLoRA
+from ..train.objective import Conditions, HyperStep
 from . import files, world
-from .bridge import comfy_sample, conditioning, toy_noise, wrap_caption_encoder, wrap_unet, wrap_vae
-from .encoders import AttributeJudge, ToyArcFace, ToyCLIP
-from .hyper import Conditioner, HeldoutSet
+from .backbone import ToyBackbone, toy_backbone
+from .encoders import AttributeJudge, Conditioner, ToyArcFace, to_tensor
+from .models import LATENT_SIZE, SIZES
 
 
 @dataclass
 class ToyWorld:
     """Every toy part, loaded the way ComfyUI's loaders hand them out."""
 
-    unet: object  # ModelPatcher
-    clip: object  # comfy.sd.CLIP (the caption encoder)
-    vae: object  # comfy.sd.VAE
+    backbone: ToyBackbone  # UNet (ModelPatcher), caption encoder (comfy.sd.CLIP), VAE (comfy.sd.VAE), CLIP analogue
     hyperlora: HyperLoRA
     conditioner: Conditioner
     judge: AttributeJudge
 
     @classmethod
     def load(cls, folder: str | os.PathLike | None = None) -> ToyWorld:
+        backbone = toy_backbone(folder)
         return cls(
-            unet=wrap_unet(files.load_part("unet", folder)),
-            clip=wrap_caption_encoder(files.load_part("caption_encoder", folder)),
-            vae=wrap_vae(files.load_part("vae", folder)),
+            backbone=backbone,
             hyperlora=HyperLoRA.from_pretrained(files.part_path("hyperlora", folder)).eval(),
-            conditioner=Conditioner(files.load_module(ToyArcFace(), "arcface", folder),
-                                    files.load_module(ToyCLIP(), "clip_vision", folder)),
+            conditioner=Conditioner(files.load_module(ToyArcFace(), "arcface", folder), backbone.clip_vision),
             judge=files.load_module(AttributeJudge(), "judge", folder),
         )
 
-    def encode_text(self, text: str) -> list:
-        cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-        return conditioning(cond, pooled)
+    @property
+    def unet(self):
+        return self.backbone.unet
+
+    @property
+    def clip(self):
+        return self.backbone.clip
+
+    @property
+    def vae(self):
+        return self.backbone.vae
+
+    def noise(self, count: int, seed: int) -> torch.Tensor:
+        """KSampler's noise for `count` toy latents and a seed (what the KSampler node would draw)."""
+        return ksampler_noise(torch.zeros(count, 4, LATENT_SIZE, LATENT_SIZE), seed)
 
     @torch.no_grad()
     def generate(self, lora: dict | None, noise: torch.Tensor, prompt: str = "", strength: float = 1.0,
-                 seed: int = 0, steps: int = 20, cfg: float = 1.0) -> torch.Tensor:
-        """Images `[B, 32, 32, 3]` 0..1 (ComfyUI IMAGE layout) from KSampler + VAEDecode."""
-        model = apply_lora(self.unet, lora, strength) if lora is not None else self.unet
-        positive, negative = self.encode_text(prompt), self.encode_text("")
-        latent = comfy_sample(model, positive, negative, noise, seed=seed, steps=steps, cfg=cfg)
+                 seed: int = 0, steps: int = 20, cfg: float = 1.0, model=None) -> torch.Tensor:
+        """Images `[B, 32, 32, 3]` 0..1 (ComfyUI IMAGE layout): Apply -> KSampler -> VAEDecode
+        (`model`: an already patched UNet instead)."""
+        model = model or (apply_lora(self.unet, lora, strength) if lora is not None else self.unet)
+        positive, negative = encode_prompt(self.clip, prompt), encode_prompt(self.clip, "")
+        latent = ksample(model, positive, negative, torch.zeros_like(noise), seed, steps=steps, cfg=cfg, noise=noise)
         return self.vae.decode(latent).float().clamp(0, 1)
 
     def lora_for(self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.hyperlora.generate_id_lora(clip_tokens, id_embeds)
+
+
+@dataclass
+class HeldoutSet:
+    """Held-out identities, their reference photos and conditions."""
+
+    identities: np.ndarray
+    attributes: torch.Tensor  # [I, 6]
+    references: torch.Tensor  # [I, R, 3, 32, 32] (render 0..R-1)
+    clip_tokens: torch.Tensor  # [I, R, 65, 64]
+    id_embeds: torch.Tensor  # [I, R, 512]
+
+    @classmethod
+    def make(cls, conditioner: Conditioner, count: int = 64, refs: int = 4, seed: int = 0) -> HeldoutSet:
+        ids = world.spread_heldout_identities(count)
+        renders = world.render_set(ids, refs, seed)
+        x = to_tensor(renders.images)
+        tokens, embeds = conditioner(x)
+        return cls(ids, torch.from_numpy(world.all_attributes()[ids]), x.view(len(ids), refs, *x.shape[1:]),
+                   tokens.view(len(ids), refs, *tokens.shape[1:]), embeds.view(len(ids), refs, -1))
+
+    def __len__(self) -> int:
+        return len(self.identities)
+
+
+def match(judge: AttributeJudge, images: torch.Tensor, attributes: torch.Tensor) -> np.ndarray:
+    """`[I, 6]` boolean: does the judge see the reference identity's attribute in the samples `[I, 3, 32, 32]`?"""
+    return (judge.predict(images) == attributes).numpy()
+
+
+class HookedSampler:
+    """Held-out samples of any number of HyperLoRAs, one batch per HyperLoRA.
+
+    Every identity gets its own ID-LoRA through the trainer's per-sample hooks (`lora_hooks`, on
+    the toy world's UNet) and the batch runs through `comfy_bridge.diffusion.euler_sample`, with
+    KSampler's noise for `seed`: the same samples as `evaluate`'s KSampler path, in one batch.
+    """
+
+    def __init__(self, toy: ToyWorld, held: HeldoutSet, seed: int = 11, steps: int = 20, batch: int = 64) -> None:
+        self.toy, self.held, self.steps, self.batch = toy, held, steps, batch
+        self.noise = toy.noise(len(held), seed)
+        self.denoiser = Denoiser(toy.unet)
+        context, pooled = toy.backbone.encode_text([""])
+        self.context, self.adm = context, self.denoiser.adm(pooled, SIZES)
+        self.state = attach_lora_hooks(toy.unet, layer_module_paths(toy.unet, toy.hyperlora.config.modules), "cpu")
+
+    def close(self) -> None:
+        deactivate(self.toy.unet)
+
+    def __enter__(self) -> HookedSampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @torch.no_grad()
+    def images(self, hl: HyperLoRA | None, refs: int = 1, face: bool = True, strength: float = 1.0) -> torch.Tensor:
+        """Samples `[I, 3, 32, 32]` 0..1 of every held-out identity with the ID-LoRA `hl` makes from its
+        first `refs` photos (`face`: with their ArcFace embeddings), or without a LoRA when `hl` is None."""
+        held, out = self.held, []
+        step = HyperStep(hl) if hl is not None else None
+        for s in range(0, len(held), self.batch):
+            b = min(self.batch, len(held) - s)
+            if step is not None:
+                tokens = held.clip_tokens[s : s + b, :refs].flatten(0, 1)
+                embeds = held.id_embeds[s : s + b, :refs].flatten(0, 1) if face else None
+                groups = torch.arange(b).repeat_interleave(refs)
+                downs, ups = step(Conditions(tokens, embeds, None, groups, b), "same_identity")["id"]
+                first = torch.arange(0, b * refs, refs)  # one row per identity
+                scale = torch.full((b,), LORA_SCALE * strength)
+                self.state.sets = [LoRASet([d[first] for d in downs], [u[first] for u in ups], scale)]
+            try:
+                x = euler_sample(self.denoiser, self.noise[s : s + b], self.context.expand(b, -1, -1),
+                                 self.adm.expand(b, -1), steps=self.steps)
+            finally:
+                self.state.clear()
+            out.append(self.toy.vae.decode(self.denoiser.latent_out(x)).float().clamp(0, 1).permute(0, 3, 1, 2))
+        return torch.cat(out)
 
 
 @dataclass
@@ -136,19 +231,18 @@ def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 2
     """Match table for no LoRA and the ID-LoRA (per refs count and strength) on held-out identities."""
     held = HeldoutSet.make(toy.conditioner, count=identities, refs=max(refs))
     n = len(held.identities)
-    noise = toy_noise(n, seed)
+    noise = toy.noise(n, seed)
     rows: list[Row] = []
     images: dict[str, np.ndarray] = {}
     base = toy.generate(None, noise, seed=seed, steps=steps)
-    judge_in = base.permute(0, 3, 1, 2)
-    rows.append(Row("no LoRA", 0, 0.0, (toy.judge.predict(judge_in) == held.attributes).numpy()))
+    rows.append(Row("no LoRA", 0, 0.0, match(toy.judge, base.permute(0, 3, 1, 2), held.attributes)))
     images["no LoRA"] = _uint8(base)
     for k in refs:
         loras = [toy.lora_for(held.clip_tokens[i, :k], held.id_embeds[i, :k]) for i in range(n)]
         for s in strengths:
             out = torch.cat([toy.generate(loras[i], noise[i : i + 1], strength=s, seed=seed, steps=steps)
                              for i in range(n)])
-            m = (toy.judge.predict(out.permute(0, 3, 1, 2)) == held.attributes).numpy()
+            m = match(toy.judge, out.permute(0, 3, 1, 2), held.attributes)
             rows.append(Row("ID-LoRA", k, s, m))
             if s == 1.0:
                 images[f"ID-LoRA x{k}"] = _uint8(out)

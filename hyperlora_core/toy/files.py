@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import HyperLoRAError
-from ..safetensors_io import load_tensors, read_metadata, save_tensors_atomic
+from ..safetensors_io import load_tensors, save_tensors_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "models" / "toy"
@@ -73,10 +73,6 @@ def load_module(module: nn.Module, part: str, folder: str | os.PathLike | None =
     return module.eval()
 
 
-def part_metadata(part: str, folder: str | os.PathLike | None = None) -> dict[str, str]:
-    return read_metadata(part_path(part, folder))
-
-
 def read_stats(folder: str | os.PathLike | None = None) -> dict:
     path = world_dir(folder) / STATS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -88,3 +84,33 @@ def write_stats(stats: dict, folder: str | os.PathLike | None = None) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+# -- toy worlds ComfyUI can see ---------------------------------------------------------------------
+BUILTIN_WORLD = "(built-in) models/toy"
+"""The Toy World Loader's name for the pack's own copy."""
+
+
+def world_choices() -> dict[str, Path]:
+    """Display name -> folder of every toy world ComfyUI can see (the pack's own copy first, then
+    `models/toy_world` and its sub-folders, extra_model_paths.yaml included)."""
+    from ..comfy_bridge.folders import TOY_WORLD, toy_world_roots
+
+    found: dict[str, Path] = {}
+    if part_path("unet", DEFAULT_DIR).is_file():
+        found[BUILTIN_WORLD] = DEFAULT_DIR
+    for root in toy_world_roots():
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+            if (folder / FILES["unet"]).is_file():
+                found.setdefault(f"{TOY_WORLD}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
+    return found
+
+
+def resolve_world(name: str) -> Path:
+    choices = world_choices()
+    if name not in choices:
+        raise HyperLoRAError(
+            f"toy world '{name}' not found (found: {', '.join(choices) or 'none'}). The pack ships one in "
+            "models/toy; rebuild it with `make toy-world` if it is missing."
+        )
+    return choices[name]

@@ -1,8 +1,11 @@
 """Training the toy world's frozen parts: judge, ArcFace and CLIP analogues, VAE, base UNet.
 
 Each stage is a plain function `train_x(data, steps, ..., log) -> module` so the build script,
-the smoke test and a notebook call the same code. Only training identities are used; the held-out
-identities (`world.heldout_identities()`) appear in evaluation only. Stages are seeded.
+the smoke test and a notebook call the same code. They differ only in their loss: all run through
+`train_loop` (AdamW, the trainer's warm-up + cosine schedule with a floor, optional clipping).
+Only training identities are used; the held-out identities (`world.heldout_identities()`)
+appear in evaluation only. Stages are seeded. The HyperLoRA itself is trained by
+`python -m hyperlora_core.train` (see `build.py`), not here.
 """
 
 from __future__ import annotations
@@ -16,23 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..comfy_bridge.diffusion import Denoiser, euler_sample
+from ..train.schedule import lr_lambda
 from . import world
-from .bridge import LATENT_SCALE, new_unet, new_vae_model, size_embedding
 from .caption import CaptionEncoder, token_ids
-from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP
+from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP, to_tensor
+from .models import LATENT_SCALE, new_unet, new_vae_model, size_embedding
 
 Log = Callable[[str], None]
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 `[N, H, W, 3]` -> float `[N, 3, H, W]` in 0..1."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def masked_reference(images: torch.Tensor) -> torch.Tensor:
-    """The background-greyed reference (`remove_background` analogue) that ToyCLIP reads."""
-    mask = torch.from_numpy(world.face_mask(images.shape[-1])).to(images)
-    return images * mask + 0.5 * (1 - mask)
 
 
 @dataclass
@@ -51,14 +45,29 @@ class Data:
                    world.render_set(held_ids, renders_per_identity, seed))
 
 
-def _warmup_lr(opt: torch.optim.Optimizer, base: list[float], step: int, warmup: int, total: int) -> None:
-    if step < warmup:
-        f = (step + 1) / warmup
-    else:
-        f = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-        f = 0.1 + 0.9 * f
-    for group, lr in zip(opt.param_groups, base):
-        group["lr"] = lr * f
+LR_FLOOR = 0.1
+"""The cosine after the warm-up ends at this fraction of the learning rate."""
+
+
+def train_loop(name: str, params: list, steps: int, lr: float, loss: Callable[[int], tuple[torch.Tensor, str]],
+               log: Log, warmup: int = 50, weight_decay: float = 1e-4, grad_clip: float | None = None,
+               after_step: Callable[[int], None] | None = None, log_every: int = 200) -> None:
+    """The one loop of every toy stage: `loss(step)` -> (loss, extra log text), AdamW, the shared schedule."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("cosine", warmup, steps, floor=LR_FLOOR))
+    t0 = time.time()
+    for step in range(steps):
+        value, extra = loss(step)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        schedule.step()
+        if after_step is not None:
+            after_step(step)
+        if step % log_every == 0 or step == steps - 1:
+            log(f"{name} step {step} loss {value.item():.4f}{extra} ({time.time() - t0:.0f}s)")
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, noise: float = 0.06, blur_p: float = 0.3) -> torch.Tensor:
@@ -84,19 +93,14 @@ def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     judge = AttributeJudge().train()
-    opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     images, attrs = to_tensor(data.train.images), torch.from_numpy(data.train.attributes)
-    t0 = time.time()
-    for step in range(steps):
-        _warmup_lr(opt, [lr], step, 50, steps)
+
+    def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(images), (batch,), generator=gen)
         x = _augment(_flip(images[idx], gen), gen)
-        loss = sum(F.cross_entropy(lg, attrs[idx, a]) for a, lg in enumerate(judge(x)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"judge step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        return sum(F.cross_entropy(lg, attrs[idx, a]) for a, lg in enumerate(judge(x))), ""
+
+    train_loop("judge", list(judge.parameters()), steps, lr, loss, log)
     return judge.eval()
 
 
@@ -125,23 +129,17 @@ def train_arcface(data: Data, steps: int, identities: int = 96, lr: float = 2e-3
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = ToyArcFace().train()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     images = to_tensor(data.train.images)
-    t0 = time.time()
-    for step in range(steps):
-        _warmup_lr(opt, [lr], step, 50, steps)
+
+    def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         ia, ib = _pairs(data.train, identities, gen)
         z = net(_augment(_flip(images[torch.cat([ia, ib])], gen), gen))
         sim = z @ z.T / temperature
         sim.fill_diagonal_(-1e4)
         n = len(ia)
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-        loss = F.cross_entropy(sim, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"arcface step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)])), ""
+
+    train_loop("arcface", list(net.parameters()), steps, lr, loss, log)
     return net.eval()
 
 
@@ -178,23 +176,17 @@ def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed:
     gen = torch.Generator().manual_seed(seed)
     net, text = ToyCLIP().train(), CaptionTower(CLIP_LABEL_SIZES).train()
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    params = [*net.parameters(), *text.parameters(), logit_scale]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     images, labels = to_tensor(data.train.images), clip_labels(data.train)
-    t0 = time.time()
-    for step in range(steps):
-        _warmup_lr(opt, [lr], step, 50, steps)
+
+    def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(images), (batch,), generator=gen)
         zi = net.image_embeds(_augment(images[idx], gen, noise=0.03, blur_p=0.1))
         zt = text(labels[idx])
         logits = logit_scale.exp().clamp(max=100) * zi @ zt.T
         target = torch.arange(batch)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"clip step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)), ""
+
+    train_loop("clip", [*net.parameters(), *text.parameters(), logit_scale], steps, lr, loss, log)
     return net.eval()
 
 
@@ -208,11 +200,9 @@ def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weig
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     vae = new_vae_model().train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     images = to_tensor(data.train.images) * 2 - 1
-    t0 = time.time()
-    for step in range(steps):
-        _warmup_lr(opt, [lr], step, 50, steps)
+
+    def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         x = _flip(images[torch.randint(len(images), (batch,), generator=gen)], gen)
         moments = vae.quant_conv(vae.encoder(x))
         mean, logvar = moments.chunk(2, dim=1)
@@ -220,13 +210,9 @@ def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weig
         z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
         rec = vae.decoder(vae.post_quant_conv(z))
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
-        loss = (rec - x).abs().mean() + (rec - x).pow(2).mean() + kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"vae step {step} loss {loss.item():.4f} kl {kl.item():.1f} ({time.time() - t0:.0f}s)")
+        return (rec - x).abs().mean() + (rec - x).pow(2).mean() + kl_weight * kl, f" kl {kl.item():.1f}"
+
+    train_loop("vae", list(vae.parameters()), steps, lr, loss, log, weight_decay=0.0, grad_clip=1.0)
     vae.eval()
     fold_latent_scale(vae, images[:2048])
     return vae
@@ -275,16 +261,15 @@ def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 
     return torch.tensor([token_ids([int(v) if k else None for v, k in zip(a, kk)]) for a, kk in zip(attrs, keep)])
 
 
-def eps_loss(model, x0: torch.Tensor, context: torch.Tensor, adm: torch.Tensor, gen: torch.Generator,
-             t_min: int = 0) -> torch.Tensor:
+def eps_loss(den: Denoiser, x0: torch.Tensor, context: torch.Tensor, adm: torch.Tensor,
+             gen: torch.Generator) -> torch.Tensor:
     """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps."""
-    sigmas = model.model_sampling.sigmas
-    t = torch.randint(t_min, len(sigmas), (x0.shape[0],), generator=gen)
+    sigmas = den.sigmas
+    t = torch.randint(0, len(sigmas), (x0.shape[0],), generator=gen)
     sigma = sigmas[t].to(x0)
     noise = torch.randn(x0.shape, generator=gen)
-    x = model.model_sampling.noise_scaling(sigma, noise, x0)
-    denoised = model.apply_model(x, sigma, c_crossattn=context, y=adm)
-    eps = (x - denoised) / sigma.view(-1, 1, 1, 1)
+    x = den.noisy(sigma, noise, x0)
+    eps = (x - den.denoise(x, sigma, context, adm)) / sigma.view(-1, 1, 1, 1)
     return F.mse_loss(eps, noise)
 
 
@@ -295,38 +280,34 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     patcher = new_unet()
-    model = patcher.model
+    den = Denoiser(patcher)
     captions = CaptionEncoder()
     ema_unet, ema_captions = new_unet(), CaptionEncoder()
-    params = [*model.diffusion_model.parameters(), *captions.parameters()]
+    params = [*patcher.model.diffusion_model.parameters(), *captions.parameters()]
     ema_params = [*ema_unet.model.diffusion_model.parameters(), *ema_captions.parameters()]
     with torch.no_grad():
         for e, p in zip(ema_params, params):
             e.copy_(p)
     for p in params:
         p.requires_grad_(True)
-    model.train()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sizes = size_embedding(model)
-    t0 = time.time()
-    for step in range(steps):
-        _warmup_lr(opt, [lr], step, 200, steps)
+    patcher.model.train()
+    sizes = size_embedding(patcher)
+
+    def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(latents), (batch,), generator=gen)
         context, pooled = captions(random_caption_ids(attrs[idx], gen))
         adm = torch.cat([pooled, sizes.expand(batch, -1)], dim=1)
-        loss = eps_loss(model, latents[idx], context, adm, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        return eps_loss(den, latents[idx], context, adm, gen), ""
+
+    def after_step(step: int) -> None:
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(ema_params, params):
                 e.lerp_(p, 1 - decay)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"base step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
         if evaluate is not None and eval_every and (step + 1) % eval_every == 0:
             evaluate(BaseModel(ema_unet, ema_captions.eval()), step + 1)
+
+    train_loop("base", params, steps, lr, loss, log, warmup=200, grad_clip=1.0, after_step=after_step, log_every=100)
     for p in ema_params:
         p.requires_grad_(False)
     return BaseModel(ema_unet, ema_captions.eval())
@@ -355,11 +336,9 @@ def base_fidelity(model: BaseModel, vae, judge: AttributeJudge, count: int = 64,
 @torch.no_grad()
 def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, cfg: float = 1.0, steps: int = 20,
                     batch: int = 64) -> torch.Tensor:
-    """Images 0..1 `[N, 3, 32, 32]` for caption token ids (batched Euler, fixed noise per seed)."""
-    from .bridge import euler_sample
-
-    m = model.unet.model
-    sizes = size_embedding(m)
+    """Images 0..1 `[N, 3, 32, 32]` for caption token ids (the bridge's batched Euler, fixed noise per seed)."""
+    den = Denoiser(model.unet)
+    sizes = size_embedding(model.unet)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((len(ids), 4, 16, 16), generator=gen)
     empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)]))
@@ -369,6 +348,6 @@ def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, 
         b = ctx.shape[0]
         adm = torch.cat([pooled, sizes.expand(b, -1)], 1)
         uadm = torch.cat([empty_pooled.expand(b, -1), sizes.expand(b, -1)], 1)
-        lat = euler_sample(m, noise[s : s + b], ctx, adm, empty_ctx.expand(b, -1, -1), uadm, steps=steps, cfg=cfg)
-        out.append(vae_decode(vae, lat / LATENT_SCALE))
+        lat = euler_sample(den, noise[s : s + b], ctx, adm, empty_ctx.expand(b, -1, -1), uadm, steps=steps, cfg=cfg)
+        out.append(vae_decode(vae, den.latent_out(lat)))
     return torch.cat(out)

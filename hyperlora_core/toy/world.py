@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+NAME = "toy-world"
+"""The toy world's name wherever one is recorded: its face pack / embedding space (what its HyperLoRA
+and IDConditions carry), its trainer backbone and its prepared dataset."""
+
 IMAGE_SIZE = 32
 _CANVAS = 96
 _S = _CANVAS / IMAGE_SIZE

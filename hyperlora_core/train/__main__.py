@@ -11,37 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _comfyui_path() -> Path | None:
-    if os.environ.get("COMFYUI_PATH"):
-        return Path(os.environ["COMFYUI_PATH"])
-    recorded = ROOT / ".venv" / ".comfyui_path"
-    if recorded.is_file():
-        return Path(recorded.read_text().strip())
-    host = ROOT / ".host" / "ComfyUI"
-    return host if host.is_dir() else None
-
-
-def boot_comfy() -> None:
-    """Make `comfy` importable and pick CPU mode before `comfy.model_management` is imported."""
-    path = _comfyui_path()
-    if path is not None and str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-    import torch
-
-    try:
-        import comfy.cli_args
-    except ImportError:
-        sys.exit("error: ComfyUI is not importable; set COMFYUI_PATH to a ComfyUI checkout (v0.3.75 or newer).")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    else:
-        comfy.cli_args.args.cpu = True
-    comfy.cli_args.args.use_pytorch_cross_attention = True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--input", help="folder of photos (identity = sub-folder) or a .jsonl of {image, caption, identity}")
     src.add_argument("--synthetic", action="store_true", help="write a small synthetic dataset instead (tests, demos)")
     pr.add_argument("--out", help="output folder (default: data.shards of the config)")
-    pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default 1024; tiny 64)")
+    pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default: the backbone's, 1024 for SDXL)")
     pr.add_argument("--face-models", default=None,
                     help="the antelopev2 face model folder (holding its .onnx files), or a folder holding antelopev2/ "
                          "(default: ComfyUI's models/insightface/models/antelopev2)")
@@ -140,12 +109,13 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    boot_comfy()
     from .. import temporaries
+    from ..comfy_bridge.boot import boot_comfy
     from ..errors import HyperLoRAError
 
     temporaries.install_signal_cleanup()
     try:
+        boot_comfy()
         return _run(args)
     except HyperLoRAError as exc:
         print(f"error: {exc}", file=sys.stderr)

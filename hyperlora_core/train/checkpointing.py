@@ -23,7 +23,12 @@ import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 
 from ..errors import HyperLoRAError
 from .distributed import DistInfo, any_rank, barrier
@@ -199,3 +204,16 @@ def load_checkpoint(
     if trainer.get("world") == info.world and rank_file.is_file():
         _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
     return trainer
+
+
+def load_model_weights(path: Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Only the model part of a checkpoint, into `model` (the module the trainer saved, e.g. a
+    `HyperStep`): reading trained weights needs no optimiser, scheduler or process group."""
+    state = {"model": get_model_state_dict(model)}
+    try:
+        with _quiet_single_process():
+            dcp.load(state, checkpoint_id=str(path))
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP raises several types
+        raise HyperLoRAError(f"could not read the model weights of checkpoint {path} ({exc}).") from None
+    set_model_state_dict(model, state["model"])
+    return model

@@ -17,15 +17,50 @@ import yaml
 
 from ..errors import HyperLoRAError
 
-STAGE_ORDER: tuple[str, ...] = ("base", "clip_id", "arcface_id", "distill")
 PARTS: tuple[str, ...] = ("id_projector", "id_resampler", "id_basis", "base_resampler", "base_basis")
-DEFAULT_TRAINABLE: dict[str, tuple[str, ...]] = {
-    "base": ("base_resampler", "base_basis"),
-    "clip_id": ("id_resampler", "id_basis"),
-    "arcface_id": ("id_projector", "id_resampler", "id_basis"),
-    "distill": ("id_projector", "id_resampler", "id_basis"),
-}
-"""What each stage trains unless its `trainable` says otherwise; everything else is frozen."""
+BASE_PARTS: tuple[str, ...] = ("base_resampler", "base_basis")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one training stage trains, freezes and feeds: the only place a stage is described.
+
+    Code elsewhere asks these fields, never the stage's name, so a new stage is a new row.
+    """
+
+    name: str
+    trains: tuple[str, ...]
+    """Default trainable parts (a stage's `trainable` overrides it); every other part is frozen."""
+    id_lora: bool
+    """Makes an ID-LoRA from the face crops' CLIP tokens (and trains it)."""
+    face_embedding: bool
+    """Feeds the ArcFace embedding into the face stream; without it the stream's parameters stay frozen."""
+    base_lora: str
+    """How the Base-LoRA takes part: `trained` (alone, full strength), `frozen` (added at the stage's
+    `base_strength`, dropped per sample with `dropout.base_lora`) or `teacher` (only inside the teacher)."""
+    builds_on: tuple[str, ...] = ()
+    """Earlier stages whose result it starts from: the first one this model can have must have finished."""
+    needs_base_branch: bool = False
+    """Only possible with a Base-LoRA branch (`hypernetwork.base_rank`)."""
+    starts_face_stream: bool = False
+    """Switches the face stream on (`zero_init_face_stream` applies to it)."""
+    teacher: str | None = None
+    """The stage whose result is the frozen teacher the student (ID-LoRA alone) matches."""
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("base", trains=BASE_PARTS, id_lora=False, face_embedding=False, base_lora="trained",
+              needs_base_branch=True),
+    StageSpec("clip_id", trains=("id_resampler", "id_basis"), id_lora=True, face_embedding=False, base_lora="frozen",
+              builds_on=("base",)),
+    StageSpec("arcface_id", trains=("id_projector", "id_resampler", "id_basis"), id_lora=True, face_embedding=True,
+              base_lora="frozen", builds_on=("clip_id",), starts_face_stream=True),
+    StageSpec("distill", trains=("id_projector", "id_resampler", "id_basis"), id_lora=True, face_embedding=True,
+              base_lora="teacher", builds_on=("arcface_id",), needs_base_branch=True, teacher="arcface_id"),
+)
+"""The stages, in the order they run."""
+STAGE: dict[str, StageSpec] = {s.name: s for s in STAGES}
+STAGE_ORDER: tuple[str, ...] = tuple(STAGE)
 
 
 @dataclass(frozen=True)
@@ -39,8 +74,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
-    """tiny (seeded SDXL-architecture stand-ins), checkpoint (an SDXL .safetensors) or toy (the toy
-    world of hyperlora_core.toy; `checkpoint` is then its folder, default models/toy)."""
+    """A registered backbone (`comfy_bridge.backbone`): tiny (seeded SDXL-architecture stand-ins),
+    checkpoint (an SDXL .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
     checkpoint: str | None = None
     clip_vision: str | None = None
     """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
@@ -178,7 +213,7 @@ class StageConfig:
     """Last steps of the stage over which the lr falls to 0 along a cosine (0: none). Steps before
     them are untouched, so lengthening a finished stage with a tail keeps its first steps exact."""
     trainable: tuple[str, ...] | None = None
-    """Parts trained in this stage (default per stage, see DEFAULT_TRAINABLE)."""
+    """Parts trained in this stage (default: the stage's `StageSpec.trains`)."""
     base_strength: float = 1.0
     """Strength of the frozen Base-LoRA during the ID stages (0 switches it off)."""
     base_fraction: float = 0.25
@@ -204,7 +239,7 @@ class FitConfig:
         return [s for s in STAGE_ORDER if s in self.stages]
 
     def trainable(self, stage: str) -> tuple[str, ...]:
-        return self.stages[stage].trainable or DEFAULT_TRAINABLE[stage]
+        return self.stages[stage].trainable or STAGE[stage].trains
 
 
 # -- strict loading ---------------------------------------------------------------------------
@@ -292,9 +327,10 @@ def _check_optimizer(o: OptimizerConfig, where: str) -> None:
 def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
-    _choice(cfg.model.backbone, ("tiny", "checkpoint", "toy"), "model.backbone")
-    if cfg.model.backbone == "checkpoint" and not cfg.model.checkpoint:
-        raise HyperLoRAError("config: model.backbone is 'checkpoint' but model.checkpoint (an SDXL .safetensors) is not set.")
+    from ..comfy_bridge.backbone import backbone_kind
+
+    if backbone_kind(cfg.model.backbone).needs_checkpoint and not cfg.model.checkpoint:
+        raise HyperLoRAError(f"config: model.backbone is '{cfg.model.backbone}' but model.checkpoint is not set.")
     _choice(cfg.data.verify, ("quick", "full"), "data.verify")
     _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
     _choice(t.distributed, ("ddp", "fsdp2"), "train.distributed")
@@ -344,7 +380,7 @@ def validate(cfg: FitConfig) -> FitConfig:
         for part in st.trainable or ():
             if part not in PARTS:
                 raise HyperLoRAError(f"config: stages.{name}.trainable has '{part}'; allowed: {', '.join(PARTS)}.")
-        if name in ("base", "distill") and cfg.hypernetwork.base_rank is None:
+        if STAGE[name].needs_base_branch and cfg.hypernetwork.base_rank is None:
             raise HyperLoRAError(
                 f"config: stage '{name}' needs the Base-LoRA branch but hypernetwork.base_rank is null; "
                 f"set a base rank (e.g. {max(1, cfg.hypernetwork.rank // 2)}) or remove the stage."
@@ -417,11 +453,11 @@ def parse_config(text: str, base_dir: str | Path = ".", overrides: dict | list[s
 
 
 def prerequisite(stage: str, cfg: FitConfig) -> str | None:
-    """The stage that must have finished before `stage` starts (None: it may start from scratch)."""
-    if stage == "base":
-        return None
-    if stage == "clip_id":
-        return "base" if cfg.hypernetwork.base_rank is not None else None
-    if stage == "arcface_id":
-        return "clip_id"
-    return "arcface_id"
+    """The stage that must have finished before `stage` starts (None: it may start from scratch).
+
+    A stage this model cannot have (one needing the Base-LoRA branch when there is none) is passed over."""
+    has_base = cfg.hypernetwork.base_rank is not None
+    for earlier in STAGE[stage].builds_on:
+        if has_base or not STAGE[earlier].needs_base_branch:
+            return earlier
+    return None

@@ -65,10 +65,6 @@ class BatchSource:
         self.empty_text = dataset.tensors["empty_text"].float()
         self.empty_pooled = dataset.tensors["empty_pooled"].float()
 
-    @property
-    def global_size(self) -> int:
-        return self.identities * self.photos
-
     def _identities_for(self, stage: str, step: int) -> list[int]:
         """Walk through epochs of shuffled identities, `identities` per step (wrapping over epochs)."""
         n = self.dataset.num_identities

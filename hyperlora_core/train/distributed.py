@@ -68,14 +68,6 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return out / info.world
 
 
-def broadcast_object(obj, info: DistInfo):
-    if not info.active:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank if it is true on any (to fail together instead of hanging)."""
     if not info.active:

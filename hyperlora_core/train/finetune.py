@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ..comfy_bridge.diffusion import Denoiser
-from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, activate, deactivate, install_lora_hooks, lora_layer_paths
+from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, lora_layer_paths
 from ..config import TRIGGER_WORDS
 from ..errors import HyperLoRAError
 from ..lora import lora_modules
@@ -128,6 +128,7 @@ def finetune(
     backbone=None,
 ) -> dict:
     """Train the LoRA's factors for `steps` AdamW steps; write it with the input's names and alphas."""
+    from ..comfy_bridge.backbone import backbone_kind
     from .fit import build_backbone
 
     if steps < 1 or batch < 1:
@@ -144,13 +145,11 @@ def finetune(
     if photos.is_dir() and (photos / INDEX_FILE).is_file():
         data = load_prepared(photos)
     elif photos.is_dir():
-        data = load_photos(photos, backbone, resolution or (64 if cfg.model.backbone == "tiny" else 1024), caption)
+        data = load_photos(photos, backbone, resolution or backbone_kind(cfg.model.backbone).resolution, caption)
     else:
         raise HyperLoRAError(f"{photos}: not a folder of photos or a prepared dataset.")
-    state = LoRAHookState()
-    install_lora_hooks(unet, paths, state, cfg.train.gradient_checkpointing)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    activate(unet, device)
+    state = attach_lora_hooks(unet, paths, device, cfg.train.gradient_checkpointing)
     unet.model.requires_grad_(False)
     factors.to(device)
     den = Denoiser(unet)

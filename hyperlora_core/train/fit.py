@@ -16,33 +16,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..comfy_bridge.backbone import Backbone, load_backbone, tiny_backbone
+from ..comfy_bridge.backbone import Backbone, backbone_kind
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
-from ..comfy_bridge.lora_hooks import (
-    LoRAHookState,
-    LoRASet,
-    activate,
-    deactivate,
-    install_lora_hooks,
-    layer_module_paths,
-)
+from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..comfy_bridge.sdxl import attention_module_specs
-from ..config import HyperLoRAConfig
+from ..config import LORA_SCALE, HyperLoRAConfig
 from ..errors import HyperLoRAError
 from ..model import HyperLoRA
 from . import checkpointing
-from .config import STAGE_ORDER, FitConfig, prerequisite
+from .config import STAGE, STAGE_ORDER, FitConfig, prerequisite
 from .data import BatchSource
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, wrap
-from .objective import LORA_SCALE, HyperStep, StepRunner, stage_inputs
+from .objective import Conditions, HyperStep, StepRunner, uses_base_lora
 from .observe import StageLogger, save_grid
+from .schedule import lr_lambda
 from .setup import hyper_config, load_into, new_hyperlora, set_trainable, zero_face_stream_output
 from .shards import ShardDataset
 
@@ -51,13 +44,9 @@ FINAL = "final.safetensors"
 
 
 def build_backbone(cfg: FitConfig) -> Backbone:
-    if cfg.model.backbone == "tiny":
-        return tiny_backbone(cfg.model.tiny_seed)
-    if cfg.model.backbone == "toy":
-        from ..toy.trainer import toy_backbone
-
-        return toy_backbone(cfg.model.checkpoint)
-    return load_backbone(cfg.model.checkpoint, cfg.model.clip_vision)
+    """The frozen models the config's `model` section names, through the backbone registry."""
+    m = cfg.model
+    return backbone_kind(m.backbone).load(checkpoint=m.checkpoint, clip_vision=m.clip_vision, seed=m.tiny_seed)
 
 
 def stage_dir(cfg: FitConfig, stage: str) -> Path:
@@ -88,24 +77,6 @@ def start_weights(cfg: FitConfig, stage: str) -> Path | None:
         if final_path(cfg, earlier).is_file():
             return final_path(cfg, earlier)
     return Path(cfg.hypernetwork.init) if cfg.hypernetwork.init else None
-
-
-def lr_lambda(kind: str, warmup: int, total: int, decay: int = 0):
-    """lr factor per step: linear warm-up, then constant or one cosine to 0; `decay` > 0 instead
-    keeps the factor at 1 and falls along a cosine over the stage's last `decay` steps."""
-
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if decay:
-            progress = (step - (total - decay)) / decay
-            return 1.0 if progress < 0 else 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        if kind == "cosine":
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return f
 
 
 def make_optimizer(model: torch.nn.Module, cfg: FitConfig, stage: str) -> torch.optim.Optimizer:
@@ -153,9 +124,8 @@ def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
         raise HyperLoRAError(f"{cfg.data.shards}: has no face-blurred base crops, but the config trains a Base-LoRA.")
     specs = attention_module_specs(backbone.unet)
     config = hyper_config(cfg, specs, backbone.clip_vision_dim)
-    state = LoRAHookState()
-    install_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), state, cfg.train.gradient_checkpointing)
-    activate(backbone.unet, info.device)
+    state = attach_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), info.device,
+                              cfg.train.gradient_checkpointing)
     backbone.unet.model.requires_grad_(False)
     sample_text = None
     if cfg.train.samples.every >= 0:
@@ -193,12 +163,13 @@ def fit(cfg: FitConfig, info: DistInfo | None = None) -> dict[str, str]:
     return results
 
 
-def _teacher(session: Session) -> HyperStep:
-    path = final_path(session.cfg, "arcface_id")
+def _teacher(session: Session, stage: str) -> HyperStep:
+    """The frozen teacher of a distilling stage: the result of the stage its spec names."""
+    path = final_path(session.cfg, STAGE[stage].teacher)
     if not path.is_file():
-        path = start_weights(session.cfg, "distill")
+        path = start_weights(session.cfg, stage)
     if path is None:
-        raise HyperLoRAError("stage 'distill' needs a trained model as its teacher; run arcface_id first.")
+        raise HyperLoRAError(f"stage '{stage}' needs a trained model as its teacher; run {STAGE[stage].teacher} first.")
     model = HyperLoRA(session.config)
     load_into(model, path)
     return HyperStep(model.requires_grad_(False).eval()).to(session.info.device)
@@ -206,7 +177,7 @@ def _teacher(session: Session) -> HyperStep:
 
 def run_stage(session: Session, stage: str) -> Path:
     cfg, info = session.cfg, session.info
-    st = cfg.stages[stage]
+    st, spec = cfg.stages[stage], STAGE[stage]
     folder = stage_dir(cfg, stage)
     ckpt_dir = folder / "checkpoints"
     checkpointing.clean_temporaries(ckpt_dir, info)
@@ -216,7 +187,7 @@ def run_stage(session: Session, stage: str) -> Path:
     if start_from is not None:
         load_into(model, start_from)
     resume = checkpointing.latest_checkpoint(ckpt_dir)
-    if stage == "arcface_id" and st.zero_init_face_stream and resume is None:
+    if spec.starts_face_stream and st.zero_init_face_stream and resume is None:
         zero_face_stream_output(model)
     set_trainable(model, stage, cfg.trainable(stage))
     step_module = HyperStep(model).to(info.device)
@@ -229,7 +200,7 @@ def run_stage(session: Session, stage: str) -> Path:
         start = checkpointing.load_checkpoint(resume, wrapped, optimizer, scheduler, info)["step"]
         if info.is_main:
             log.info("stage %s: resumed from %s", stage, resume)
-    teacher = _teacher(session) if stage == "distill" else None
+    teacher = _teacher(session, stage) if spec.teacher else None
     runner = StepRunner(stage, cfg, session.backbone, session.denoiser, session.hook_state, info.device, teacher)
     lg = cfg.train.log
     logger = StageLogger(folder, stage, st.steps, start, info.is_main, lg.progress_bar, lg.tensorboard)
@@ -239,7 +210,7 @@ def run_stage(session: Session, stage: str) -> Path:
     try:
         for step in range(start, st.steps):
             t0 = time.perf_counter()
-            batch = session.source.batch(stage, step, with_base=runner.inputs.use_base)
+            batch = session.source.batch(stage, step, with_base=runner.use_base)
             loss = runner.loss(wrapped, batch)
             if not torch.isfinite(loss):
                 raise HyperLoRAError(
@@ -322,30 +293,27 @@ def sample_grid(session: Session, wrapped: torch.nn.Module, stage: str, step: in
     Every rank runs the hypernetwork (FSDP2 needs all ranks to unshard); rank 0 samples and saves.
     """
     cfg, bb = session.cfg, session.backbone
+    spec = STAGE[stage]
     sc = sample_conditions(session)
-    inputs = stage_inputs(stage, cfg)
-    face_tokens = bb.clip_tokens(sc["face"]).to(session.info.device)
-    base_tokens = bb.clip_tokens(sc["base"]).to(session.info.device) if inputs.use_base and sc["base"] is not None else None
+    dev = session.info.device
+    face_tokens = bb.clip_tokens(sc["face"]).to(dev)
+    use_base = uses_base_lora(spec, cfg) and spec.base_lora == "trained" and sc["base"] is not None
+    base_tokens = bb.clip_tokens(sc["base"]).to(dev) if use_base else None
     n = face_tokens.shape[0]
-    groups = torch.arange(n, device=session.info.device)
-    factors = wrapped(
-        face_tokens if inputs.use_id else None, sc["arcface"] if inputs.use_arcface else None, base_tokens,
-        groups, n, "same_photo", inputs.use_id, False,
-    )
+    arcface = sc["arcface"] if spec.face_embedding else None
+    factors = wrapped(Conditions(face_tokens if spec.id_lora else None, arcface, base_tokens,
+                                 torch.arange(n, device=dev), n), "same_photo")
     if not session.info.is_main:
         return None
     s = cfg.train.samples
     cond, pooled, ucond, upooled = session.sample_text
-    dev = session.info.device
     prompts = cond.shape[0]
     pick = torch.arange(n).repeat_interleave(prompts)  # sample k = identity k // P, prompt k % P
     which = torch.arange(prompts).repeat(n)
     one = torch.full((n * prompts,), LORA_SCALE, device=dev)
     sets = []
-    for kind in ("id", "base"):
-        if kind in factors and (kind == "id" or stage == "base"):
-            downs, ups = factors[kind]
-            sets.append(LoRASet([d[pick.to(d.device)] for d in downs], [u[pick.to(u.device)] for u in ups], one))
+    for downs, ups in factors.values():  # the LoRA the stage trains: the ID-LoRA, or the Base-LoRA alone
+        sets.append(LoRASet([d[pick.to(d.device)] for d in downs], [u[pick.to(u.device)] for u in ups], one))
     latent_size = max(1, s.size // 8)
     size_t = torch.tensor([[s.size, s.size, 0, 0, s.size, s.size]], dtype=torch.float32).repeat(n * prompts, 1)
     den = session.denoiser

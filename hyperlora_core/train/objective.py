@@ -6,6 +6,7 @@ happens inside its `forward`, which is what both wrappers need to synchronise an
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -16,12 +17,11 @@ from ..coefficients import group_mean, normalize
 from ..comfy_bridge.backbone import Backbone
 from ..comfy_bridge.diffusion import Denoiser
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet
+from ..config import LORA_SCALE
+from ..errors import HyperLoRAError
 from ..model import HyperLoRA
-from .config import FitConfig, LossConfig
+from .config import STAGE, FitConfig, LossConfig, StageSpec
 from .data import Batch
-
-LORA_SCALE = 0.5
-"""alpha / rank of the exported LoRAs (alpha = rank / 2): training uses the scale users get."""
 
 
 def reference_coefficients(tokens: torch.Tensor, groups: torch.Tensor, num_groups: int, mode: str) -> torch.Tensor:
@@ -52,6 +52,20 @@ def loss_weights(sigma: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     return torch.ones_like(snr)
 
 
+@dataclass
+class Conditions:
+    """A batch's frozen-encoder features and identity groups: what the hypernetwork reads.
+
+    `face_tokens` None: no ID-LoRA is made; `arcface` None: the face stream is off; `base_tokens`
+    None: no Base-LoRA."""
+
+    face_tokens: torch.Tensor | None
+    arcface: torch.Tensor | None
+    base_tokens: torch.Tensor | None
+    groups: torch.Tensor
+    num_groups: int
+
+
 class HyperStep(nn.Module):
     """Root module for the distributed wrappers: conditions in, per-sample LoRA factors out."""
 
@@ -59,46 +73,26 @@ class HyperStep(nn.Module):
         super().__init__()
         self.hl = hyperlora
 
-    def forward(
-        self,
-        face_tokens: torch.Tensor | None,
-        arcface: torch.Tensor | None,
-        base_tokens: torch.Tensor | None,
-        groups: torch.Tensor,
-        num_groups: int,
-        references: str,
-        want_id: bool,
-        base_grad: bool,
-    ) -> dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    def forward(self, cond: Conditions, references: str) -> dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """`references` (`train.references`) says which photos of a group make a target's ID-LoRA."""
         out = {}
-        if want_id:
-            tokens = self.hl.id_tokens(face_tokens, arcface).float()
-            out["id"] = self.hl.lora_factors(reference_coefficients(tokens, groups, num_groups, references), "id")
-        if base_tokens is not None:
-            with torch.set_grad_enabled(base_grad and torch.is_grad_enabled()):
-                coeffs = normalize(self.hl.base_tokens(base_tokens).float())
+        if cond.face_tokens is not None:
+            tokens = self.hl.id_tokens(cond.face_tokens, cond.arcface).float()
+            coeffs = reference_coefficients(tokens, cond.groups, cond.num_groups, references)
+            out["id"] = self.hl.lora_factors(coeffs, "id")
+        if cond.base_tokens is not None:
+            trained = any(p.requires_grad for m in (self.hl.base_resampler, self.hl.base_basis) for p in m.parameters())
+            with torch.set_grad_enabled(trained and torch.is_grad_enabled()):  # a frozen branch builds no graph
+                coeffs = normalize(self.hl.base_tokens(cond.base_tokens).float())
                 out["base"] = self.hl.lora_factors(coeffs, "base")
         return out
 
 
-@dataclass
-class StepInputs:
-    """What a stage feeds the hypernetwork."""
-
-    use_id: bool
-    use_arcface: bool
-    use_base: bool
-    base_trainable: bool
-
-
-def stage_inputs(stage: str, cfg: FitConfig) -> StepInputs:
-    has_base = cfg.hypernetwork.base_rank is not None
-    trainable = cfg.trainable(stage)
-    base_strength = cfg.stages[stage].base_strength
-    if stage == "base":
-        return StepInputs(False, False, True, True)
-    use_base = has_base and (stage == "distill" or base_strength != 0)
-    return StepInputs(True, stage in ("arcface_id", "distill"), use_base, "base_resampler" in trainable or "base_basis" in trainable)
+def uses_base_lora(spec: StageSpec, cfg: FitConfig) -> bool:
+    """Whether a stage computes the Base-LoRA (in the model or, for `teacher`, in its teacher)."""
+    if cfg.hypernetwork.base_rank is None:
+        return False
+    return spec.base_lora != "frozen" or cfg.stages[spec.name].base_strength != 0
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -120,32 +114,35 @@ class StepRunner:
         device: torch.device,
         teacher: HyperStep | None = None,
     ) -> None:
-        self.stage, self.cfg, self.backbone, self.denoiser = stage, cfg, backbone, denoiser
+        self.spec = STAGE[stage]
+        self.cfg, self.backbone, self.denoiser = cfg, backbone, denoiser
         self.state, self.device, self.teacher = hook_state, device, teacher
-        self.inputs = stage_inputs(stage, cfg)
         self.stage_cfg = cfg.stages[stage]
+        self.use_base = uses_base_lora(self.spec, cfg)
+        if self.spec.teacher and teacher is None:
+            raise HyperLoRAError(f"stage '{stage}' distils from a teacher ({self.spec.teacher}'s result); pass it.")
 
-    def conditions(self, batch: Batch) -> dict:
-        """Frozen-encoder features of the batch: CLIP tokens of the crops, masked ArcFace."""
-        inp = self.inputs
+    def conditions(self, batch: Batch) -> Conditions:
+        """Frozen-encoder features of the batch: CLIP tokens of the crops, the ArcFace embedding
+        (zeroed where `dropout.face` dropped it)."""
+        spec = self.spec
         with torch.no_grad():
-            face_tokens = self.backbone.clip_tokens(batch.face).to(self.device) if inp.use_id else None
-            base_tokens = self.backbone.clip_tokens(batch.base).to(self.device) if inp.use_base else None
+            face_tokens = self.backbone.clip_tokens(batch.face).to(self.device) if spec.id_lora else None
+            base_tokens = self.backbone.clip_tokens(batch.base).to(self.device) if self.use_base else None
         arcface = None
-        if inp.use_arcface:
+        if spec.face_embedding:
             arcface = batch.arcface * (~batch.drop_face).to(batch.arcface.dtype).unsqueeze(1)
-        return {"face_tokens": face_tokens, "arcface": arcface, "base_tokens": base_tokens}
+        return Conditions(face_tokens, arcface, base_tokens, batch.groups, batch.num_groups)
 
     def _base_scale(self, batch: Batch) -> torch.Tensor:
-        """Base-LoRA scale per sample: full in the base stage; strength x (not dropped) in ID stages."""
-        if self.stage == "base":
+        """Base-LoRA scale per sample: full when the stage trains it alone; strength x (not dropped) beside an ID-LoRA."""
+        if self.spec.base_lora == "trained":
             return torch.full((batch.size,), LORA_SCALE, device=self.device)
         keep = (~batch.drop_base).float().to(self.device)
         return LORA_SCALE * self.stage_cfg.base_strength * keep
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         cond = self.conditions(batch)
-        inp = self.inputs
         autocast = autocast_for(self.device, self.cfg.train.precision)
         den = self.denoiser
         sigma = den.sigmas.to(self.device)[batch.timesteps]
@@ -153,17 +150,12 @@ class StepRunner:
         x = den.noisy(sigma, batch.noise, x0)
         adm = den.adm(batch.pooled, batch.sizes).to(self.device)
         full = torch.full((batch.size,), LORA_SCALE, device=self.device)
+        references = self.cfg.train.references
         with autocast:
-            factors = model(
-                cond["face_tokens"], cond["arcface"], cond["base_tokens"] if self.stage != "distill" else None,
-                batch.groups, batch.num_groups, self.cfg.train.references, inp.use_id, inp.base_trainable,
-            )
-            if self.stage == "distill":
+            if self.spec.teacher:  # the student is the ID-LoRA alone; the teacher adds a Base-LoRA fraction
+                factors = model(dataclasses.replace(cond, base_tokens=None), references)
                 with torch.no_grad():
-                    t = self.teacher(
-                        cond["face_tokens"], cond["arcface"], cond["base_tokens"], batch.groups, batch.num_groups,
-                        self.cfg.train.references, True, False,
-                    )
+                    t = self.teacher(cond, references)
                     self.state.sets = [
                         LoRASet(*t["id"], scale=full),
                         LoRASet(*t["base"], scale=full * self.stage_cfg.base_fraction),
@@ -171,6 +163,7 @@ class StepRunner:
                     target = den.denoise(x, sigma, batch.context, adm).float()
                 self.state.sets = [LoRASet(*factors["id"], scale=full)]
             else:
+                factors = model(cond, references)
                 target = x0.float()
                 sets = []
                 if "id" in factors:

@@ -204,12 +204,13 @@ def prepare(
     analyzer=None,
 ) -> PrepareReport:
     """Write the dataset `fit` reads (default: the config's data.shards)."""
+    from ..comfy_bridge.backbone import backbone_kind
+    from ..face.packs import is_standin_space
     from .fit import build_backbone
     from .synthetic import write_synthetic_dataset
 
     folder = Path(out or cfg.data.shards)
-    tiny = cfg.model.backbone == "tiny"
-    resolution = resolution or (64 if tiny else 1024)
+    resolution = resolution or backbone_kind(cfg.model.backbone).resolution
     if resolution % 8:
         raise HyperLoRAError(f"prepare: resolution {resolution} is not a multiple of 8 (the VAE's factor).")
     backbone = backbone or build_backbone(cfg)
@@ -240,7 +241,7 @@ def prepare(
     empty_c, empty_p = backbone.encode_text([""])
     info = {"backbone": backbone.name, "resolution": resolution, "source": str(source), "samples": report.kept,
             "face_pack": getattr(analyzer, "pack_name", "?"), "embedding_space": getattr(analyzer, "embedding_space", "?"),
-            "standin_face_models": bool(getattr(analyzer, "is_standin", False))}
+            "standin_face_models": is_standin_space(getattr(analyzer, "embedding_space", ""))}
     writer.finish({"empty_text": empty_c[0].contiguous(), "empty_pooled": empty_p[0].contiguous()}, info)
     report.write()
     return report

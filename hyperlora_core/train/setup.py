@@ -17,7 +17,7 @@ from ..config import (
 )
 from ..errors import HyperLoRAError
 from ..model import HyperLoRA
-from .config import PARTS, FitConfig, ResamplerSettings
+from .config import PARTS, STAGE, FitConfig, ResamplerSettings
 
 
 def _resampler(s: ResamplerSettings, queries: int, basis: int, inputs: tuple[int, ...]) -> ResamplerConfig:
@@ -96,8 +96,9 @@ def set_trainable(model: HyperLoRA, stage: str, parts: tuple[str, ...]) -> list[
         if p not in PARTS:
             raise HyperLoRAError(f"unknown trainable part '{p}'; allowed: {', '.join(PARTS)}.")
     names = []
+    face_stream_off = not STAGE[stage].face_embedding
     for name, p in model.named_parameters():
-        on = part_of(name) in parts and not (stage in ("base", "clip_id") and face_stream(name))
+        on = part_of(name) in parts and not (face_stream_off and face_stream(name))
         p.requires_grad_(on)
         if on:
             names.append(name)

@@ -3,6 +3,7 @@
 - `toy_backbone(folder)`: the trainer's `Backbone` with the toy UNet, caption encoder (as CLIP),
   VAE and the CLIP-vision analogue (`clip_tokens` = its `hidden_states[-2]` of the grey-background
   32-px face, as the real backbone returns ViT-L/14's penultimate tokens of the 224-px crop).
+  Importing this module registers it as the backbone `toy` (the trainer never imports the toy world).
 - `write_toy_dataset(folder, renders, world_folder)`: the trainer's prepared-dataset format
   (webdataset shards + index) written straight from the generator: per render its toy-VAE latent,
   the EMPTY caption's embedding (only the LoRA may carry identity), the ArcFace-analogue embedding
@@ -19,14 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..comfy_bridge.backbone import Backbone
+from ..comfy_bridge.backbone import Backbone, BackboneKind, register_backbone
 from . import files, world
-from .bridge import COMFY_SIZE, wrap_caption_encoder, wrap_unet, wrap_vae
 from .conditions import to_toy_size
-from .encoders import CLIP_WIDTH, ToyArcFace, ToyCLIP
-from .stages import masked_reference, to_tensor
+from .encoders import CLIP_WIDTH, ToyArcFace, ToyCLIP, masked_reference, to_tensor
+from .models import COMFY_SIZE, load_toy_models
 
-BACKBONE_NAME = "toy-world"
 CONFIG_FILE = "toy_train.yaml"
 """The trainer config of the shipped toy HyperLoRA (in the toy model folder)."""
 
@@ -48,14 +47,16 @@ class ToyBackbone(Backbone):
 
 def toy_backbone(folder: str | os.PathLike | None = None) -> ToyBackbone:
     folder = files.world_dir(folder)
-    clip = files.load_module(ToyCLIP(), "clip_vision", folder)
-    return ToyBackbone(
-        unet=wrap_unet(files.load_part("unet", folder)),
-        clip=wrap_caption_encoder(files.load_part("caption_encoder", folder)),
-        vae=wrap_vae(files.load_part("vae", folder)),
-        clip_vision=clip,
-        name=BACKBONE_NAME,
-    )
+    unet, clip, vae = load_toy_models(folder)
+    return ToyBackbone(unet=unet, clip=clip, vae=vae, clip_vision=files.load_module(ToyCLIP(), "clip_vision", folder),
+                       name=world.NAME)
+
+
+def _load_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> ToyBackbone:  # noqa: ARG001
+    return toy_backbone(checkpoint)
+
+
+register_backbone(BackboneKind("toy", _load_kind, resolution=world.IMAGE_SIZE))
 
 
 @torch.no_grad()
@@ -80,7 +81,7 @@ def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_f
         writer.add(SampleRecord(key=f"t{n:07d}", meta=meta, latent=latents[n].numpy(), text=text[0].numpy(),
                                 pooled=pooled[0].numpy(), arcface=embeds[n].numpy().astype(np.float32), face=faces[n]))
     info = {"backbone": backbone.name, "resolution": world.IMAGE_SIZE, "source": "hyperlora_core.toy.world",
-            "samples": len(renders), "face_pack": "toy-world", "embedding_space": "toy-world",
+            "samples": len(renders), "face_pack": world.NAME, "embedding_space": world.NAME,
             "standin_face_models": False}
     return writer.finish({"empty_text": text[0].contiguous(), "empty_pooled": pooled[0].contiguous()}, info)
 
@@ -135,23 +136,3 @@ def write_train_config(world_folder: str | os.PathLike, work: str | os.PathLike,
                                config=rel(path))
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def checkpoint_hyperlora(path: str | os.PathLike, cfg, stage: str):
-    """A trainer DCP checkpoint (`<run>/<stage>/checkpoints/step-N`) as a `HyperLoRA` (for the curve)."""
-    from ..comfy_bridge.sdxl import attention_module_specs, build_sdxl
-    from ..train.checkpointing import load_checkpoint
-    from ..train.distributed import DistInfo
-    from ..train.fit import make_optimizer
-    from ..train.objective import HyperStep
-    from ..train.setup import hyper_config, new_hyperlora, set_trainable
-    from .bridge import UNET_CONFIG
-
-    config = hyper_config(cfg, attention_module_specs(build_sdxl(UNET_CONFIG, device="meta")), CLIP_WIDTH)
-    model = new_hyperlora(config, cfg.seed)
-    set_trainable(model, stage, cfg.trainable(stage))
-    step = HyperStep(model)
-    optimizer = make_optimizer(step, cfg, stage)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    load_checkpoint(Path(path), step, optimizer, scheduler, DistInfo(0, 1, 0, torch.device("cpu")))
-    return model.requires_grad_(False).eval()

@@ -1,4 +1,4 @@
-"""Builders of small random HyperLoRA checkpoints, saved and reloaded through the real loaders."""
+"""Small random HyperLoRAs of any module table (tests, benchmarks, the stand-in demo)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from pathlib import Path
 
 import torch
 
-from hyperlora_core.config import (
+from ..config import (
     DEFAULT_DIM_HEAD,
+    TOKENS_PER_MODULE,
     HyperLoRAConfig,
     IDProjectorConfig,
     ModuleSpec,
     ResamplerConfig,
 )
-from hyperlora_core.model import HyperLoRA
+from ..model import HyperLoRA
 
-ROOT = Path(__file__).resolve().parents[1]
-SDXL_MODULES_JSON = ROOT / "models" / "sdxl_hyper_lora_modules.json"
+SDXL_MODULES_JSON = Path(__file__).resolve().parents[2] / "models" / "sdxl_hyper_lora_modules.json"
+"""SDXL's module table as the published checkpoints list it."""
 
 
 def sdxl_modules() -> tuple[ModuleSpec, ...]:
@@ -38,8 +39,9 @@ def small_config(
     base_rank: int | None = None,
     ff_mult: int = 2,
 ) -> HyperLoRAConfig:
+    """A narrow, shallow HyperLoRA for `modules` (default: every SDXL attention module)."""
     modules = modules or sdxl_modules()
-    q = 8 * len(modules)
+    q = TOKENS_PER_MODULE * len(modules)
     rs = ResamplerConfig(dim=dim, depth=depth, num_queries=q, output_dim=basis_size, ff_mult=ff_mult,
                          heads=heads, dim_head=DEFAULT_DIM_HEAD, input_dims=(dim, clip_dim))
     base = (ResamplerConfig(dim=dim, depth=1, num_queries=q, output_dim=basis_size, ff_mult=ff_mult, heads=heads,
