@@ -80,13 +80,17 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$root" ]; then
   say "linked the pack into $link"
 fi
 # The browser test drives ComfyUI's frontend in headless Chromium (Debian's package; playwright's
-# own browser download is never used). Installed only where it is missing and apt is available.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+# own browser download is never used), with a Chinese font so the Chinese screenshots show characters,
+# not empty boxes. Installed only where missing and apt is available.
+apt_packages=()
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then apt_packages+=(fonts-wqy-microhei); fi
+if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo_cmd=()
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo -n); fi
-  say "installing chromium for the browser test (apt-get)"
-  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium; } >/dev/null; then
-    say "could not install chromium (no root?); tests/test_browser.py will fail until it is installed"
+  say "installing ${apt_packages[*]} for the browser test (apt-get)"
+  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${apt_packages[@]}"; } >/dev/null; then
+    say "could not install ${apt_packages[*]} (no root?); tests/test_browser.py will fail until they are installed"
   fi
 fi
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 from fixtures import published_ui, workflows
 from fixtures.pack import ROOT
-from fixtures.server import ComfyServer, write_extra_model_paths
 
 from hyperlora_core import standins
+from scripts.comfy_server import ComfyServer, write_extra_model_paths
 from workflows import library
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -53,14 +54,21 @@ class Editor:
         self.page, self.server, self.version, self.newest = page, server, version, newest
 
     def close_dialogs(self) -> None:
-        """Close every dialog the editor has open (missing models, errors, the template browser)."""
+        """Close every dialog the editor has open (missing models, errors, the template browser) and, on newer
+        frontends, the issues overlay and the side panel listing them (they open again when there are new ones)."""
         self.page.keyboard.press("Escape")
         for _ in range(5):
             self.page.wait_for_timeout(300)
             close = self.page.locator(".p-dialog-mask button:has(.pi-times), .p-dialog-mask .p-dialog-close-button")
             if not close.count():
-                return
+                break
             close.first.click()
+        if self.newest:
+            self.page.evaluate("async () => { await window.app.extensionManager.setting.set('Comfy.RightSidePanel.IsOpen', false); }")
+            dismiss = self.page.locator("[data-testid=error-overlay] button:not([data-testid=error-overlay-see-errors])")
+            if dismiss.count():
+                dismiss.first.click()
+            self.page.wait_for_timeout(300)
 
     def open_template(self, name: str) -> dict:
         """Load a template the way the template browser does (newer frontends then fit it to the window)."""
@@ -173,6 +181,8 @@ def test_template_opens_readably(editor, name, artifacts_dir):
     assert min(n["x"] for n in view["nodes"]) >= 55  # right of the side bar
     if editor.newest:  # fitted to the window: the whole flow is visible
         assert max(n["x"] + n["size"][0] * view["scale"] for n in view["nodes"]) <= VIEW["width"]
+    editor.page.wait_for_timeout(1000)
+    editor.close_dialogs()  # the graph as it opened (the missing-models screenshots show the dialogs)
     editor.shot(artifacts_dir, name)
 
 
@@ -241,10 +251,11 @@ def test_run_is_refused_with_our_message_before_anything_runs(editor, artifacts_
             page.wait_for_timeout(1000)
         page.get_by_role("button", name="Info for HyperLoRA checkpoint - checkpoint").first.hover()
         page.wait_for_timeout(1000)
+        editor.shot(artifacts_dir, "run_refused")  # with the tooltip showing our message
         shown = " ".join(t.inner_text() for t in page.locator("[role=tooltip], .p-tooltip").all())
     else:  # an error dialog with the server's report
+        editor.shot(artifacts_dir, "run_refused")
         shown = editor.text()
-    editor.shot(artifacts_dir, "run_refused")
     assert "`python -m hyperlora_core.models fetch hyperlora-fidelity`" in shown, shown[-3000:]  # ours, in the editor
     queue = editor.server.get_json("/queue")
     assert queue["queue_running"] == [] and queue["queue_pending"] == [] and editor.server.get_json("/history") == {}
@@ -320,6 +331,8 @@ def test_published_pack_workflow_loads_on_the_compatibility_nodes(editor, artifa
 
 def test_the_nodes_speak_chinese(editor, artifacts_dir):
     """Last: it switches the editor's language and reloads the page."""
+    fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no Chinese font: Chromium would draw empty boxes; run scripts/setup_env.sh (fonts-wqy-microhei)"
     page = editor.page
     page.evaluate("async () => { await window.app.extensionManager.setting.set('Comfy.Locale', 'zh'); }")
     page.reload()
@@ -340,5 +353,5 @@ def test_the_nodes_speak_chinese(editor, artifacts_dir):
         node.pop("title", None)  # show the translated names
     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", wf)
     page.wait_for_timeout(1500)
-    page.keyboard.press("Escape")
+    editor.close_dialogs()
     editor.shot(artifacts_dir, "chinese")

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from hyperlora_core import standins
 from fixtures.pack import ROOT
 
+from hyperlora_core import standins
 from hyperlora_core.models import check, comfyui_roots, download_entry, item, items
 from hyperlora_core.models.check import item_for, missing_message
 from hyperlora_core.standins import write_tiny_face_pack

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hyperlora_core import standins
 from fixtures.fake_hub import FakeHub
 from fixtures.pack import ROOT
 from safetensors.torch import save_file
 
+from hyperlora_core import standins
 from hyperlora_core.models import check, comfyui_roots, item
 
 FIDELITY = "sdxl_hyper_id_lora_v1_fidelity"

@@ -254,7 +254,7 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
     The template makes its reference photo with the Toy Reference Photos node; `make demo` passes `photos`
     (names in ComfyUI's input folder) and `display_scale=1` (it judges the 32 x 32 images themselves).
     """
-    from hyperlora_core.toy.bridge import BUILTIN_WORLD
+    from hyperlora_core.toy.files import BUILTIN_WORLD
 
     world = world or BUILTIN_WORLD
     nodes = [

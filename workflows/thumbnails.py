@@ -1,5 +1,9 @@
 """The template browser's pictures (`workflows/<title>.jpg`, 512 x 512).
 
+The card shows the title under the picture, and newer frontends draw a "Node graph" badge over the
+picture's top-left corner, so the top band (`TOP_BAND`) stays empty and the one-line description is
+drawn at the bottom (custom-node templates get no description field of their own in either frontend).
+
 The toy-world template shows a real render: held-out identities' reference photos, samples with their
 ID-LoRA and the same noise without it, from the shipped toy world through ComfyUI's sampler (the
 same evaluation the model card reports). The SDXL templates cannot be rendered without the
@@ -26,6 +30,8 @@ BOX = (48, 52, 64)
 ACCENT = (120, 170, 255)
 TEXT = (235, 235, 240)
 MUTED = (160, 165, 180)
+TOP_BAND = 64
+"""Pixels at the top left free of content (under the newer frontend's badge)."""
 
 
 def font(size: int) -> ImageFont.FreeTypeFont:
@@ -91,10 +97,10 @@ def arrow(canvas: Image.Image, a: tuple[int, int], b: tuple[int, int]) -> None:
 
 def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, output: tuple[str, Image.Image],
             caption: str) -> Image.Image:
-    """Inputs (left column) -> HyperLoRA step (middle) -> result (right), a title above, a caption below."""
+    """Inputs (left column) -> HyperLoRA step (middle) -> result (right), the caption below. (`title` names the
+    picture in code only: the card shows the template's title.)"""
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
-    d.text((SIZE // 2, 40), title, font=font(34), fill=TEXT, anchor="mm")
     n = len(inputs)
     h = min(150, (360 - 12 * (n - 1)) // n)
     top = 80 + (360 - n * h - 12 * (n - 1)) // 2
@@ -105,7 +111,7 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
     box(img, (198, 200, 338, 320), middle, accent=True)
     arrow(img, (338, 260), (352, 260))
     box(img, (356, 170, 496, 350), output[0], output[1])
-    d.multiline_text((SIZE // 2, 470), caption, font=font(20), fill=MUTED, anchor="mm", align="center")
+    d.multiline_text((SIZE // 2, 472), caption, font=font(22), fill=TEXT, anchor="mm", align="center")
     return img
 
 
@@ -117,16 +123,15 @@ def toy_picture(identities: int = 4) -> Image.Image:
     rows = [result.references, result.images["ID-LoRA x1"], result.images["no LoRA"]]
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
-    cell, left, top = 104, 96, 60
+    cell, left, top = 104, 96, TOP_BAND + 8
     for r, (label, row) in enumerate(zip(["photo", "with", "without"], rows)):
         y = top + r * (cell + 30)
         d.text((left - 10, y + cell // 2), label, font=font(18), fill=MUTED, anchor="rm")
         for c in range(identities):
             tile = Image.fromarray(row[c]).resize((cell - 8, cell - 8), Image.NEAREST)
             img.paste(tile, (left + c * cell, y))
-    d.text((SIZE // 2, 28), "Toy world: never-seen people", font=font(26), fill=TEXT, anchor="mm")
-    d.text((SIZE // 2, 490), "photo -> ID-LoRA -> samples with it / same noise without", font=font(18), fill=MUTED,
-           anchor="mm")
+    d.multiline_text((SIZE // 2, 478), "never-seen people: photo -> ID-LoRA\n-> samples with it / same noise without",
+                     font=font(19), fill=TEXT, anchor="mm", align="center")
     return img
 
 
@@ -184,16 +189,15 @@ def _palette_icon(size: int = 140) -> Image.Image:
 def _check_picture() -> Image.Image:
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
-    d.text((SIZE // 2, 48), "Model check", font=font(36), fill=TEXT, anchor="mm")
     rows = [("HyperLoRA checkpoint", True), ("CLIP ViT-L/14", True), ("antelopev2 face pack", False),
             ("SDXL checkpoint", True)]
     for k, (label, ok) in enumerate(rows):
-        y = 120 + 80 * k
+        y = 100 + 84 * k
         d.rounded_rectangle((40, y, 472, y + 60), radius=12, fill=BOX)
         d.text((70, y + 30), "OK" if ok else "!!", font=font(26), fill=(110, 220, 130) if ok else (255, 120, 100),
                anchor="mm")
         d.text((110, y + 30), label, font=font(24), fill=TEXT, anchor="lm")
-    d.text((SIZE // 2, 470), "what is missing, where it goes, how to get it", font=font(20), fill=MUTED, anchor="mm")
+    d.text((SIZE // 2, 472), "what is missing, where it goes, how to get it", font=font(22), fill=TEXT, anchor="mm")
     return img
 
 
