@@ -87,6 +87,17 @@ def box(canvas: Image.Image, xy: tuple[int, int, int, int], label: str, picture:
         d.multiline_text(((x0 + x1) // 2, (y0 + y1) // 2), label, font=font(20), fill=TEXT, anchor="mm", align="center")
 
 
+def wrapped(text: str, size: int, width: int = SIZE - 96) -> str:
+    """`text` broken into lines no wider than `width` pixels (the card crops the picture's edges)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font(size).getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def arrow(canvas: Image.Image, a: tuple[int, int], b: tuple[int, int]) -> None:
     d = ImageDraw.Draw(canvas)
     d.line([a, b], fill=ACCENT, width=4)
@@ -111,7 +122,7 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
     box(img, (198, 200, 338, 320), middle, accent=True)
     arrow(img, (338, 260), (352, 260))
     box(img, (356, 170, 496, 350), output[0], output[1])
-    d.multiline_text((SIZE // 2, 472), caption, font=font(22), fill=TEXT, anchor="mm", align="center")
+    d.multiline_text((SIZE // 2, 468), wrapped(caption, 22), font=font(22), fill=TEXT, anchor="mm", align="center")
     return img
 
 
