@@ -116,10 +116,11 @@ def test_config_numbers_that_differ_from_the_weights_are_named_in_a_warning(capl
 
     module, pack = load_pack("auto")
     compat = importlib.import_module(module.__name__ + ".nodes.compat")
-    model = random_hyperlora(small_config(basis_size=8, rank=4, dim=64, depth=2, id_tokens=4, ff_mult=2))
+    # (every number inside the node's declared ranges: the node checks them before anything else)
+    model = random_hyperlora(small_config(basis_size=32, rank=4, dim=64, depth=4, heads=4, id_tokens=4, ff_mult=2))
     values = {"image_processor": "p", "image_encoder": "e", "resampler.dim": 64, "resampler.dim_head": 64,
-              "resampler.heads": 2, "resampler.depth": 2, "resampler.ff_mult": 2, "encoder_types": "clip + arcface",
-              "face_analyzer": "antelopev2", "id_embed_dim": 512, "num_id_tokens": 4, "hyper_dim": 8, "lora_rank": 4,
+              "resampler.heads": 4, "resampler.depth": 4, "resampler.ff_mult": 2, "encoder_types": "clip + arcface",
+              "face_analyzer": "antelopev2", "id_embed_dim": 512, "num_id_tokens": 4, "hyper_dim": 32, "lora_rank": 4,
               "has_base_lora": False}
     (matching,), _ = run_node(pack["HyperLoRAConfig"], **values)
     (other,), _ = run_node(pack["HyperLoRAConfig"], **{**values, "lora_rank": 8, "hyper_dim": 128, "resampler.heads": 12})
@@ -129,5 +130,5 @@ def test_config_numbers_that_differ_from_the_weights_are_named_in_a_warning(capl
         compat._check_declared(other, model)
     assert len(caplog.records) == 1
     text = caplog.records[0].getMessage()
-    assert "hyper_dim=128 (weights: 8)" in text and "lora_rank=8 (weights: 4)" in text
+    assert "hyper_dim=128 (weights: 32)" in text and "lora_rank=8 (weights: 4)" in text
     assert "resampler.heads" not in text  # heads cannot be read from the weights: not checked
