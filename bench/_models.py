@@ -7,62 +7,15 @@ which is all a speed or memory measurement needs.
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import torch
 
 from hyperlora_core.coefficients import normalize
-from hyperlora_core.config import (
-    DEFAULT_DIM_HEAD,
-    LORA_KEY_SUFFIX,
-    PROJECTIONS,
-    TOKENS_PER_MODULE,
-    HyperLoRAConfig,
-    IDProjectorConfig,
-    ModuleSpec,
-    ResamplerConfig,
-)
+from hyperlora_core.config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
 from hyperlora_core.model import HyperLoRA
+from hyperlora_core.standins import hyperlora_config
 
-ROOT = Path(__file__).resolve().parents[1]
-SDXL_MODULES_JSON = ROOT / "models" / "sdxl_hyper_lora_modules.json"
-
-
-def sdxl_modules() -> tuple[ModuleSpec, ...]:
-    """The 140 SDXL attention modules in the published checkpoints' order."""
-    table = json.loads(SDXL_MODULES_JSON.read_text())
-    return tuple(ModuleSpec(name=k, **v) for k, v in table.items())
-
-
-def hyperlora_config(
-    modules: tuple[ModuleSpec, ...] | None = None,
-    *,
-    dim: int = 1024,
-    depth: int = 4,
-    heads: int = 12,
-    basis_size: int = 128,
-    rank: int = 8,
-    clip_dim: int = 1024,
-    id_tokens: int = 16,
-    base_rank: int | None = None,
-) -> HyperLoRAConfig:
-    """The published architecture by default (K 128, rank 8, resampler 1024 x 4, 12 x 64 heads,
-    16 ID tokens over the 140 SDXL modules); smaller sizes for tiny runs."""
-    modules = modules or sdxl_modules()
-    queries = TOKENS_PER_MODULE * len(modules)
-    dim_head = DEFAULT_DIM_HEAD if dim >= DEFAULT_DIM_HEAD else dim // heads
-
-    def resampler(inputs: tuple[int, ...]) -> ResamplerConfig:
-        return ResamplerConfig(dim=dim, depth=depth, num_queries=queries, output_dim=basis_size, ff_mult=4,
-                               heads=heads, dim_head=dim_head, input_dims=inputs)
-
-    return HyperLoRAConfig(
-        modules=modules, basis_size=basis_size, rank=rank, resampler=resampler((dim, clip_dim)),
-        id_projector=IDProjectorConfig(embed_dim=512, num_tokens=id_tokens, token_dim=dim),
-        base_rank=base_rank, base_resampler=resampler((clip_dim,)) if base_rank else None,
-    )
-
+__all__ = ["PerLayerReference", "hyperlora_config", "random_hyperlora"]
 
 @torch.no_grad()
 def random_hyperlora(

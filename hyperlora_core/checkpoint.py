@@ -210,6 +210,17 @@ def _load_small_part(module: nn.Module, src: _Source, part: str) -> None:
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=True)
 
 
+def _source(path: str | os.PathLike) -> _Source:
+    where = find_checkpoint(path)
+    return _single_source(where) if where.is_file() else _published_source(where)
+
+
+def read_config(path: str | os.PathLike, dim_head: int | None = None) -> HyperLoRAConfig:
+    """A checkpoint's architecture from its file headers alone (no tensor data is read): every part
+    present, framed and shaped consistently. Cheap enough to run when a prompt is queued."""
+    return infer_config(_source(path), dim_head)
+
+
 def load_hyperlora(
     path: str | os.PathLike,
     device: torch.device | str | None = None,
@@ -217,8 +228,7 @@ def load_hyperlora(
     dim_head: int | None = None,
 ) -> HyperLoRA:
     """Load either format. `dtype` sets the basis storage (default: as stored)."""
-    where = find_checkpoint(path)
-    src = _single_source(where) if where.is_file() else _published_source(where)
+    src = _source(path)
     config = infer_config(src, dim_head)
     basis_path, basis_prefix = src.files[_BASIS_PART]
     with safe_open(str(basis_path), framework="pt") as f:

@@ -12,6 +12,15 @@ class HyperLoRAError(Exception):
     """A problem with the user's input, files or setup, explained in the message."""
 
 
+class DamagedFileError(HyperLoRAError):
+    """A model file that is there but unusable. `kind` says why, for reports that group problems:
+    "missing", "empty", "lfs_pointer", "web_page", "truncated" or "invalid"."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def os_error_message(path: object, exc: OSError, action: str = "read") -> str:
     """What an OSError on `path` means and what to do, instead of a bare `[Errno 13] ...`.
 

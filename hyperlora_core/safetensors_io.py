@@ -18,9 +18,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import temporaries
-from .errors import HyperLoRAError, os_error_message
+from .errors import DamagedFileError, HyperLoRAError, os_error_message
 
 _LFS_PREFIX = b"version https://git-lfs"
+
+
+def looks_like_web_page(head: bytes) -> bool:
+    """Whether a file's first bytes are HTML (an error or login page saved under a model's name)."""
+    start = head.lstrip()[:15].lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
 def _check_header(path: Path) -> dict:
@@ -33,40 +39,54 @@ def _check_header(path: Path) -> dict:
 
 def _read_header(path: Path) -> dict:
     if not path.is_file():
-        raise HyperLoRAError(f"{path}: file not found.")
+        raise DamagedFileError("missing", f"{path}: file not found.")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
         if head.startswith(_LFS_PREFIX[:8]):
             f.seek(0)
             if f.read(len(_LFS_PREFIX)) == _LFS_PREFIX:
-                raise HyperLoRAError(
+                raise DamagedFileError(
+                    "lfs_pointer",
                     f"{path}: this is a Git-LFS pointer file ({size} bytes), not the weights. "
                     "Download the real file (git lfs pull, or the download button of the model page) "
-                    "and replace it."
+                    "and replace it.",
                 )
         if len(head) < 8:
-            raise HyperLoRAError(f"{path}: file is empty or truncated ({size} bytes); download it again.")
+            raise DamagedFileError("empty" if size == 0 else "truncated",
+                                   f"{path}: file is empty or truncated ({size} bytes); download it again.")
+        f.seek(0)
+        if looks_like_web_page(f.read(64)):
+            raise DamagedFileError("web_page", f"{path}: this is a web page ({size} bytes of HTML), not the weights: "
+                                   "the download got an error or login page. Download it again.")
+        f.seek(8)
         (header_len,) = struct.unpack("<Q", head)
         if header_len > min(size - 8, 100_000_000):
-            raise HyperLoRAError(
+            raise DamagedFileError(
+                "invalid",
                 f"{path}: not a valid .safetensors file (header length {header_len} does not fit in "
                 f"{size} bytes). It may be a web page or a different format saved with this name; "
-                "download it again."
+                "download it again.",
             )
         try:
             header = json.loads(f.read(header_len))
         except ValueError as exc:
-            raise HyperLoRAError(f"{path}: corrupt .safetensors header ({exc}); download it again.") from None
+            raise DamagedFileError("invalid", f"{path}: corrupt .safetensors header ({exc}); download it again.") from None
     end = 8 + header_len
     data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if end + data_end > size:
         missing = end + data_end - size
-        raise HyperLoRAError(
+        raise DamagedFileError(
+            "truncated",
             f"{path}: file is truncated ({size} bytes, {missing} bytes missing); the download did not "
-            "finish. Download it again."
+            "finish. Download it again.",
         )
     return header
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise :class:`DamagedFileError` unless `path` is a complete .safetensors file (reads the header only)."""
+    _check_header(Path(path))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

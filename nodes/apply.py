@@ -20,11 +20,13 @@ APPLY = NodeDef(
         "with the published checkpoints; start the prompt with the trigger words 'fcsks fxhks fhyks, '."
     ),
     inputs=(
-        In("model", "MODEL"),
-        In("lora", types.LORA),
-        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01),
-        In("base_lora", types.LORA, optional=True),
-        In("base_strength", "FLOAT", default=0.0, min=-2.0, max=2.0, step=0.01),
+        In("model", "MODEL", tooltip="The model to personalise (an SDXL UNet); it is not changed, a patched copy comes out."),
+        In("lora", types.LORA, tooltip="The ID-LoRA (from Generate ID LoRA, Mix, Interpolate, Slider or a file)."),
+        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01,
+           tooltip="How strongly the LoRA acts; 0.75-0.9 for the published checkpoints."),
+        In("base_lora", types.LORA, optional=True, tooltip="Optional Base-LoRA (background, clothing) from Generate Base LoRA."),
+        In("base_strength", "FLOAT", default=0.0, min=-2.0, max=2.0, step=0.01,
+           tooltip="Strength of the Base-LoRA (0: not applied)."),
     ),
     outputs=(Out("MODEL", "model"),),
     run=_apply,

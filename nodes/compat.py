@@ -9,7 +9,7 @@ are skipped with a warning (as published) but a batch without any face is an err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hyperlora_core.comfy_bridge import apply_lora, folders
@@ -25,10 +25,21 @@ from .encode import encode_photos
 from .generate import generate_base_lora, make_id_lora
 from .loaders import DTYPES, load_checkpoint
 from .save import save_to_output
-from .spec import In, NodeDef, Out, Result
+from .spec import CATEGORY, In, NodeDef, Out, Result
 
 PUBLISHED_MARKER = "HYPER_LORA_CLASS_MAPPINGS"
 ENCODER_TYPES = ["clip", "arcface", "clip + arcface"]
+PROCESSOR_TIP = "CLIP preprocessing folder in models/hyper_lora/clip_processor (the preprocessing itself is built in)."
+ENCODER_TIP = "CLIP ViT-L/14 HF folder in models/hyper_lora/clip_vit."
+ENCODER_TYPES_TIP = "Which encoders the checkpoint reads; only 'clip + arcface' (the released setting) works."
+FACE_ANALYZER_TIP = "Face model pack in models/insightface/models (antelopev2 for the published checkpoints)."
+MODEL_TIP = "Checkpoint folder in models/hyper_lora/hyper_lora (the published pack's place)."
+DTYPE_TIP = "Precision of the LoRA basis."
+HYPER_TIP = "From HyperLoRA Loader (published)."
+IMAGES_TIP = "Photos of one person (an IMAGE batch)."
+FACE_ATTR_TIP = "From HyperLoRA Face Attr."
+GRAYSCALE_TIP = "Encode the crops in grayscale."
+BACKGROUND_TIP = "Gray background around the face (published default)."
 
 
 def published_pack_installed() -> bool:
@@ -95,8 +106,11 @@ def _config(**kw) -> tuple:
                          declared),)
 
 
-def _int(name, default, lo, hi, step):
-    return In(name, "INT", default=default, min=lo, max=hi, step=step)
+ARCH_TIP = "Checked against the weights, which decide (the published pack needed it set by hand)."
+
+
+def _int(name, default, lo, hi, step, tooltip=ARCH_TIP):
+    return In(name, "INT", default=default, min=lo, max=hi, step=step, tooltip=tooltip)
 
 
 CONFIG = NodeDef(
@@ -105,20 +119,20 @@ CONFIG = NodeDef(
     description="Compatibility node (published pack). The architecture numbers are read from the weights; "
                 "resampler.dim_head is used, the others only checked.",
     inputs=(
-        In("image_processor", "COMBO", options=lambda: _folders_in("clip_processor")),
-        In("image_encoder", "COMBO", options=lambda: _folders_in("clip_vit")),
+        In("image_processor", "COMBO", options=lambda: _folders_in("clip_processor"), tooltip=PROCESSOR_TIP),
+        In("image_encoder", "COMBO", options=lambda: _folders_in("clip_vit"), tooltip=ENCODER_TIP),
         _int("resampler.dim", 1024, 64, 2048, 32),
-        _int("resampler.dim_head", 64, 32, 512, 32),
+        _int("resampler.dim_head", 64, 32, 512, 32, "Width of one attention head: the weights cannot tell it, so it is used."),
         _int("resampler.heads", 12, 4, 32, 4),
         _int("resampler.depth", 4, 4, 16, 2),
         _int("resampler.ff_mult", 4, 2, 8, 2),
-        In("encoder_types", "COMBO", options=ENCODER_TYPES),
-        In("face_analyzer", "COMBO", options=_face_pack_folders),
+        In("encoder_types", "COMBO", options=ENCODER_TYPES, tooltip=ENCODER_TYPES_TIP),
+        In("face_analyzer", "COMBO", options=_face_pack_folders, tooltip=FACE_ANALYZER_TIP),
         _int("id_embed_dim", 512, 128, 1024, 32),
         _int("num_id_tokens", 4, 4, 128, 4),
         _int("hyper_dim", 128, 32, 1024, 32),
         _int("lora_rank", 4, 2, 32, 2),
-        In("has_base_lora", "BOOLEAN", default=False),
+        In("has_base_lora", "BOOLEAN", default=False, tooltip=ARCH_TIP),
     ),
     outputs=(Out(types.PUB_CONFIG, "HYPER_LORA_CONFIG"),),
     run=_config,
@@ -160,9 +174,9 @@ LOADER = NodeDef(
     description="Compatibility node (published pack): loads models/hyper_lora/hyper_lora/<model> with the Config node's "
                 "CLIP and face models.",
     inputs=(
-        In("config", types.PUB_CONFIG),
-        In("model", "COMBO", options=lambda: _folders_in("hyper_lora")),
-        In("dtype", "COMBO", options=list(DTYPES)),
+        In("config", types.PUB_CONFIG, tooltip="From HyperLoRA Config."),
+        In("model", "COMBO", options=lambda: _folders_in("hyper_lora"), tooltip=MODEL_TIP),
+        In("dtype", "COMBO", options=list(DTYPES), tooltip=DTYPE_TIP),
     ),
     outputs=(Out(types.PUB_HYPER_LORA, "HYPER_LORA"),),
     run=_loader,
@@ -182,12 +196,12 @@ UNI_LOADER = NodeDef(
     display_name="HyperLoRA Uni Loader (published)",
     description="Compatibility node (published pack): Config + Loader with the released settings.",
     inputs=(
-        In("image_processor", "COMBO", options=lambda: _folders_in("clip_processor")),
-        In("image_encoder", "COMBO", options=lambda: _folders_in("clip_vit")),
-        In("encoder_types", "COMBO", options=ENCODER_TYPES),
-        In("face_analyzer", "COMBO", options=_face_pack_folders),
-        In("model", "COMBO", options=lambda: _folders_in("hyper_lora")),
-        In("dtype", "COMBO", options=list(DTYPES)),
+        In("image_processor", "COMBO", options=lambda: _folders_in("clip_processor"), tooltip=PROCESSOR_TIP),
+        In("image_encoder", "COMBO", options=lambda: _folders_in("clip_vit"), tooltip=ENCODER_TIP),
+        In("encoder_types", "COMBO", options=ENCODER_TYPES, tooltip=ENCODER_TYPES_TIP),
+        In("face_analyzer", "COMBO", options=_face_pack_folders, tooltip=FACE_ANALYZER_TIP),
+        In("model", "COMBO", options=lambda: _folders_in("hyper_lora"), tooltip=MODEL_TIP),
+        In("dtype", "COMBO", options=list(DTYPES), tooltip=DTYPE_TIP),
     ),
     outputs=(Out(types.PUB_HYPER_LORA, "HYPER_LORA"),),
     run=_uni_loader,
@@ -205,7 +219,7 @@ FACE_ATTR = NodeDef(
     node_id="HyperLoRAFaceAttr",
     display_name="HyperLoRA Face Attr (published)",
     description="Compatibility node (published pack): detects the faces of each photo.",
-    inputs=(In("hyper_lora", types.PUB_HYPER_LORA), In("images", "IMAGE")),
+    inputs=(In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP), In("images", "IMAGE", tooltip=IMAGES_TIP)),
     outputs=(Out(types.PUB_FACE_ATTR, "FACE_ATTR"),),
     run=_face_attr,
 )
@@ -228,11 +242,11 @@ ID_COND = NodeDef(
     display_name="HyperLoRA ID Cond (published)",
     description="Compatibility node (published pack): ID condition of the photos.",
     inputs=(
-        In("hyper_lora", types.PUB_HYPER_LORA),
-        In("images", "IMAGE"),
-        In("face_attr", types.PUB_FACE_ATTR),
-        In("grayscale", "BOOLEAN", default=False),
-        In("remove_background", "BOOLEAN", default=True),
+        In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP),
+        In("images", "IMAGE", tooltip=IMAGES_TIP),
+        In("face_attr", types.PUB_FACE_ATTR, tooltip=FACE_ATTR_TIP),
+        In("grayscale", "BOOLEAN", default=False, tooltip=GRAYSCALE_TIP),
+        In("remove_background", "BOOLEAN", default=True, tooltip=BACKGROUND_TIP),
     ),
     outputs=(Out(types.PUB_ID_COND, "ID_COND"), Out("IMAGE", "IMAGE")),
     run=_id_cond,
@@ -250,12 +264,12 @@ BASE_COND = NodeDef(
     display_name="HyperLoRA Base Cond (published)",
     description="Compatibility node (published pack): Base-LoRA condition of the photos.",
     inputs=(
-        In("hyper_lora", types.PUB_HYPER_LORA),
-        In("images", "IMAGE"),
-        In("face_attr", types.PUB_FACE_ATTR),
-        In("crop", "BOOLEAN", default=True),
-        In("crop_scale_LRTB", "STRING", default="1,1,1,1"),
-        In("safe_crop", "BOOLEAN", default=True),
+        In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP),
+        In("images", "IMAGE", tooltip=IMAGES_TIP),
+        In("face_attr", types.PUB_FACE_ATTR, tooltip=FACE_ATTR_TIP),
+        In("crop", "BOOLEAN", default=True, tooltip="Crop around the face (else the whole photo)."),
+        In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
+        In("safe_crop", "BOOLEAN", default=True, tooltip="Keep the crop inside the photo."),
     ),
     outputs=(Out(types.PUB_BASE_COND, "BASE_COND"), Out("IMAGE", "IMAGE")),
     run=_base_cond,
@@ -276,7 +290,8 @@ GEN_ID = NodeDef(
     node_id="HyperLoRAGenerateIDLoRA",
     display_name="HyperLoRA Generate ID LoRA (published)",
     description="Compatibility node (published pack).",
-    inputs=(In("hyper_lora", types.PUB_HYPER_LORA), In("id_cond", types.PUB_ID_COND)),
+    inputs=(In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP),
+            In("id_cond", types.PUB_ID_COND, tooltip="From HyperLoRA ID Cond.")),
     outputs=(Out(types.LORA, "LORA"),),
     run=_gen_id,
 )
@@ -285,7 +300,8 @@ GEN_BASE = NodeDef(
     node_id="HyperLoRAGenerateBaseLoRA",
     display_name="HyperLoRA Generate Base LoRA (published)",
     description="Compatibility node (published pack).",
-    inputs=(In("hyper_lora", types.PUB_HYPER_LORA), In("base_cond", types.PUB_BASE_COND)),
+    inputs=(In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP),
+            In("base_cond", types.PUB_BASE_COND, tooltip="From HyperLoRA Base Cond.")),
     outputs=(Out(types.LORA, "LORA"),),
     run=_gen_base,
 )
@@ -299,7 +315,8 @@ APPLY = NodeDef(
     node_id="HyperLoRAApplyLoRA",
     display_name="HyperLoRA Apply LoRA (published)",
     description="Compatibility node (published pack).",
-    inputs=(In("model", "MODEL"), In("lora", types.LORA), In("weight", "FLOAT", default=0.8, min=-1.5, max=1.5, step=0.01)),
+    inputs=(In("model", "MODEL", tooltip="The SDXL model to personalise."), In("lora", types.LORA, tooltip="The LoRA to apply."),
+            In("weight", "FLOAT", default=0.8, min=-1.5, max=1.5, step=0.01, tooltip="LoRA strength (0.75-0.9 recommended).")),
     outputs=(Out("MODEL", "MODEL"),),
     run=_apply,
 )
@@ -318,7 +335,8 @@ SAVE = NodeDef(
     node_id="HyperLoRASaveLoRA",
     display_name="HyperLoRA Save LoRA (published)",
     description="Compatibility node (published pack): saves under the output folder, never overwriting.",
-    inputs=(In("filename_prefix", "STRING", default="lora/id_lora"), In("lora", types.LORA)),
+    inputs=(In("filename_prefix", "STRING", default="lora/id_lora", tooltip="File name inside ComfyUI's output folder."),
+            In("lora", types.LORA, tooltip="The LoRA to save.")),
     outputs=(),
     run=_save,
     validate=_check_prefix,
@@ -337,13 +355,15 @@ UNI_GENERATE = NodeDef(
     display_name="HyperLoRA Uni Generate ID LoRA (published)",
     description="Compatibility node (published pack): Face Attr + ID Cond + Generate ID LoRA.",
     inputs=(
-        In("hyper_lora", types.PUB_HYPER_LORA),
-        In("images", "IMAGE"),
-        In("grayscale", "BOOLEAN", default=False),
-        In("remove_background", "BOOLEAN", default=True),
+        In("hyper_lora", types.PUB_HYPER_LORA, tooltip=HYPER_TIP),
+        In("images", "IMAGE", tooltip=IMAGES_TIP),
+        In("grayscale", "BOOLEAN", default=False, tooltip=GRAYSCALE_TIP),
+        In("remove_background", "BOOLEAN", default=True, tooltip=BACKGROUND_TIP),
     ),
     outputs=(Out(types.LORA, "LORA"),),
     run=_uni_generate,
 )
 
-NODES = [CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE]
+COMPAT_CATEGORY = f"{CATEGORY}/published pack"
+NODES = [replace(n, category=COMPAT_CATEGORY)
+         for n in (CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE)]

@@ -11,6 +11,7 @@ from . import host, types
 from .spec import In, NodeDef, Out
 
 WEIGHTS_TIP = "One weight per photo, comma-separated (e.g. '2, 1, 1'); empty: all photos count the same."
+PHOTOS_TIP = "Photos of one person: an IMAGE batch (join several with Image Batch)."
 FACE_TIP = "-1: the largest face in each photo; 0, 1, 2...: the n-th face from the left."
 NO_FACE_TIP = "error: stop and name the photo without a face. skip: leave it out (at least one must have a face)."
 
@@ -51,9 +52,9 @@ def encode_photos(encode, photos, face_analysis, clip_vision, weights: str | Non
 
 
 PHOTO_INPUTS = (
-    In("photos", "IMAGE"),
-    In("face_analysis", types.FACE_ANALYSIS),
-    In("clip_vision", "CLIP_VISION"),
+    In("photos", "IMAGE", tooltip=PHOTOS_TIP),
+    In("face_analysis", types.FACE_ANALYSIS, tooltip="From HyperLoRA Face Analysis Loader (antelopev2)."),
+    In("clip_vision", "CLIP_VISION", tooltip="CLIP ViT-L/14, from a CLIP vision loader."),
     In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
 )
 """The first inputs of both encode nodes: the photos, the models that read them, their weights."""
@@ -105,7 +106,7 @@ ENCODE_BASE = NodeDef(
     inputs=(
         *PHOTO_INPUTS,
         In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
-        In("clamp_to_image", "BOOLEAN", default=True),
+        In("clamp_to_image", "BOOLEAN", default=True, tooltip="Keep the crop inside the photo (published default)."),
         *FACE_CHOICE,
     ),
     outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops")),

@@ -8,6 +8,8 @@ from . import host, types
 from .compute import generate_base_lora, generate_id_lora
 from .spec import In, NodeDef, Out
 
+HYPER_TIP = "The hypernetwork, from HyperLoRA Loader."
+
 
 def make_id_lora(hyper_lora, id_cond, allow_other_face_pack: bool = False):
     """Load the hypernetwork where ComfyUI computes, check the face space, generate."""
@@ -34,8 +36,8 @@ GENERATE_ID = NodeDef(
         "does not generate again."
     ),
     inputs=(
-        In("hyper_lora", types.HYPERLORA),
-        In("id_cond", types.ID_COND),
+        In("hyper_lora", types.HYPERLORA, tooltip=HYPER_TIP),
+        In("id_cond", types.ID_COND, tooltip="The photos' ID condition, from Encode ID."),
         In("allow_other_face_pack", "BOOLEAN", default=False,
            tooltip="Use face embeddings from another pack than the checkpoint was trained on (only for checkpoints "
                    "you trained on that pack)."),
@@ -51,7 +53,8 @@ GENERATE_BASE = NodeDef(
         "Base-LoRA (background, clothing, style of the photos) from the Encode Base conditions. Only for "
         "checkpoints trained with a Base-LoRA branch; the published ones have none."
     ),
-    inputs=(In("hyper_lora", types.HYPERLORA), In("base_cond", types.BASE_COND)),
+    inputs=(In("hyper_lora", types.HYPERLORA, tooltip=HYPER_TIP),
+            In("base_cond", types.BASE_COND, tooltip="The photos' Base condition, from Encode Base.")),
     outputs=(Out(types.LORA, "base_lora"),),
     run=_generate_base,
 )

@@ -10,13 +10,14 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import folder_paths
 
-from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES
+from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError, os_error_message
+from hyperlora_core.models.check import PUBLISHED_SUBFOLDER, missing_message
 from hyperlora_core.walk import walk
 
 log = logging.getLogger("HyperLoRA")
@@ -33,9 +34,12 @@ def hyper_lora_roots() -> list[Path]:
 
 
 def list_checkpoints() -> list[str]:
-    """Checkpoint folders (holding hyper_lora_modules.json) and single files, relative to their root.
+    """Checkpoints under models/hyper_lora, relative to their root: a published folder by its main file
+    (`<folder>/hyper_lora_modules.safetensors`, the name the workflows' download entries carry, so the
+    frontend can tell when it is missing) and our single files by their name.
 
-    The published pack's CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
+    The published pack's place (`hyper_lora/hyper_lora/<name>/`) lists under the same name as
+    `hyper_lora/<name>/`. Its CLIP folders (`clip_vit/`, `clip_processor/`) and any HF-format model
     folder (with a config.json) are not checkpoints and are skipped. A folder holding some of a
     checkpoint's files but not all is listed as `<name> (incomplete: no <file>)`, so it does not
     vanish: choosing it gives the message that says what to copy where. Symlinks are followed,
@@ -47,10 +51,11 @@ def list_checkpoints() -> list[str]:
             continue
         for here, dirnames, filenames in walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS)]
-            rel = here.relative_to(root).as_posix()
+            listed = _listed_name(here.relative_to(root))
             missing = [f for f in _REQUIRED_PARTS if f not in filenames]
             if len(missing) < len(_REQUIRED_PARTS):
-                found.add(rel if not missing else f"{rel}{INCOMPLETE}{', '.join(missing)})")
+                if here != root:
+                    found.add(f"{listed}/{BASIS_FILE}" if not missing else f"{listed}{INCOMPLETE}{', '.join(missing)})")
                 dirnames[:] = []
                 continue
             if "config.json" in filenames:
@@ -58,8 +63,12 @@ def list_checkpoints() -> list[str]:
             for name in filenames:
                 if name.endswith(".safetensors") and name not in _PART_NAMES and not name.startswith("."):
                     found.add((here / name).relative_to(root).as_posix())
-    found.discard(".")
     return sorted(found) or [NOT_FOUND]
+
+
+def _listed_name(folder: PurePosixPath | Path) -> str:
+    parts = PurePosixPath(folder.as_posix()).parts
+    return "/".join(parts[1:] if len(parts) > 1 and parts[0] == PUBLISHED_SUBFOLDER else parts)
 
 
 def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
@@ -76,10 +85,28 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """The checkpoint a Loader entry names (an incomplete folder resolves, so loading it explains)."""
+    """A Loader value (a listed name, or a published folder's name as older workflows have it) -> its path
+    (an incomplete folder resolves, so loading it explains)."""
     if isinstance(name, str) and INCOMPLETE in name:
         name = name.split(INCOMPLETE)[0]
-    return resolve_in(hyper_lora_roots(), name, "HyperLoRA checkpoint", "models/hyper_lora")
+    roots = hyper_lora_roots()
+    return resolve_in(roots + [r / PUBLISHED_SUBFOLDER for r in roots], name, "HyperLoRA checkpoint", "models/hyper_lora")
+
+
+def checkpoint_problem(name: str) -> str | None:
+    """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
+    if not name or name == NOT_FOUND:
+        return ("no HyperLoRA checkpoint in models/hyper_lora yet. `python -m hyperlora_core.models fetch` downloads "
+                "the published one; then press 'r' (refresh) in ComfyUI and pick it.")
+    try:
+        path = resolve_checkpoint(name)
+    except HyperLoRAError:
+        return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint")
+    try:
+        read_config(path)
+    except HyperLoRAError as err:
+        return str(err)
+    return None
 
 
 # -- output files ---------------------------------------------------------------------------------

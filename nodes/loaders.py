@@ -7,13 +7,19 @@ import torch
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher
+from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face.analyzer import PROVIDER_CHOICES
+from hyperlora_core.face.packs import DEFAULT_PACK, KNOWN_FILES, pack_name
 from hyperlora_core.model import HyperLoRA
+from hyperlora_core.models.check import check_file, item_for, missing_message
+from hyperlora_core.models.files import file_problem
+from hyperlora_core.standins import is_standin_pack
 
 from . import host, types
 from .spec import In, NodeDef, Out
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+DEFAULT_FACE_CHOICE = f"{DEFAULT_PACK}/{KNOWN_FILES[DEFAULT_PACK]['recognition']}"
 
 
 def load_checkpoint(path, dtype_name: str, dim_head: int | None = None):
@@ -23,6 +29,10 @@ def load_checkpoint(path, dtype_name: str, dim_head: int | None = None):
     half-precision basis stays half the memory)."""
     dtype = None if dtype_name == "auto" else DTYPES[dtype_name]
     return hyperlora_patcher(HyperLoRA.from_pretrained(path, device="cpu", dtype=dtype, dim_head=dim_head))
+
+
+CHECKPOINT_TIP = ("A checkpoint in models/hyper_lora: a published folder, named by its hyper_lora_modules.safetensors, "
+                  "or one of our single .safetensors files.")
 
 
 def _load(checkpoint: str, dtype: str):
@@ -38,7 +48,7 @@ LOADER = NodeDef(
         "is read from the weights."
     ),
     inputs=(
-        In("checkpoint", "COMBO", options=host.list_checkpoints, tooltip="Folder or file under models/hyper_lora."),
+        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem, tooltip=CHECKPOINT_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="Storage precision of the LoRA basis. auto: as stored in the file."),
     ),
@@ -48,13 +58,29 @@ LOADER = NodeDef(
 
 
 def face_packs() -> list[str]:
-    return folders.face_pack_names() or [host.NOT_FOUND]
+    return folders.face_pack_choices() or [host.NOT_FOUND]
+
+
+def face_pack_problem(value: str) -> str | None:
+    """Why a face-pack value cannot be loaded (checked when the prompt is queued), or None."""
+    value = DEFAULT_FACE_CHOICE if value == host.NOT_FOUND else value
+    roots = folders.model_roots()
+    known = item_for(folders.INSIGHTFACE, value)
+    try:
+        folder = folders.find_face_pack(pack_name(value))
+    except HyperLoRAError as err:
+        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack") if known else str(err)
+    if known and not is_standin_pack(folder) and not all(check_file(known, f, roots).ok for f in known.files):
+        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack")
+    return None
 
 
 def _load_faces(pack: str, provider: str):
-    if pack == host.NOT_FOUND:
-        folders.load_face_analyzer("antelopev2", provider)  # raises with where to put the pack
-    return (folders.load_face_analyzer(pack, provider),)
+    return (folders.load_face_analyzer(pack_name(pack), provider),)
+
+
+FACE_PACK_TIP = ("A face model pack in models/insightface/models/, named by its ArcFace recognition model. The published "
+                 "checkpoints need antelopev2 (glintr100.onnx): another pack embeds faces differently.")
 
 
 FACE_LOADER = NodeDef(
@@ -65,7 +91,7 @@ FACE_LOADER = NodeDef(
         "ArcFace). The published checkpoints need antelopev2: another pack embeds faces differently."
     ),
     inputs=(
-        In("pack", "COMBO", options=face_packs, default="antelopev2"),
+        In("pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem, tooltip=FACE_PACK_TIP),
         In("provider", "COMBO", options=list(PROVIDER_CHOICES), default="auto",
            tooltip="auto: CUDA when onnxruntime-gpu works, else CPU."),
     ),
@@ -74,8 +100,21 @@ FACE_LOADER = NodeDef(
 )
 
 
+CLIP_TIP = "CLIP ViT-L/14: a .safetensors file in models/clip_vision, or an HF folder in models/hyper_lora/clip_vit."
+
+
 def clip_choices() -> list[str]:
     return folders.clip_vision_choices() or [host.NOT_FOUND]
+
+
+def clip_problem(value: str) -> str | None:
+    """Why a CLIP vision value cannot be loaded (checked when the prompt is queued), or None."""
+    try:
+        path = folders.resolve_clip_vision(value)
+    except HyperLoRAError:
+        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model")
+    problem = file_problem(path / "model.safetensors" if path.is_dir() else path)
+    return None if problem is None else str(problem)
 
 
 def _load_clip(clip_vision: str, dtype: str):
@@ -92,7 +131,7 @@ CLIP_LOADER = NodeDef(
         "Load CLIP Vision."
     ),
     inputs=(
-        In("clip_vision", "COMBO", options=clip_choices),
+        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, tooltip=CLIP_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="auto: ComfyUI's choice for vision encoders."),
     ),

@@ -35,8 +35,8 @@ def _mix(mode: str, normalize: bool, **kwargs):
 def _slots():
     out = []
     for k in range(1, SLOTS + 1):
-        out.append(In(f"lora_{k}", types.LORA, optional=k > 1))
-        out.append(In(f"weight_{k}", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.01))
+        out.append(In(f"lora_{k}", types.LORA, optional=k > 1, tooltip=f"LoRA {k}" + (" (optional)" if k > 1 else "") + "."))
+        out.append(In(f"weight_{k}", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.01, tooltip=f"Weight of LoRA {k}."))
     return tuple(out)
 
 
@@ -63,9 +63,9 @@ INTERPOLATE = NodeDef(
     display_name="HyperLoRA Interpolate",
     description="Between two identities: t=0 gives A, t=1 gives B, 0.5 halfway (in HyperLoRA's LoRA space).",
     inputs=(
-        In("lora_a", types.LORA),
-        In("lora_b", types.LORA),
-        In("t", "FLOAT", default=0.5, min=-1.0, max=2.0, step=0.01),
+        In("lora_a", types.LORA, tooltip="Person A's ID-LoRA (t = 0)."),
+        In("lora_b", types.LORA, tooltip="Person B's ID-LoRA (t = 1)."),
+        In("t", "FLOAT", default=0.5, min=-1.0, max=2.0, step=0.01, tooltip="0: A, 1: B, 0.5: halfway; outside 0-1 extrapolates."),
         In("mode", "COMBO", options=MODES, default="factors", tooltip=MODE_TIP),
     ),
     outputs=(Out(types.LORA, "lora"),),
@@ -85,9 +85,9 @@ SLIDER = NodeDef(
         "scale x (B - A). Apply it on top of an ID-LoRA; negative scales go the other way."
     ),
     inputs=(
-        In("lora_a", types.LORA),
-        In("lora_b", types.LORA),
-        In("scale", "FLOAT", default=1.0, min=-5.0, max=5.0, step=0.05),
+        In("lora_a", types.LORA, tooltip="The LoRA of the slider's start (e.g. a neutral photo)."),
+        In("lora_b", types.LORA, tooltip="The LoRA of the slider's end (e.g. a smiling photo of the same person)."),
+        In("scale", "FLOAT", default=1.0, min=-5.0, max=5.0, step=0.05, tooltip="How far along A -> B; negative goes the other way."),
     ),
     outputs=(Out(types.LORA, "lora"),),
     run=_slider,

@@ -9,19 +9,30 @@ from __future__ import annotations
 from hyperlora_core.comfy_bridge import apply_lora, folders
 from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.encode import encode_id
+from hyperlora_core.face.packs import pack_name
 
 from . import host, types
 from .cache import cached
 from .encode import encode_photos
 from .generate import make_id_lora
-from .loaders import clip_choices, face_packs, load_checkpoint
+from .loaders import (
+    CHECKPOINT_TIP,
+    CLIP_TIP,
+    DEFAULT_FACE_CHOICE,
+    FACE_PACK_TIP,
+    clip_choices,
+    clip_problem,
+    face_pack_problem,
+    face_packs,
+    load_checkpoint,
+)
 from .spec import In, NodeDef, Out
 
 
 def _one_click(model, photos, strength: float, checkpoint: str, clip_vision: str, face_pack: str):
     hyper_lora = cached("hyperlora", host.resolve_checkpoint(checkpoint), lambda p: load_checkpoint(p, "auto"))
     clip = cached("clip_vision", folders.resolve_clip_vision(clip_vision), load_clip_vision)
-    faces = folders.load_face_analyzer(face_pack, "auto")
+    faces = folders.load_face_analyzer(pack_name(face_pack), "auto")
     cond, crops = encode_photos(encode_id, photos, faces, clip)
     lora = make_id_lora(hyper_lora, cond)
     return apply_lora(model, lora, strength), lora, crops
@@ -35,12 +46,14 @@ ONE_CLICK = NodeDef(
         "weights, largest face). For weights, several people or sliders use the separate nodes."
     ),
     inputs=(
-        In("model", "MODEL"),
-        In("photos", "IMAGE"),
-        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01),
-        In("checkpoint", "COMBO", options=host.list_checkpoints),
-        In("clip_vision", "COMBO", options=clip_choices),
-        In("face_pack", "COMBO", options=face_packs, default="antelopev2"),
+        In("model", "MODEL", tooltip="The SDXL model to personalise."),
+        In("photos", "IMAGE", tooltip="Photos of one person (a batch); each counts the same."),
+        In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01,
+           tooltip="How strongly the LoRA acts; 0.75-0.9 for the published checkpoints."),
+        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem, tooltip=CHECKPOINT_TIP),
+        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, tooltip=CLIP_TIP),
+        In("face_pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem,
+           tooltip=FACE_PACK_TIP),
     ),
     outputs=(Out("MODEL", "model"), Out(types.LORA, "lora"), Out("IMAGE", "face_crops")),
     run=_one_click,

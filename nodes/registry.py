@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import apply, compat, encode, generate, host, loaders, mix, oneclick, save, toy_world
+from . import apply, compat, encode, generate, host, loaders, mix, model_check, oneclick, save, toy_world
 from .spec import NodeDef, build_classic, build_v3
 
 API_ENV = "HYPERLORA_NODE_API"
@@ -13,7 +13,7 @@ API_ENV = "HYPERLORA_NODE_API"
 
 def node_defs(include_compat: bool | None = None) -> list[NodeDef]:
     defs = [*loaders.NODES, *encode.NODES, *generate.NODES, *mix.NODES, *apply.NODES, *save.NODES, *oneclick.NODES,
-            *toy_world.NODES]
+            *model_check.NODES, *toy_world.NODES]
     if include_compat is None:
         include_compat = not compat.published_pack_installed()
     if include_compat:

@@ -44,9 +44,10 @@ SAVE = NodeDef(
         "outside it, never overwriting: a number is added). Load it later with any LoRA loader."
     ),
     inputs=(
-        In("lora", types.LORA),
-        In("filename_prefix", "STRING", default="hyperlora/id_lora"),
-        In("dtype", "COMBO", options=list(DTYPES), default="fp16"),
+        In("lora", types.LORA, tooltip="The LoRA to save."),
+        In("filename_prefix", "STRING", default="hyperlora/id_lora",
+           tooltip="File name inside ComfyUI's output folder; sub-folders with '/'. A number is added."),
+        In("dtype", "COMBO", options=list(DTYPES), default="fp16", tooltip="Precision of the saved weights (fp16: half the size)."),
         In("notes", "STRING", default="", multiline=True, optional=True,
            tooltip="Stored in the file's metadata (e.g. who, which photos)."),
     ),

@@ -36,10 +36,26 @@ class In:
     optional: bool = False
     multiline: bool = False
     tooltip: str | None = None
+    check: Callable[[Any], str | None] | None = None
+    """COMBO of model files: checks a value when a prompt is queued (None = fine, else the message: what is
+    missing or damaged, where it goes, how to get it). ComfyUI does not check V3 combos itself, and a value
+    from the API or an old workflow may name a file that is not there. Other COMBOs are checked against
+    their options when the node runs (ComfyUI attributes a validator's message to every input it takes,
+    so the validator takes only the file inputs)."""
 
     def option_list(self) -> list[str]:
         opts = self.options() if callable(self.options) else self.options
         return list(opts or [])
+
+    def problem(self, value: Any) -> str | None:
+        """Why a COMBO value is refused at queue time, or None."""
+        if self.check is not None:
+            return self.check(value)
+        options = self.option_list()
+        if value in options:
+            return None
+        shown = ", ".join(map(str, options[:12])) + (", ..." if len(options) > 12 else "")
+        return f"{self.name}: '{value}' is not one of the choices ({shown})."
 
 
 @dataclass(frozen=True)
@@ -76,11 +92,17 @@ class NodeDef:
     output_node: bool = False
     category: str = CATEGORY
     deprecated: bool = False
+    always_run: bool = False
+    """Run on every queue even if the inputs did not change (e.g. it reports on files on disk)."""
 
     def call(self, kwargs: dict) -> Result:
         for i in self.inputs:
             if i.optional and i.name not in kwargs:
                 kwargs[i.name] = None
+            elif i.type == "COMBO" and i.check is None and kwargs.get(i.name) is not None:
+                message = i.problem(kwargs[i.name])
+                if message:
+                    raise HyperLoRAError(f"{self.display_name}: {message}")
         check_numbers(self, kwargs)
         out = self.run(**kwargs)
         if isinstance(out, Result):
@@ -88,6 +110,30 @@ class NodeDef:
         if not isinstance(out, tuple):
             raise TypeError(f"{self.node_id}: run() must return a tuple or a Result, got {type(out).__name__}")
         return Result(values=out)
+
+
+def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
+    """The node's validator and its model-file inputs' checks, as one function of the inputs they read."""
+    combos = [i for i in defn.inputs if i.type == "COMBO" and i.check is not None]
+    own = list(inspect.signature(defn.validate).parameters) if defn.validate else []
+    if not combos and defn.validate is None:
+        return None
+
+    def validate(**kwargs):
+        for i in combos:
+            if kwargs.get(i.name) is not None:
+                message = i.problem(kwargs[i.name])
+                if message:
+                    return message
+        if defn.validate is not None:
+            return defn.validate(**{k: kwargs[k] for k in own if k in kwargs})
+        return True
+
+    params = list(inspect.signature(defn.validate).parameters.values()) if defn.validate else []
+    params += [inspect.Parameter(i.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+               for i in combos if i.name not in own]
+    validate.__signature__ = inspect.Signature(params)
+    return validate
 
 
 def check_numbers(defn: NodeDef, kwargs: dict) -> None:
@@ -110,18 +156,22 @@ def check_numbers(defn: NodeDef, kwargs: dict) -> None:
             raise HyperLoRAError(f"{where} is {value:g}; it must be{bounds or ' in range'}. Set the widget or the API value.")
 
 
-def _validator_with_signature(defn: NodeDef, as_classmethod_of: str) -> Callable:
+def _validator_with_signature(check: Callable, as_classmethod_of: str) -> Callable:
     """A `(cls, <input names>)` function: ComfyUI inspects the signature to pick what it passes."""
     params = [inspect.Parameter("cls", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for name, p in inspect.signature(defn.validate).parameters.items():
+    for name, p in inspect.signature(check).parameters.items():
         params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default))
 
     def validator(cls, **kwargs):
-        return defn.validate(**kwargs)
+        return check(**kwargs)
 
     validator.__signature__ = inspect.Signature(params)
     validator.__name__ = as_classmethod_of
     return classmethod(validator)
+
+
+def _always_changed(cls, **kwargs) -> float:
+    return float("nan")  # never equal to itself: ComfyUI runs the node on every queue
 
 
 # -- classic (V1) -----------------------------------------------------------------------------------
@@ -170,8 +220,11 @@ def build_classic(defn: NodeDef) -> type:
         "run": run,
         "NODE_DEF": defn,
     }
-    if defn.validate is not None:
-        attrs["VALIDATE_INPUTS"] = _validator_with_signature(defn, "VALIDATE_INPUTS")
+    check = _queue_check(defn)
+    if check is not None:
+        attrs["VALIDATE_INPUTS"] = _validator_with_signature(check, "VALIDATE_INPUTS")
+    if defn.always_run:
+        attrs["IS_CHANGED"] = classmethod(_always_changed)
     return type(_class_name(defn), (), attrs)
 
 
@@ -238,8 +291,11 @@ def build_v3(defn: NodeDef, io) -> type:
         "execute": classmethod(execute),
         "NODE_DEF": defn,
     }
-    if defn.validate is not None:
-        attrs["validate_inputs"] = _validator_with_signature(defn, "validate_inputs")
+    check = _queue_check(defn)
+    if check is not None:
+        attrs["validate_inputs"] = _validator_with_signature(check, "validate_inputs")
+    if defn.always_run:
+        attrs["fingerprint_inputs"] = classmethod(_always_changed)
     return type(_class_name(defn), (io.ComfyNode,), attrs)
 
 

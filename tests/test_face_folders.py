@@ -20,6 +20,8 @@ def registry(monkeypatch, tmp_path):
     monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path / "models"))
     monkeypatch.setattr(folder_paths, "filename_list_cache", {})
     folder_paths.folder_names_and_paths["clip_vision"] = ([str(tmp_path / "models" / "clip_vision")], {".safetensors"})
+    for name in ("insightface", "hyper_lora"):  # registered by an earlier test that loaded the pack
+        folder_paths.folder_names_and_paths.pop(name, None)
     return tmp_path / "models"
 
 

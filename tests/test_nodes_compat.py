@@ -59,7 +59,20 @@ def test_published_model_folders_are_listed(pack, tmp_path):
         assert "clip_vit_large_14_processor" in spec["image_processor"][1]["options"]
 
 
-def test_only_clip_plus_arcface_is_accepted(pack):
+@pytest.fixture
+def published_folders(tmp_path):
+    """The published pack's folders the Config node's drop-downs list: clip_processor/p, clip_vit/e, antelopev2
+    (the node checks its drop-down values when it runs)."""
+    from fixtures.nodes_env import model_folder
+
+    for sub in ("clip_processor/p", "clip_vit/e"):
+        (tmp_path / "hyper_lora" / sub).mkdir(parents=True)
+    (tmp_path / "insightface" / "models" / "antelopev2").mkdir(parents=True)
+    with model_folder("hyper_lora", tmp_path / "hyper_lora"), model_folder("insightface", tmp_path / "insightface"):
+        yield
+
+
+def test_only_clip_plus_arcface_is_accepted(pack, published_folders):
     from fixtures.nodes_env import run_node
 
     from hyperlora_core import HyperLoRAError
@@ -91,7 +104,7 @@ def test_compat_names_stay_away_when_the_published_pack_is_installed(tmp_path, d
     load_pack("auto")
 
 
-def test_config_numbers_that_differ_from_the_weights_are_named_in_a_warning(caplog):
+def test_config_numbers_that_differ_from_the_weights_are_named_in_a_warning(caplog, published_folders):
     """The weights decide the architecture; the Config node's other numbers are only checked, and every one
     that differs from the weights is named (with the value the weights have) in one warning."""
     import importlib

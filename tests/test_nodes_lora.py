@@ -59,13 +59,19 @@ def _assert_same_lora(a, b, atol=1e-6):
 def test_loader_lists_published_folders_and_single_files(pack, models):
     options = pack["HyperLoRACheckpointLoader"].INPUT_TYPES()["required"]["checkpoint"]
     names = options[1]["options"] if options[0] == "COMBO" else options[0]
-    assert "tiny_single.safetensors" in names and "hyper_lora/tiny_published" in names
+    # The published place (hyper_lora/hyper_lora/<name>/) lists by the folder's main file, the name the
+    # workflows' download entries carry.
+    published = "tiny_published/hyper_lora_modules.safetensors"
+    assert "tiny_single.safetensors" in names and published in names
     assert not any(n.endswith(("resampler.safetensors", "notes.txt")) for n in names)
-    a = run_node(pack["HyperLoRACheckpointLoader"], checkpoint="hyper_lora/tiny_published", dtype="fp32")[0][0]
+    a = run_node(pack["HyperLoRACheckpointLoader"], checkpoint=published, dtype="fp32")[0][0]
+    older = run_node(pack["HyperLoRACheckpointLoader"], checkpoint="hyper_lora/tiny_published", dtype="fp32")[0][0]
     b = run_node(pack["HyperLoRACheckpointLoader"], checkpoint="tiny_single.safetensors", dtype="fp32")[0][0]
     cond = _cond(1)
     gen = pack["HyperLoRAGenerateID"]
-    _assert_same_lora(run_node(gen, hyper_lora=a, id_cond=cond)[0][0], run_node(gen, hyper_lora=b, id_cond=cond)[0][0])
+    lora = run_node(gen, hyper_lora=a, id_cond=cond)[0][0]
+    _assert_same_lora(lora, run_node(gen, hyper_lora=b, id_cond=cond)[0][0])
+    _assert_same_lora(lora, run_node(gen, hyper_lora=older, id_cond=cond)[0][0])  # an older workflow's folder name
 
 
 def test_loader_explains_a_missing_checkpoint(pack, models):

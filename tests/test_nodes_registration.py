@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 from fixtures.pack import load_pack
+from fixtures.published_ui import PUBLISHED_NODE_TYPES as PUBLISHED_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,14 @@ def test_both_apis_declare_the_same_inputs_in_the_same_order(both_apis):
         assert list(a) == list(b), node_id  # widget order is what saved UI workflows depend on
         assert a == b, node_id
         assert list(v3[node_id].RETURN_TYPES) == list(classic[node_id].RETURN_TYPES), node_id
-        assert v3[node_id].CATEGORY == classic[node_id].CATEGORY == "HyperLoRA"
+        published = v3[node_id].NODE_DEF.node_id in PUBLISHED_NAMES
+        assert v3[node_id].CATEGORY == classic[node_id].CATEGORY == ("HyperLoRA/published pack" if published else "HyperLoRA")
         assert bool(v3[node_id].OUTPUT_NODE) == bool(classic[node_id].OUTPUT_NODE)
 
 
 def test_validators_name_only_the_inputs_they_check(both_apis):
-    """ComfyUI skips its own range/list checks for inputs a validator takes; ours take only theirs."""
+    """ComfyUI skips its own range/list checks for inputs a validator takes, and gives a validator's message
+    to every input it takes: ours take only what they check (their own inputs, model-file drop-downs)."""
     (_, v3), (_, classic) = both_apis
     v3_args = inspect.getfullargspec(v3["HyperLoRASave"].validate_inputs)
     classic_args = inspect.getfullargspec(classic["HyperLoRASave"].VALIDATE_INPUTS)
@@ -65,6 +68,21 @@ def test_validators_name_only_the_inputs_they_check(both_apis):
     assert v3["HyperLoRASave"].validate_inputs(filename_prefix="ok/name") is True
     message = classic["HyperLoRASave"].VALIDATE_INPUTS(filename_prefix="../../etc/x")
     assert isinstance(message, str) and "outside the output folder" in message
+    assert inspect.getfullargspec(v3["HyperLoRACheckpointLoader"].validate_inputs).args == ["cls", "checkpoint"]
+    assert inspect.getfullargspec(v3["HyperLoRAOneClick"].validate_inputs).args == \
+        ["cls", "checkpoint", "clip_vision", "face_pack"]
+
+
+def test_a_value_not_among_the_choices_is_named(both_apis):
+    """ComfyUI checks no V3 drop-down; a value from the API that is not a choice stops the node, named."""
+    from fixtures.nodes_env import run_node
+
+    from hyperlora_core.errors import HyperLoRAError
+
+    (_, v3), _ = both_apis
+    with pytest.raises(HyperLoRAError, match=r"HyperLoRA Mix LoRAs: mode: 'sum' is not one of the choices \(factors, delta\)"):
+        run_node(v3["HyperLoRAMix"], mode="sum", normalize=True, lora_1={}, weight_1=1.0, weight_2=1.0, weight_3=1.0,
+                 weight_4=1.0)
 
 
 def test_classic_classes_run_like_the_v3_ones(both_apis, tmp_path):

@@ -1,32 +1,32 @@
-"""The shipped workflows: up to date with their description, and following the format doc's rules
-(trigger words, CLIP skip -2, model download entries)."""
+"""The shipped workflows: up to date with their one description (`workflows/library.py`), following the
+format doc's rules (trigger words, CLIP skip -2), carrying download entries the frontends can use, and
+laid out to be read."""
 
 from __future__ import annotations
-
-import importlib.util
-import sys
 
 import pytest
 from fixtures import workflows
 from fixtures.pack import ROOT
 
 from hyperlora_core.config import TRIGGER_WORDS
+from hyperlora_core.models import item
+from workflows import build, library, ui
+from workflows.graph import NOTE, api_format
 
 
 @pytest.fixture(scope="module")
-def builder():
-    spec = importlib.util.spec_from_file_location("hyperlora_build_workflows", ROOT / "workflows" / "build_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def infos():
+    graphs = [t.build() for t in library.TEMPLATES]
+    return {**build.host_node_infos({n.type for g in graphs for n in g}), NOTE: ui.NOTE_INFO}
 
 
-def test_shipped_files_match_the_builder(builder):
-    files = builder.build_all()
-    assert len(files) == 2 * len(builder.WORKFLOWS)
+def test_shipped_files_match_the_builder(infos):
+    files = build.build_all(infos)
+    assert len(files) == 2 * len(library.TEMPLATES)
     stale = [str(p.relative_to(ROOT)) for p, text in files.items() if not p.is_file() or p.read_text() != text]
-    assert not stale, f"run `python workflows/build_workflows.py`; out of date: {stale}"
+    assert not stale, f"run `python -m workflows.build`; out of date: {stale}"
+    extra = sorted({p.name for p in (ROOT / "workflows").glob("*.json")} - {p.name for p in files})
+    assert not extra, f"not built by workflows/build.py: {extra}"
 
 
 @pytest.mark.parametrize("name", workflows.names())
@@ -40,19 +40,78 @@ def test_prompts_start_with_the_trigger_words_and_skip_the_last_clip_layer(name)
         assert not any(n.get("properties", {}).get("models") for n in workflows.ui(name)["nodes"])
         return
     for sampler in samplers:
-        positive = prompt[prompt[sampler]["inputs"]["positive"][0]]
-        assert positive["inputs"]["text"].startswith(TRIGGER_WORDS)
-        clip_src = prompt[positive["inputs"]["clip"][0]]
+        positive = prompt[sampler]["inputs"]["positive"][0]
+        while prompt[positive]["class_type"] != "CLIPTextEncode":  # through the ControlNet
+            positive = prompt[positive]["inputs"]["positive"][0]
+        assert prompt[positive]["inputs"]["text"].startswith(TRIGGER_WORDS)
+        clip_src = prompt[prompt[positive]["inputs"]["clip"][0]]
         assert clip_src["class_type"] == "CLIPSetLastLayer" and clip_src["inputs"]["stop_at_clip_layer"] == -2
-    ui = workflows.ui(name)
-    for node in ui["nodes"]:
-        if node["type"] in ("CheckpointLoaderSimple", "CLIPVisionLoader", "HyperLoRACheckpointLoader", "HyperLoRAOneClick"):
-            models = node["properties"]["models"]
-            assert models and all(m["url"].startswith("https://huggingface.co/") and m["directory"] for m in models)
-            assert all(m["url"].endswith(".safetensors") for m in models)
-    assert all(n["class_type"].startswith("HyperLoRA") or n["class_type"] in builder_core_nodes() for n in prompt.values())
 
 
-def builder_core_nodes() -> set[str]:
-    return {"CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
-            "SaveImage", "PreviewImage", "LoadImage", "ImageBatch", "CLIPVisionLoader"}
+MODEL_WIDGETS = {"CheckpointLoaderSimple": ["ckpt_name"], "HyperLoRACheckpointLoader": ["checkpoint"],
+                 "HyperLoRACLIPVisionLoader": ["clip_vision"], "HyperLoRAOneClick": ["checkpoint", "clip_vision"],
+                 "ControlNetLoader": ["control_net_name"]}
+
+
+@pytest.mark.parametrize("name", workflows.names())
+def test_every_model_a_frontend_can_fetch_has_its_download_entry(name):
+    """Newer frontends list a model when a node's `properties.models` entry names its widget value; older
+    ones check the workflow's `models` list against ComfyUI's model lists."""
+    wf, prompt = workflows.ui(name), workflows.api(name)
+    entries = {(m["directory"], m["name"]): m["url"] for m in wf["models"]}
+    for node in wf["nodes"]:
+        for widget in MODEL_WIDGETS.get(node["type"], []):
+            value = prompt[str(node["id"])]["inputs"][widget]
+            own = {m["name"]: m for m in node["properties"]["models"]}
+            assert value in own and own[value]["url"].startswith("https://huggingface.co/"), (node["type"], value)
+            assert (own[value]["directory"], value) in entries
+    if any(n["type"] in ("HyperLoRACheckpointLoader", "HyperLoRAOneClick") for n in wf["nodes"]):
+        hyper = item("hyperlora-fidelity")
+        assert {f.target for f in hyper.files if f.target.endswith(".safetensors")} <= {n for _, n in entries}
+        face = [n for n in prompt.values() if n["class_type"] == "HyperLoRAFaceAnalysisLoader"]
+        assert all(n["inputs"]["pack"] == "antelopev2/glintr100.onnx" for n in face)  # a file name: listed if missing
+    assert all(url.startswith("https://huggingface.co/") and n.endswith(".safetensors") for (_, n), url in entries.items())
+
+
+@pytest.mark.parametrize("template", library.TEMPLATES, ids=lambda t: t.slug)
+def test_templates_open_readably(template, infos):
+    nodes = template.build()
+    placed = ui.layout(nodes, infos)  # raises if anything overlaps
+    assert ui.fit_scale(placed) >= ui.TEXT_SCALE
+    assert nodes[0].type == NOTE and len(nodes[0].inputs["text"]) > 80  # what it does, what goes where
+    assert all(len(n.title or "") <= 24 for n in nodes), [n.title for n in nodes if len(n.title or "") > 24]
+    assert len(template.title) <= 28 and not set(template.title) & set('/\\:*?"<>|#%')
+
+
+def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same():
+    shipped = workflows.api("hyperlora_toy_world")
+    scales = [n for n in shipped.values() if n["class_type"] == "ImageScaleBy"]
+    assert len(scales) == 2 and all(s["inputs"] == {**s["inputs"], "upscale_method": "nearest-exact", "scale_by": 8.0}
+                                    for s in scales)
+    demo = api_format(library.toy_world(["toy_world/a.png", "toy_world/b.png", "toy_world/c.png"], world="toy_world",
+                                        batch=1, display_scale=1))
+    for node in demo.values():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in demo, value
+    encode = demo[workflows.nodes_of(demo, "HyperLoRAToyEncode")[0]]
+    assert demo[encode["inputs"]["photos"][0]]["class_type"] == "ImageBatch"
+    samplers = [(k, n["inputs"]) for k, n in shipped.items() if n["class_type"] == "KSampler"]
+    demo_samplers = [(k, n["inputs"]) for k, n in demo.items() if n["class_type"] == "KSampler"]
+    assert samplers == demo_samplers  # one builder: the demo samples exactly as the template does
+    assert {demo[str(library.TOY_SAVE_WITH)]["class_type"], demo[str(library.TOY_SAVE_WITHOUT)]["class_type"]} == \
+        {"SaveImage"}
+    with pytest.raises(ValueError):
+        library.toy_world([])
+
+
+@pytest.mark.parametrize("template", library.TEMPLATES, ids=lambda t: t.slug)
+def test_every_template_has_its_picture(template):
+    """The template browser shows `<title>.jpg` (drawn by `python -m workflows.build --thumbnails`)."""
+    from PIL import Image, ImageStat
+
+    picture = Image.open(ROOT / "workflows" / f"{template.title}.jpg")
+    assert picture.format == "JPEG" and picture.size == (512, 512)
+    assert ImageStat.Stat(picture.convert("L")).stddev[0] > 10  # a picture, not a blank (they measure 25-50)
+    extra = {p.stem for p in (ROOT / "workflows").glob("*.jpg")} - {t.title for t in library.TEMPLATES}
+    assert not extra, f"pictures of no template: {extra}"

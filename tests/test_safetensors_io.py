@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyperlora_core import HyperLoRAError
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError
 from hyperlora_core.safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
 
@@ -18,20 +18,21 @@ def test_round_trip_with_metadata(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content,message",
+    "content,message,kind",
     [
-        (b"", "empty or truncated"),
-        (b"<!DOCTYPE html><html>not found</html>", "not a valid .safetensors"),
-        (b"version https://git-lfs.github.com/spec/v1\n", "Git-LFS pointer"),
-        (b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", "corrupt .safetensors header"),
+        (b"", "empty or truncated", "empty"),
+        (b"<!DOCTYPE html><html>not found</html>", "is a web page", "web_page"),
+        (b"\x00\x00\x00\x00\x00\x10\x00\x00rest", "not a valid .safetensors", "invalid"),
+        (b"version https://git-lfs.github.com/spec/v1\n", "Git-LFS pointer", "lfs_pointer"),
+        (b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", "corrupt .safetensors header", "invalid"),
     ],
 )
-def test_bad_files_are_named_and_explained(tmp_path, content, message):
+def test_bad_files_are_named_and_explained(tmp_path, content, message, kind):
     path = tmp_path / "weights.safetensors"
     path.write_bytes(content)
-    with pytest.raises(HyperLoRAError, match=message) as err:
+    with pytest.raises(DamagedFileError, match=message) as err:
         read_shapes(path)
-    assert "weights.safetensors" in str(err.value)
+    assert "weights.safetensors" in str(err.value) and err.value.kind == kind
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def prompt_for(server, name: str) -> dict:
 
 def test_nodes_are_registered_once_through_v3(server):
     info = server.get_json("/object_info")
-    ours = {k: v for k, v in info.items() if v.get("category") == "HyperLoRA"}
+    ours = {k: v for k, v in info.items() if v.get("category") in ("HyperLoRA", "HyperLoRA/published pack")}
     assert {"HyperLoRACheckpointLoader", "HyperLoRAEncodeID", "HyperLoRAGenerateID", "HyperLoRAApply",
             "HyperLoRASave", "HyperLoRAOneClick", "HyperLoRALoader", "HyperLoRAUniGenerateIDLoRA"} <= set(ours)
     assert all(v["python_module"] == "custom_nodes.comfyui-hyperlora" for v in ours.values())
@@ -45,10 +45,13 @@ def test_nodes_are_registered_once_through_v3(server):
 
 
 def test_workflows_are_served_as_templates(server):
+    from urllib.parse import quote
+
     templates = server.get_json("/workflow_templates")
-    assert sorted(templates["comfyui-hyperlora"]) == workflows.names()
-    served = server.get_json("/api/workflow_templates/comfyui-hyperlora/hyperlora_t2i_one_photo.json")
-    assert served == workflows.ui("hyperlora_t2i_one_photo")
+    assert sorted(templates["comfyui-hyperlora"]) == sorted(workflows.title(n) for n in workflows.names())
+    for name in ("hyperlora_t2i_one_photo", "hyperlora_toy_world"):
+        title = quote(workflows.title(name))
+        assert server.get_json(f"/api/workflow_templates/comfyui-hyperlora/{title}.json") == workflows.ui(name)
 
 
 @pytest.mark.parametrize("name", workflows.names())
@@ -57,6 +60,9 @@ def test_every_api_workflow_runs(server, name):
     before = set(server.output_dir.rglob("*"))
     result = server.run(prompt)
     assert result.error is None, result.error
+    for node_id in workflows.nodes_of(prompt, "HyperLoRAModelCheck"):  # a report, no file
+        assert "HyperLoRA checkpoint sdxl_hyper_id_lora_v1_fidelity" in result.outputs[node_id]["text"][0]
+        return
     new = sorted(p for p in set(server.output_dir.rglob("*")) - before if p.is_file())
     toy = bool(workflows.nodes_of(prompt, "HyperLoRAToyWorldLoader"))
     batch = max([prompt[n]["inputs"]["batch_size"] for n in workflows.nodes_of(prompt, "EmptyLatentImage")] or [1])
@@ -65,7 +71,7 @@ def test_every_api_workflow_runs(server, name):
         images = result.outputs[node_id]["images"]
         assert len(images) == batch
         path = server.output_dir / images[0]["subfolder"] / images[0]["filename"]
-        assert path in new and Image.open(path).size == ((32, 32) if toy else (64, 64))
+        assert path in new and Image.open(path).size == ((256, 256) if toy else (64, 64))  # the toy's 32 px, x8
         pictures.append(np.asarray(Image.open(path)))
     if toy:  # the same seed with and without the toy ID-LoRA: it changes the picture
         assert len(pictures) == 2 and np.abs(pictures[0].astype(int) - pictures[1]).mean() > 2
@@ -279,3 +285,41 @@ def test_memory_stays_flat_over_mixed_prompts(server):
     assert "system" in server.get_json("/system_stats")
 
 
+def _without_previews(prompt: dict) -> dict:
+    """ComfyUI runs every output whose own inputs are valid: without the crop preview, which does not need
+    the HyperLoRA checkpoint, a bad checkpoint leaves no output to run."""
+    for node_id in workflows.nodes_of(prompt, "PreviewImage"):
+        del prompt[node_id]
+    return prompt
+
+
+def test_missing_or_damaged_models_are_refused_before_anything_runs(server):
+    """A model the graph names but the folders lack (or hold damaged) is a validation error when the prompt
+    is queued, naming the file, where it goes and how to get it; V3 drop-downs included, which ComfyUI
+    itself does not check."""
+    cases = [
+        ("HyperLoRACheckpointLoader", "checkpoint", "sdxl_hyper_id_lora_v1_edit/hyper_lora_modules.safetensors",
+         ["hyper_lora_modules.json, hyper_lora_modules.safetensors, resampler.safetensors, id_projector.safetensors "
+          "missing from", "`python -m hyperlora_core.models fetch hyperlora-edit`"]),
+        ("HyperLoRAFaceAnalysisLoader", "pack", "buffalo_l/w600k_r50.onnx", ['face model pack "buffalo_l" not found']),
+    ]
+    for kind, field, value, expected in cases:
+        prompt = _without_previews(prompt_for(server, "hyperlora_t2i_one_photo"))
+        node = workflows.nodes_of(prompt, kind)[0]
+        prompt[node]["inputs"][field] = value
+        with pytest.raises(PromptRejected) as err:
+            server.queue(prompt)
+        messages = " ".join(err.value.messages())
+        assert all(e in messages for e in expected), messages
+        errors = err.value.body["node_errors"][node]["errors"]
+        assert [e["type"] for e in errors] == ["custom_validation_failed"]  # once, on the input it is about
+        assert errors[0]["extra_info"]["input_name"] == field
+
+    pointer = server.models / "clip_vision" / "lfs_pointer.safetensors"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1710000000\n")
+    prompt = workflows.for_tiny_models(workflows.api("hyperlora_t2i_one_photo"), TINY, TINY)
+    clip = workflows.nodes_of(prompt, "HyperLoRATestTinyCLIPVision")[0]
+    prompt[clip] = {"class_type": "HyperLoRACLIPVisionLoader", "inputs": {"clip_vision": pointer.name, "dtype": "auto"}}
+    with pytest.raises(PromptRejected) as err:
+        server.queue(prompt)
+    assert any("a Git-LFS pointer" in m and str(pointer) in m for m in err.value.messages()), err.value.body

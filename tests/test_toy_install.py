@@ -10,7 +10,7 @@ from PIL import Image
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
 from hyperlora_core.toy.install import extra_model_paths_yaml, install_toy_world, read_photo, write_reference_photos
-from hyperlora_core.toy.workflow import TOY_CHECKPOINT, toy_api_workflow
+from hyperlora_core.toy.workflow import TOY_CHECKPOINT
 
 
 def test_reference_photos_are_heldout_identities(tmp_path):
@@ -44,16 +44,3 @@ def test_install_refuses_a_missing_world(tmp_path):
         install_toy_world(tmp_path / "models", source=tmp_path / "nothing")
     with pytest.raises(HyperLoRAError, match="link"):
         install_toy_world(tmp_path / "models", mode="move")
-
-
-def test_api_workflow_is_a_connected_graph():
-    g = toy_api_workflow(["toy_world/a.png", "toy_world/b.png", "toy_world/c.png"])
-    for node in g.values():
-        for value in node["inputs"].values():
-            if isinstance(value, list):
-                assert value[0] in g, value
-    assert g["encode"]["inputs"]["photos"] == ["batch2", 0]
-    assert g["latent"]["inputs"]["width"] == 128  # EmptyLatentImage assumes /8: 128 px -> the toy's 16x16 latent
-    assert {g["save_lora"]["class_type"], g["save_base"]["class_type"]} == {"SaveImage"}
-    with pytest.raises(ValueError):
-        toy_api_workflow([])

@@ -20,7 +20,7 @@ import folder_paths
 
 from ..errors import HyperLoRAError
 from ..face.analyzer import FaceAnalyzer
-from ..face.packs import list_packs
+from ..face.packs import find_pack, list_packs, pack_choices
 from ..file_cache import LOADED
 
 INSIGHTFACE = "insightface"
@@ -65,12 +65,27 @@ def face_pack_names() -> list[str]:
     return list_packs(insightface_roots())
 
 
+def face_pack_choices() -> list[str]:
+    """Packs as `<pack>/<recognition model>.onnx` (see `face.packs.pack_choices`)."""
+    return pack_choices(insightface_roots())
+
+
+def model_roots() -> dict[str, list[Path]]:
+    """Every folder ComfyUI has registered for each model kind HyperLoRA uses (for `hyperlora_core.models`)."""
+    from ..models.check import FOLDERS
+
+    return {name: _paths(name) for name in FOLDERS}
+
+
+def find_face_pack(pack: str) -> Path:
+    """A pack's folder in the registered insightface folders, or an error saying what to put where."""
+    return find_pack(pack, insightface_roots())
+
+
 def load_face_analyzer(pack: str = "antelopev2", providers: str = "auto") -> FaceAnalyzer:
     """A FaceAnalyzer for a pack in the registered folders; reused while the files are unchanged
     (one pack at a time: its sessions hold hundreds of MB)."""
-    from ..face.packs import find_pack
-
-    folder = find_pack(pack, insightface_roots())
+    folder = find_face_pack(pack)
     return LOADED.get("face_analyzer", folder, lambda f: FaceAnalyzer.load(f, providers=providers), providers)
 
 

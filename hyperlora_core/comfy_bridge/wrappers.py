@@ -131,3 +131,14 @@ def clip_vision_model(config_path: str):
     import comfy.clip_vision
 
     return comfy.clip_vision.ClipVisionModel(str(config_path))
+
+
+def controlnet_model(unet_config: dict, hint_channels: int = 3):
+    """ComfyUI's `cldm.ControlNet` for the UNet `unet_config` describes (weights uninitialised); saved in
+    ComfyUI's ldm layout, ComfyUI's ControlNet loader reads it back from the shapes."""
+    import comfy.cldm.cldm
+    import comfy.ops
+
+    config = {k: v for k, v in unet_config.items() if k != "out_channels"}
+    return comfy.cldm.cldm.ControlNet(**config, hint_channels=hint_channels, operations=comfy.ops.disable_weight_init,
+                                      device="cpu", dtype=torch.float32)

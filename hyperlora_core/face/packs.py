@@ -78,6 +78,30 @@ def list_packs(roots: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
+def main_file(folder: Path) -> str | None:
+    """The file a pack is listed by: its ArcFace recognition model (which fixes the embedding space)."""
+    files = [p.name for p in _onnx(folder)]
+    preferred = [KNOWN_FILES.get(folder.name, {}).get("recognition"), *RECOGNIZER_SPACE]
+    return next((name for name in preferred if name in files), files[0] if files else None)
+
+
+def pack_choices(roots: Sequence[str | os.PathLike]) -> list[str]:
+    """`<pack>/<recognition model>.onnx` for every pack with models directly in its folder, relative to
+    `<root>/models/` (a loader's drop-down: a file name, so ComfyUI's frontends can tell when it is missing)."""
+    out = []
+    for name in list_packs(roots):
+        folder = next(Path(r) / "models" / name for r in roots if (Path(r) / "models" / name).is_dir())
+        main = main_file(folder)
+        if main:
+            out.append(f"{name}/{main}")
+    return out
+
+
+def pack_name(value: str) -> str:
+    """The pack folder a loader value names: 'antelopev2/glintr100.onnx', or 'antelopev2' as older workflows have it."""
+    return value.replace("\\", "/").split("/")[0]
+
+
 def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Path:
     """Resolve a pack name (or a folder path) to a folder with `.onnx` files, or explain the problem.
 

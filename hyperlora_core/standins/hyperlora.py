@@ -26,6 +26,41 @@ def sdxl_modules() -> tuple[ModuleSpec, ...]:
     return tuple(ModuleSpec(name=k, **v) for k, v in raw.items())
 
 
+def hyperlora_config(
+    modules: tuple[ModuleSpec, ...] | None = None,
+    *,
+    basis_size: int = 128,
+    rank: int = 8,
+    dim: int = 1024,
+    depth: int = 4,
+    heads: int = 12,
+    dim_head: int | None = None,
+    ff_mult: int = 4,
+    clip_dim: int = 1024,
+    embed_dim: int = 512,
+    id_tokens: int = 16,
+    base_rank: int | None = None,
+    base_depth: int | None = None,
+) -> HyperLoRAConfig:
+    """The published architecture by default (K 128, rank 8, resampler 1024 x 4, 12 x 64 heads, 16 ID tokens
+    over every SDXL attention module); any size for tests and benchmarks. `dim_head` defaults to the
+    published 64 (narrower resamplers split `dim` over the heads); the Base resampler is `base_depth` deep
+    (default: as deep as the ID one)."""
+    modules = modules or sdxl_modules()
+    queries = TOKENS_PER_MODULE * len(modules)
+    dim_head = dim_head or (DEFAULT_DIM_HEAD if dim >= DEFAULT_DIM_HEAD else dim // heads)
+
+    def resampler(inputs: tuple[int, ...], layers: int) -> ResamplerConfig:
+        return ResamplerConfig(dim=dim, depth=layers, num_queries=queries, output_dim=basis_size, ff_mult=ff_mult,
+                               heads=heads, dim_head=dim_head, input_dims=inputs)
+
+    return HyperLoRAConfig(
+        modules=modules, basis_size=basis_size, rank=rank, resampler=resampler((dim, clip_dim), depth),
+        id_projector=IDProjectorConfig(embed_dim=embed_dim, num_tokens=id_tokens, token_dim=dim),
+        base_rank=base_rank, base_resampler=resampler((clip_dim,), base_depth or depth) if base_rank else None,
+    )
+
+
 def small_config(
     modules: tuple[ModuleSpec, ...] | None = None,
     basis_size: int = 8,
@@ -40,17 +75,9 @@ def small_config(
     ff_mult: int = 2,
 ) -> HyperLoRAConfig:
     """A narrow, shallow HyperLoRA for `modules` (default: every SDXL attention module)."""
-    modules = modules or sdxl_modules()
-    q = TOKENS_PER_MODULE * len(modules)
-    rs = ResamplerConfig(dim=dim, depth=depth, num_queries=q, output_dim=basis_size, ff_mult=ff_mult,
-                         heads=heads, dim_head=DEFAULT_DIM_HEAD, input_dims=(dim, clip_dim))
-    base = (ResamplerConfig(dim=dim, depth=1, num_queries=q, output_dim=basis_size, ff_mult=ff_mult, heads=heads,
-                            dim_head=DEFAULT_DIM_HEAD, input_dims=(clip_dim,)) if base_rank else None)
-    return HyperLoRAConfig(
-        modules=modules, basis_size=basis_size, rank=rank, resampler=rs,
-        id_projector=IDProjectorConfig(embed_dim=embed_dim, num_tokens=id_tokens, token_dim=dim),
-        base_rank=base_rank, base_resampler=base,
-    )
+    return hyperlora_config(modules, basis_size=basis_size, rank=rank, dim=dim, depth=depth, heads=heads,
+                            dim_head=DEFAULT_DIM_HEAD, ff_mult=ff_mult, clip_dim=clip_dim, embed_dim=embed_dim,
+                            id_tokens=id_tokens, base_rank=base_rank, base_depth=1)
 
 
 def random_hyperlora(config: HyperLoRAConfig, seed: int = 0, dtype: torch.dtype = torch.float32) -> HyperLoRA:

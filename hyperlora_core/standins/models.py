@@ -10,13 +10,16 @@ Every ComfyUI object comes from `comfy_bridge` (this module imports no ComfyUI c
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from pathlib import Path
 
 import torch
 
 from ..comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, attention_module_specs, build_sdxl, init_weights, sdxl_unet_config
-from ..comfy_bridge.wrappers import autoencoder_kl, clip_vision_model, sdxl_text_encoders, vae_object
+from ..comfy_bridge.wrappers import autoencoder_kl, clip_vision_model, controlnet_model, sdxl_text_encoders, vae_object
+from ..config import LORA_KEY_SUFFIX
+from ..safetensors_io import save_tensors_atomic
 from .hyperlora import random_hyperlora, small_config
 
 TINY_CLIP_VISION_JSON = Path(__file__).resolve().parent / "tiny_clip_vision.json"
@@ -80,4 +83,40 @@ def write_tiny_checkpoint(path: Path, seed: int = 0, base_rank: int | None = 2, 
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save_single_file(path, dtype=torch.float32)
+    return path
+
+
+def write_tiny_controlnet(path: Path, seed: int = 0) -> Path:
+    """A random ControlNet for the tiny SDXL (ComfyUI's own class), saved where ComfyUI's ControlNet loader
+    reads it."""
+    net = controlnet_model(tiny_unet_config())
+    g = torch.Generator().manual_seed(seed)
+
+    def init(key: str, shape: torch.Size) -> torch.Tensor:
+        """Fan-in scaled (activations neither vanish nor blow up through the hint encoder); the output
+        convolutions at 0.3 so the control steers the UNet without drowning out its own weights."""
+        if len(shape) < 2:
+            return torch.zeros(shape) if key.endswith("bias") else torch.ones(shape)
+        gain = 1.5 if key.startswith("input_hint_block") else 0.3 if key.startswith(("zero_convs", "middle_block_out")) else 1.0
+        return torch.randn(shape, generator=g) * gain / math.prod(shape[1:]) ** 0.5
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_atomic({k: init(k, v.shape) for k, v in net.state_dict().items()}, path)
+    return path
+
+
+def write_tiny_style_lora(path: Path, seed: int = 0, rank: int = 4) -> Path:
+    """A random kohya LoRA on every attention projection of the tiny SDXL (the same keys a HyperLoRA patches)."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for spec in tiny_module_specs():
+        for projection, suffix in LORA_KEY_SUFFIX.items():
+            key = f"{spec.name}_{suffix}"
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, spec.in_features(projection), generator=g) * 0.3
+            tensors[f"{key}.lora_up.weight"] = torch.randn(spec.out_features(projection), rank, generator=g) * 0.3
+            tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_atomic(tensors, path)
     return path

@@ -1,0 +1,134 @@
+"""`python -m hyperlora_core.models fetch` end to end against a fake Hugging Face hub on loopback.
+
+The command runs as a user runs it (a subprocess, HF_ENDPOINT pointing at the fake hub), through
+huggingface_hub, into a fresh ComfyUI folder; the fake hub serves stand-in files and misbehaves on
+request (a truncated body, a wrong hash, an HTML login page, a connection that drops mid-file).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.fake_hub import FakeHub
+from fixtures.pack import ROOT
+from safetensors.torch import save_file
+
+from hyperlora_core import standins
+from hyperlora_core.models import check, comfyui_roots, item
+
+FIDELITY = "sdxl_hyper_id_lora_v1_fidelity"
+BASIS = f"{FIDELITY}/hyper_lora_modules.safetensors"
+
+
+@pytest.fixture(scope="module")
+def standin_files(tmp_path_factory) -> dict[tuple[str, str], bytes]:
+    """The bytes the fake hub serves: a tiny checkpoint in the published layout and a 24 MB CLIP stand-in
+    (more than huggingface_hub's 10 MB read size, so a dropped connection has something to resume from)."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("standins")
+    standins.write_tiny_checkpoint(folder / FIDELITY, seed=3, base_rank=None, published_layout=True)
+    clip = folder / "model.safetensors"
+    save_file({"vision_model.embeddings.class_embedding": torch.randn(6_000_000)}, str(clip))
+    hyper, vit = item("hyperlora-fidelity"), item("clip-vit-large-patch14")
+    files = {(hyper.hub.repo, f.path): (folder / f.path).read_bytes() for f in hyper.files}
+    files[(vit.hub.repo, "model.safetensors")] = clip.read_bytes()
+    return files
+
+
+def serve(files: dict, modes: dict[str, str] | None = None) -> FakeHub:
+    hub = FakeHub()
+    for (repo, path), data in files.items():
+        hub.add(repo, path, data, (modes or {}).get(path, "ok"))
+    return hub
+
+
+def run_cli(hub: FakeHub, comfyui: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(comfyui.parent / "hf_home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    env.pop("COMFYUI_PATH", None)
+    return subprocess.run([sys.executable, "-m", "hyperlora_core.models", *args, "--comfyui", str(comfyui)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def leftovers(models: Path) -> list[str]:
+    """Anything under models/ that is not a finished file: staging folders, partial downloads."""
+    return sorted(str(p.relative_to(models)) for p in models.rglob("*")
+                  if ".hyperlora-download" in p.parts or p.name.endswith((".incomplete", ".lock")))
+
+
+def test_fetch_puts_each_file_where_the_loader_finds_it(tmp_path, standin_files, monkeypatch):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    with serve(standin_files) as hub:
+        done = run_cli(hub, comfyui, "fetch")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "fetched 5 file(s)" in done.stdout
+        assert "antelopev2: not downloaded for you" in done.stdout and "antelopev2.zip" in done.stdout
+        gets = [r for r in hub.requests if r[0] == "GET"]
+        assert len(gets) == 5
+        again = run_cli(hub, comfyui, "fetch")
+        assert again.returncode == 0 and "already in place" in again.stdout
+        assert len([r for r in hub.requests if r[0] == "GET"]) == 5  # nothing downloaded twice
+    models = comfyui / "models"
+    assert leftovers(models) == []
+    for (_repo, path), data in standin_files.items():
+        target = models / ("clip_vision/clip_vit_large_patch14.safetensors" if path == "model.safetensors" else f"hyper_lora/{path}")
+        assert target.read_bytes() == data
+    report = check(comfyui_roots(comfyui), ["hyperlora-fidelity", "clip-vit-large-patch14"])
+    assert all(f.ok for f in report.files), report.text()
+
+    # ...and the Loader offers exactly that file, which loads.
+    import copy
+
+    import folder_paths
+    from fixtures.pack import pack_submodule
+
+    from hyperlora_core.model import HyperLoRA
+
+    monkeypatch.setattr(folder_paths, "folder_names_and_paths", copy.deepcopy(folder_paths.folder_names_and_paths))
+    monkeypatch.setattr(folder_paths, "models_dir", str(models))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    folder_paths.folder_names_and_paths["clip_vision"] = ([str(models / "clip_vision")], {".safetensors"})
+    host = pack_submodule("nodes.host")
+    loaders = pack_submodule("nodes.loaders")
+    assert BASIS in host.list_checkpoints()
+    assert "clip_vit_large_patch14.safetensors" in loaders.clip_choices()
+    assert HyperLoRA.from_pretrained(host.resolve_checkpoint(BASIS)).config.basis_size > 0
+
+
+@pytest.mark.parametrize("mode,reason", [
+    ("truncated", "the download stopped early"),
+    ("bad_hash", "the hub declares"),
+    ("portal", "does not answer like a Hugging Face hub"),
+    ("drop_always", "could not be fetched"),
+])
+def test_a_failed_download_leaves_nothing_under_a_final_name(tmp_path, standin_files, mode, reason):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    with serve(standin_files, {BASIS: mode}) as hub:
+        done = run_cli(hub, comfyui, "fetch", "hyperlora-fidelity")
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"{BASIS} could not be fetched from https://huggingface.co/bytedance-research/HyperLoRA" in out
+    assert reason in out and "Nothing was written to" in out
+    models = comfyui / "models"
+    assert not (models / "hyper_lora" / BASIS).exists()
+    assert leftovers(models) == []
+    assert (models / "hyper_lora" / FIDELITY / "hyper_lora_modules.json").is_file()  # the file before it is complete
+
+
+def test_a_dropped_connection_is_resumed(tmp_path, standin_files):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    with serve(standin_files, {"model.safetensors": "drop_once"}) as hub:
+        done = run_cli(hub, comfyui, "fetch", "clip-vit-large-patch14")
+        ranged = [r[2] for r in hub.requests if r[0] == "GET" and r[2] and "model.safetensors" in r[1]]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ranged and ranged[0].startswith("bytes=") and int(ranged[0][6:].split("-")[0]) > 0  # resumed, not restarted
+    data = standin_files[(item("clip-vit-large-patch14").hub.repo, "model.safetensors")]
+    assert (comfyui / "models" / "clip_vision" / "clip_vit_large_patch14.safetensors").read_bytes() == data

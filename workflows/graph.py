@@ -1,0 +1,49 @@
+"""A workflow described once, as nodes and links, and its ComfyUI API format (what `POST /prompt` takes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NOTE = "Note"
+"""The frontend's note node: shown in the editor, never sent to the server."""
+
+
+@dataclass(frozen=True)
+class L:
+    """A link to output `slot` of node `node`."""
+
+    node: int
+    slot: int = 0
+
+
+@dataclass
+class N:
+    """One node: id, type, inputs (a literal, or an `L`), and where it goes in the editor: column `col`,
+    stacked in `row` order within it."""
+
+    id: int
+    type: str
+    inputs: dict
+    col: int
+    row: float
+    title: str | None = None
+    models: list = field(default_factory=list)
+    """Download entries for the model files its widgets name (see `hyperlora_core.models.download_entry`)."""
+    width: int | None = None
+    height: int | None = None
+    """Size in the editor; None: what the node's sockets and widgets need (see `ui.py`)."""
+
+
+def note(i: int, text: str, col: int, row: float, width: int = 330, height: int | None = None) -> N:
+    return N(i, NOTE, {"text": text}, col, row, width=width, height=height)
+
+
+def api_format(nodes: list[N]) -> dict:
+    """ComfyUI's API format: {"<id>": {"class_type", "inputs", "_meta"}}, links as ["<id>", slot]."""
+    out = {}
+    for n in nodes:
+        if n.type == NOTE:
+            continue
+        inputs = {k: [str(v.node), v.slot] if isinstance(v, L) else v for k, v in n.inputs.items()}
+        out[str(n.id)] = {"class_type": n.type, "inputs": inputs, "_meta": {"title": n.title or n.type}}
+    return out

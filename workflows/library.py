@@ -1,0 +1,338 @@
+"""Every workflow this pack ships, described once.
+
+The templates in this folder (graph editor + API format) and the toy graph `make demo` queues over
+the API are built here and nowhere else, so their sampler settings, prompts and model names cannot
+drift apart. Model file names and download addresses come from the manifest
+(`hyperlora_core/models/manifest.json`).
+
+Layout: `col` is a column of the editor, `row` orders the nodes within it (`ui.layout` stacks them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hyperlora_core.config import TRIGGER_WORDS
+from hyperlora_core.models import download_entry, item
+
+from .graph import L, N, note
+
+POSITIVE = TRIGGER_WORDS + "a portrait photo of a person, upper body, soft natural light, detailed skin, 85mm lens"
+NEGATIVE = "lowres, blurry, bad anatomy, bad hands, watermark, text, jpeg artifacts, deformed"
+
+HYPERLORA = item("hyperlora-fidelity")
+CLIP_L = item("clip-vit-large-patch14")
+FACES = item("antelopev2")
+SDXL = item("sdxl-base")
+CONTROLNET = item("controlnet-openpose-sdxl")
+CHECKPOINT = HYPERLORA.main.target
+"""The Loader's value for the published checkpoint: its main file, as the frontends match it."""
+FACE_PACK = FACES.main.target.split("/", 1)[1]
+"""'antelopev2/glintr100.onnx': the face pack as the Face Analysis Loader lists it (relative to insightface/models).
+It has no download entry: insightface's zip is placed by hand (see the manifest), and ComfyUI's model lists
+leave out .onnx files, so a frontend could not tell whether it is there."""
+STYLE_LORA = "your_style_lora.safetensors"
+
+TOY_SAMPLER = {"steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}
+"""The toy world's sampler, for the template and for `make demo` alike."""
+TOY_SEED = 11
+TOY_LATENT = 128
+"""EmptyLatentImage assumes /8: 128 px gives the toy's 16 x 16 latent (its /2 VAE decodes 32 x 32 images)."""
+TOY_SAVE_WITH, TOY_SAVE_WITHOUT = 12, 15
+"""Ids of the toy graph's SaveImage nodes (with / without the ID-LoRA): `make demo` reads their images."""
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+# The SDXL templates read left to right: models and settings (column 0), the photos and their encoding,
+# prompts and the LoRA, then sampling and the picture (the last column). Rows only order the nodes
+# within a column (each is stacked below the one before, see `ui.layout`).
+MODELS = 0
+
+
+def sdxl_base(i: int, prompt_col: int, latent_col: int | None = None) -> list[N]:
+    """Checkpoint and CLIP skip -2 (column 0, below the HyperLoRA models), prompts and latent."""
+    return [
+        N(i, "CheckpointLoaderSimple", {"ckpt_name": SDXL.main.target}, MODELS, 20, "SDXL checkpoint",
+          models=[download_entry(SDXL)]),
+        N(i + 1, "CLIPSetLastLayer", {"clip": L(i, 1), "stop_at_clip_layer": -2}, MODELS, 21, "CLIP skip -2"),
+        N(i + 2, "CLIPTextEncode", {"text": POSITIVE, "clip": L(i + 1)}, prompt_col, 0, "Prompt"),
+        N(i + 3, "CLIPTextEncode", {"text": NEGATIVE, "clip": L(i + 1)}, prompt_col, 1, "Negative prompt"),
+        N(i + 4, "EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1},
+          prompt_col if latent_col is None else latent_col, 2, "Image size"),
+    ]
+
+
+def hyperlora_models(i: int) -> list[N]:
+    """HyperLoRA checkpoint, face models, CLIP vision (ids i .. i+2), in column 0 below the note."""
+    return [
+        N(i, "HyperLoRACheckpointLoader", {"checkpoint": CHECKPOINT, "dtype": "auto"}, MODELS, 10,
+          "HyperLoRA checkpoint", models=[download_entry(HYPERLORA)]),
+        N(i + 1, "HyperLoRAFaceAnalysisLoader", {"pack": FACE_PACK, "provider": "auto"}, MODELS, 11, "Face models"),
+        N(i + 2, "HyperLoRACLIPVisionLoader", {"clip_vision": CLIP_L.main.target, "dtype": "auto"}, MODELS, 12,
+          "CLIP ViT-L/14", models=[download_entry(CLIP_L)]),
+    ]
+
+
+def encode_generate(i: int, photos: L, models: int, col: int, gen_col: int, row: float = 10, weights: str = "",
+                    title: str = "Encode the face", preview: bool = True) -> list[N]:
+    """Encode ID (+ the crop preview below it) and Generate ID LoRA: ids i .. i+2; the LoRA is output 0 of i+1."""
+    nodes = [
+        N(i, "HyperLoRAEncodeID", {"photos": photos, "face_analysis": L(models + 1), "clip_vision": L(models + 2),
+                                   "weights": weights, "remove_background": True, "grayscale": False,
+                                   "face_index": -1, "on_no_face": "error"}, col, row, title),
+        N(i + 1, "HyperLoRAGenerateID", {"hyper_lora": L(models), "id_cond": L(i), "allow_other_face_pack": False},
+          gen_col, row, "Generate ID-LoRA"),
+    ]
+    if preview:
+        nodes.append(N(i + 2, "PreviewImage", {"images": L(i, 1)}, col, row + 0.5, "What CLIP saw"))
+    return nodes
+
+
+def apply(i: int, model: L, lora: L, col: int, row: float = 20, strength: float = 0.85,
+          title: str = "Apply the LoRA") -> N:
+    return N(i, "HyperLoRAApply", {"model": model, "lora": lora, "strength": strength, "base_strength": 0.0},
+             col, row, title)
+
+
+def sample_and_save(i: int, model: L, positive: L, negative: L, latent: L, vae: L, prefix: str, col: int) -> list[N]:
+    """KSampler, VAE Decode, Save Image (ids i .. i+2), stacked in one column."""
+    return [
+        N(i, "KSampler", {"model": model, "seed": 42, "steps": 20, "cfg": 5.0, "sampler_name": "dpmpp_2m",
+                          "scheduler": "karras", "positive": positive, "negative": negative,
+                          "latent_image": latent, "denoise": 1.0}, col, 0),
+        N(i + 1, "VAEDecode", {"samples": L(i), "vae": vae}, col, 1),
+        N(i + 2, "SaveImage", {"images": L(i + 1), "filename_prefix": prefix}, col, 2),
+    ]
+
+
+def load(i: int, name: str, col: int, row: float, title: str) -> N:
+    return N(i, "LoadImage", {"image": name}, col, row, title)
+
+
+SDXL_NOTE = ("Put a face photo into ComfyUI's input folder as {photos} (or pick yours in Load Image).\n"
+             "Models: `python -m hyperlora_core.models fetch` (in ComfyUI's Python) downloads the HyperLoRA "
+             "checkpoint and CLIP ViT-L/14; antelopev2 goes into models/insightface/models/ by hand.\n"
+             "Keep the trigger words at the start of the prompt; LoRA strength 0.75-0.9.")
+
+
+def sdxl_note(i: int, what: str, photos: str) -> N:
+    return note(i, f"{what}\n\n" + SDXL_NOTE.format(photos=photos), MODELS, 0, width=540, height=190)
+
+
+def sdxl(nodes: list[N], model: L, prefix: str, what: str, photos: str, sample_col: int, prompt_col: int,
+         latent_col: int | None = None, positive: L | None = None, negative: L | None = None) -> list[N]:
+    """An SDXL template: note, models, base, the given photo and LoRA nodes, sampling (from the prompts, or from
+    `positive` / `negative` when something sits between them and the sampler)."""
+    return [sdxl_note(30, what, photos), *hyperlora_models(6), *sdxl_base(1, prompt_col, latent_col), *nodes,
+            *sample_and_save(40, model, positive or L(3), negative or L(4), L(5), L(1, 2), prefix, sample_col)]
+
+
+# -- the templates ------------------------------------------------------------------------------
+def one_photo() -> list[N]:
+    return sdxl([load(9, "face_1.png", 1, 0, "Photo of the person"),
+                 *encode_generate(10, L(9), 6, 1, 2), apply(13, L(1), L(11), 2)],
+                L(13), "hyperlora/one_photo", "One face photo -> an ID-LoRA -> a new portrait of that person.",
+                "face_1.png", sample_col=3, prompt_col=2)
+
+
+def several_photos() -> list[N]:
+    return sdxl([
+        load(9, "face_1.png", 1, 0, "Photo 1"), load(10, "face_2.png", 1, 1, "Photo 2"),
+        load(11, "face_3.png", 2, 0, "Photo 3"),
+        N(12, "ImageBatch", {"image1": L(9), "image2": L(10)}, 2, 1, "Photos 1 + 2"),
+        N(13, "ImageBatch", {"image1": L(12), "image2": L(11)}, 2, 2, "Photos 1 + 2 + 3"),
+        *encode_generate(14, L(13), 6, 2, 3, weights="1, 1, 1", title="Encode (weights)", preview=False),
+        apply(17, L(1), L(15), 3),
+    ], L(17), "hyperlora/several_photos",
+        "Three photos of one person -> one ID-LoRA (averaged; a weight per photo in Encode).",
+        "face_1.png, face_2.png, face_3.png", sample_col=4, prompt_col=3)
+
+
+def two_people() -> list[N]:
+    return sdxl([
+        load(9, "person_a.png", 1, 0, "Person A"), load(10, "person_b.png", 1, 1, "Person B"),
+        *encode_generate(11, L(9), 6, 2, 3, row=-2, title="Encode person A", preview=False),
+        *encode_generate(14, L(10), 6, 2, 3, row=-1, title="Encode person B", preview=False),
+        N(17, "HyperLoRAInterpolate", {"lora_a": L(12), "lora_b": L(15), "t": 0.5, "mode": "factors"}, 3, 15,
+          "A -> B"),
+        apply(18, L(1), L(17), 3),
+    ], L(18), "hyperlora/interpolated",
+        "Two people -> two ID-LoRAs -> a face halfway between them (t = 0: A, 1: B).", "person_a.png, person_b.png",
+        sample_col=4, prompt_col=2, latent_col=3)
+
+
+def concept_slider() -> list[N]:
+    return sdxl([
+        load(9, "slider_a.png", 1, 0, "Neutral photo"), load(10, "slider_b.png", 1, 1, "Smiling photo"),
+        *encode_generate(12, L(9), 6, 2, 3, row=-2, title="Encode neutral", preview=False),
+        *encode_generate(15, L(10), 6, 2, 3, row=-1, title="Encode smiling", preview=False),
+        N(21, "HyperLoRAConceptSlider", {"lora_a": L(13), "lora_b": L(16), "scale": 1.0}, 3, 15, "Slider"),
+        apply(22, L(1), L(13), 3, title="Apply the ID-LoRA"),
+        apply(23, L(22), L(21), 3, row=21, strength=0.7, title="Apply the slider"),
+    ], L(23), "hyperlora/slider",
+        "Two photos of one person (neutral, smiling): the ID-LoRA from the neutral one, and a slider "
+        "scale x (smiling - neutral) on top; scale < 0 goes the other way.", "slider_a.png, slider_b.png",
+        sample_col=4, prompt_col=2, latent_col=3)
+
+
+def save_lora() -> list[N]:
+    return [
+        note(30, "Two photos of one person -> an ID-LoRA saved as a kohya .safetensors file in output/hyperlora/, "
+             "for any LoRA loader.\n\nPut the photos into ComfyUI's input folder as face_1.png and face_2.png. "
+             "`python -m hyperlora_core.models fetch` downloads the HyperLoRA checkpoint and CLIP ViT-L/14; "
+             "antelopev2 goes into models/insightface/models/ by hand.", MODELS, 0, width=540, height=190),
+        *hyperlora_models(1),
+        load(4, "face_1.png", 1, 0, "Photo 1"), load(5, "face_2.png", 1, 1, "Photo 2"),
+        N(6, "ImageBatch", {"image1": L(4), "image2": L(5)}, 2, 0, "Both photos"),
+        *encode_generate(7, L(6), 1, 2, 3),
+        N(10, "HyperLoRASave", {"lora": L(8), "filename_prefix": "hyperlora/my_face", "dtype": "fp16",
+                                "notes": "made from two photos"}, 3, 20, "Save the LoRA"),
+    ]
+
+
+def one_click() -> list[N]:
+    return [
+        sdxl_note(30, "The whole HyperLoRA chain in one node: model + photos + strength -> the personalised model.",
+                  "face_1.png"),
+        N(7, "HyperLoRAOneClick", {"model": L(1), "photos": L(6), "strength": 0.85, "checkpoint": CHECKPOINT,
+                                   "clip_vision": CLIP_L.main.target, "face_pack": FACE_PACK}, MODELS, 10, "HyperLoRA",
+          models=[download_entry(HYPERLORA), download_entry(CLIP_L)]),
+        *sdxl_base(1, 2),
+        load(6, "face_1.png", 1, 0, "Photo of the person"),
+        N(8, "PreviewImage", {"images": L(7, 2)}, 1, 1, "What CLIP saw"),
+        *sample_and_save(40, L(7), L(3), L(4), L(5), L(1, 2), "hyperlora/one_click", 3),
+    ]
+
+
+def with_controlnet() -> list[N]:
+    return sdxl([
+        load(9, "face_1.png", 1, 0, "Photo of the person"), load(14, "pose.png", 1, 20, "Pose picture"),
+        *encode_generate(10, L(9), 6, 1, 2, preview=False),
+        apply(13, L(1), L(11), 2, row=11),
+        N(15, "ControlNetLoader", {"control_net_name": CONTROLNET.main.target}, MODELS, 22, "ControlNet (pose)",
+          models=[download_entry(CONTROLNET)]),
+        N(16, "ControlNetApplyAdvanced", {"positive": L(3), "negative": L(4), "control_net": L(15), "image": L(14),
+                                          "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}, 2, 21,
+          "Apply the ControlNet"),
+    ], L(13), "hyperlora/controlnet",
+        "HyperLoRA for the face + a ControlNet (OpenPose) for the pose: the LoRA changes the model's weights, the "
+        "ControlNet the conditioning. Put a pose picture (an OpenPose skeleton) into the input folder as pose.png.",
+        "face_1.png", sample_col=3, prompt_col=2, positive=L(16, 0), negative=L(16, 1))
+
+
+def with_style_lora() -> list[N]:
+    return sdxl([
+        load(9, "face_1.png", 1, 0, "Photo of the person"),
+        *encode_generate(10, L(9), 6, 1, 2, preview=False),
+        apply(13, L(1), L(11), 2, row=11),
+        N(14, "LoraLoaderModelOnly", {"model": L(13), "lora_name": STYLE_LORA, "strength_model": 0.8}, 2, 12,
+          "Style LoRA"),
+    ], L(14), "hyperlora/style",
+        f"HyperLoRA for the face + any SDXL style LoRA: both are weight patches and add up. Pick your style "
+        f"LoRA (models/loras) in place of {STYLE_LORA}.", "face_1.png", sample_col=3, prompt_col=2)
+
+
+def model_check() -> list[N]:
+    return [
+        note(3, "Run this to see which files HyperLoRA needs, where each is or should go, and what is wrong "
+             "(missing, nested folder, Git-LFS pointer, truncated download, wrong face pack).\n\nThe same report "
+             "in a terminal: `python -m hyperlora_core.models check`; `... fetch` downloads what is missing.",
+             0, 0, width=400, height=190),
+        N(1, "HyperLoRAModelCheck", {}, 0, 6, "HyperLoRA model check", width=400),
+        N(2, "PreviewAny", {"source": L(1)}, 1, 0, "Report", width=900, height=560),
+    ]
+
+
+def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strength: float = 1.0, prompt: str = "",
+              batch: int = 4, world: str | None = None, prefix: str = "hyperlora/toy", compare: bool = True,
+              display_scale: int = 8, steps: int = TOY_SAMPLER["steps"]) -> list[N]:
+    """The shipped toy world end to end, nothing to download: a never-seen identity's photo -> its ID-LoRA ->
+    `batch` samples with it and (if `compare`) the same seeds without it, with an empty caption so that
+    only the LoRA can carry identity.
+
+    The template makes its reference photo with the Toy Reference Photos node; `make demo` passes `photos`
+    (names in ComfyUI's input folder) and `display_scale=1` (it judges the 32 x 32 images themselves).
+    """
+    from hyperlora_core.toy.files import BUILTIN_WORLD
+
+    world = world or BUILTIN_WORLD
+    nodes = [
+        note(20, "The toy world (models/toy): a tiny synthetic SDXL-architecture world trained on CPU, shipped "
+             "with the pack. Press Run: a never-seen identity's photo -> its ID-LoRA -> four samples with it "
+             "(top) and the same seeds without it (bottom). The caption stays empty so only the LoRA carries "
+             "identity. Change 'identity' for another person.", 0, 0, height=230),
+        N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 6, "Toy world"),
+    ]
+    if photos is None:
+        nodes += [
+            N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 10,
+              "Reference photo"),
+            N(3, "PreviewImage", {"images": L(2)}, 1, 0, "The person"),
+        ]
+        source = L(2)
+    else:
+        if not photos:
+            raise ValueError("give at least one reference photo (a name inside ComfyUI's input folder)")
+        for k, name in enumerate(photos):
+            nodes.append(load(100 + k, name, 0, 10 + 7 * k, f"Photo {k + 1}"))
+            if k:
+                nodes.append(N(200 + k, "ImageBatch", {"image1": L(100 if k == 1 else 200 + k - 1), "image2": L(100 + k)},
+                               1, 10 + 3 * k))
+        source = L(100 if len(photos) == 1 else 200 + len(photos) - 1)
+    sampler = {"seed": seed, **TOY_SAMPLER, "steps": steps, "positive": L(7), "negative": L(8), "latent_image": L(9)}
+    nodes += [
+        N(5, "HyperLoRAToyEncode", {"photos": source, "world": world, "weights": ""}, 1, 6, "Toy encode"),
+        N(6, "HyperLoRAGenerateID", {"hyper_lora": L(1, 3), "id_cond": L(5), "allow_other_face_pack": False}, 1, 10,
+          "Generate ID-LoRA"),
+        N(16, "HyperLoRAApply", {"model": L(1), "lora": L(6), "strength": strength, "base_strength": 0.0}, 1, 13,
+          "Apply the LoRA"),
+        N(7, "CLIPTextEncode", {"text": prompt, "clip": L(1, 1)}, 2, 0, "Caption (empty)"),
+        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 4, "Negative caption"),
+        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 2, 8, "Latent 16 x 16"),
+        N(10, "KSampler", {"model": L(16), **sampler}, 3, 0, "With the ID-LoRA"),
+    ]
+    branches = [(10, TOY_SAVE_WITH, "with_lora", 0)]
+    if compare:
+        nodes.append(N(13, "KSampler", {"model": L(1), **sampler}, 3, 8, "Same seeds, no LoRA"))
+        branches.append((13, TOY_SAVE_WITHOUT, "without_lora", 8))
+    for sampler_id, save_id, tag, row in branches:
+        image = L(sampler_id + 1)
+        nodes.append(N(sampler_id + 1, "VAEDecode", {"samples": L(sampler_id), "vae": L(1, 2)}, 3, row + 1))
+        if display_scale > 1:
+            nodes.append(N(30 + sampler_id, "ImageScaleBy", {"image": image, "upscale_method": "nearest-exact",
+                                                              "scale_by": float(display_scale)}, 4, row,
+                           f"x{display_scale} (pixel art)"))
+            image = L(30 + sampler_id)
+        nodes.append(N(save_id, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{tag}"}, 4, row + 1))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Template:
+    slug: str
+    """File name of the API-format copy (workflows/api/<slug>.json) and the name tests use."""
+    title: str
+    """File name of the editor copy and of its thumbnail: the frontends show it as the template's title."""
+    build: Callable[[], list[N]]
+
+
+TEMPLATES = (
+    Template("hyperlora_toy_world", "HyperLoRA toy world", toy_world),
+    Template("hyperlora_t2i_one_photo", "HyperLoRA one photo", one_photo),
+    Template("hyperlora_t2i_several_photos", "HyperLoRA several photos", several_photos),
+    Template("hyperlora_interpolate_two_people", "HyperLoRA between two people", two_people),
+    Template("hyperlora_concept_slider", "HyperLoRA concept slider", concept_slider),
+    Template("hyperlora_save_lora", "HyperLoRA save the LoRA", save_lora),
+    Template("hyperlora_one_click", "HyperLoRA one-click", one_click),
+    Template("hyperlora_controlnet_pose", "HyperLoRA with ControlNet", with_controlnet),
+    Template("hyperlora_style_lora", "HyperLoRA with a style LoRA", with_style_lora),
+    Template("hyperlora_model_check", "HyperLoRA model check", model_check),
+)
+PHOTOS = ("face_1.png", "face_2.png", "face_3.png", "person_a.png", "person_b.png", "slider_a.png", "slider_b.png",
+          "pose.png")
+"""Every image name the templates load (put your own photos under these names, or pick others)."""
+
+
+def template(slug: str) -> Template:
+    return next(t for t in TEMPLATES if t.slug == slug)
