@@ -14,7 +14,7 @@ import torch
 
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
-from hyperlora_core.toy.conditions import encode_toy_photos
+from hyperlora_core.toy.conditions import encode_toy_base, encode_toy_photos
 from hyperlora_core.toy.files import BUILTIN_WORLD, resolve_world
 from hyperlora_core.toy.files import world_choices as toy_world_choices
 from hyperlora_core.toy.install import heldout_photos
@@ -48,6 +48,11 @@ def _photos(identity: int, photos: int, variation: int, scale: int):
 def _encode(photos, world: str, weights: str = ""):
     cond = encode_toy_photos(photos, resolve_world(world), weights=parse_weights(weights))
     return cond, cond.face_crops
+
+
+def _encode_base(photos, world: str, weights: str = ""):
+    cond = encode_toy_base(photos, resolve_world(world), weights=parse_weights(weights))
+    return cond, cond.crops
 
 
 TOY_LOADER = NodeDef(
@@ -103,4 +108,21 @@ TOY_PHOTOS = NodeDef(
     run=_photos,
 )
 
-NODES = [TOY_LOADER, TOY_ENCODE, TOY_PHOTOS]
+TOY_ENCODE_BASE = NodeDef(
+    node_id="HyperLoRAToyEncodeBase",
+    display_name="HyperLoRA Toy Encode Base",
+    description=(
+        "Photos -> Base condition (background, pattern, clothing), the toy counterpart of Encode Base: the face is "
+        "blurred out and the rest encoded with the toy world's CLIP analogue. Feed it to HyperLoRA Generate Base LoRA "
+        "with a toy checkpoint that has a Base-LoRA branch."
+    ),
+    inputs=(
+        In("photos", "IMAGE", tooltip="Photos whose background and clothing the Base-LoRA should carry."),
+        In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, tooltip="The toy world whose encoders to use."),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+    ),
+    outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops", "What the CLIP analogue saw (face blurred).")),
+    run=_encode_base,
+)
+
+NODES = [TOY_LOADER, TOY_ENCODE, TOY_ENCODE_BASE, TOY_PHOTOS]

@@ -6,9 +6,13 @@ writes reference photos of held-out identities (no training stage ever saw them)
 folder and, per identity, queues the toy template's graph (`workflows.library.toy_world`, with LoadImage
 nodes for the photos: LoadImage -> HyperLoRA Toy Encode -> HyperLoRA Generate ID LoRA -> HyperLoRA Apply
 on the Toy World Loader's MODEL -> KSampler -> VAEDecode -> SaveImage) with one and with four reference
-photos, plus the same seed without the LoRA. The saved images are then read back and judged by the
-toy world's attribute classifier (a network the HyperLoRA never reads): the identity-match table,
-a grid PNG (references / with LoRA / without) and, last, `heldout_match_with_lora=<x> without=<y>`.
+photos, plus the same seed without the LoRA. When the world's HyperLoRA has a Base-LoRA branch it also
+queues the edit graph (`workflows.library.toy_world_edit`: Toy Encode Base -> Generate Base LoRA -> Apply
+with both LoRAs) with two captions naming a shirt and a background the photo does not have. The saved
+images are then read back and judged by the toy world's attribute classifier and base-factor judge
+(networks the HyperLoRA never reads): the identity-match table, the editing table, a grid PNG
+(reference / ID-LoRA / ID-LoRA with caption 1 / with caption 2 / ID + Base / no LoRA) and, last,
+`heldout_match_with_lora=<x> without=<y>`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from PIL import Image
 from scripts.comfy_env import ROOT
 
 REFS = (1, 4)
+GRID_ROWS = ("reference", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base", "no LoRA")
+"""The demo grid's rows, top to bottom (the edit rows only for a world whose HyperLoRA has a Base branch)."""
 
 
 def say(msg: str) -> None:
@@ -44,16 +50,30 @@ def _saved(server, result, node: str) -> Path:
     return server.output_dir / images[0]["subfolder"] / images[0]["filename"]
 
 
+EDIT_SEEDS = (3, 4)
+"""Seeds of the two editing captions per identity (`study.edit_factors`: factors the photo does not have)."""
+
+
 def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed: int = 11, steps: int = 20,
                  timeout: float = 3600) -> int:
     import torch
 
+    from hyperlora_core.model import HyperLoRA
     from hyperlora_core.toy import files, world
+    from hyperlora_core.toy.base_judge import BaseJudge
     from hyperlora_core.toy.encoders import AttributeJudge
     from hyperlora_core.toy.evaluate import Row, ToyEval
+    from hyperlora_core.toy.study import edit_factors
     from hyperlora_core.toy.workflow import WORLD, setup_demo
     from workflows.graph import api_format
-    from workflows.library import TOY_SAVE_WITH, TOY_SAVE_WITHOUT, toy_world
+    from workflows.library import (
+        TOY_EDIT_SAVE_ID_BASE,
+        TOY_SAVE_WITH,
+        TOY_SAVE_WITHOUT,
+        toy_edit_save_id,
+        toy_world,
+        toy_world_edit,
+    )
 
     base = out / "comfy"
     paths = setup_demo(base, identities=identities, refs=max(REFS))
@@ -61,50 +81,83 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     per_identity = max(REFS)
     count = len(photos) // per_identity
     ident = [int(Path(p).stem.split("_")[1]) for p in photos[::per_identity]]
+    photo_factors = paths["base_factors"][::per_identity]  # background, pattern, shirt of each first photo
+    edits = [edit_factors(photo_factors, seed) for seed in EDIT_SEEDS]
+    captions = [[", ".join(world.base_phrases(e[i])) for e in edits] for i in range(count)]
+    with_base = HyperLoRA.from_pretrained(files.part_path("hyperlora")).config.has_base
     say(f"toy world (models/toy) linked into {base / 'models'}; reference photos of {count} held-out identities "
         f"in {base / 'input' / 'toy_world'}")
     server = server_mod.ComfyServer(comfy, base, packs={"comfyui-hyperlora": ROOT}, output_dir=out / "images")
-    images: dict[str, list[np.ndarray]] = {"no LoRA": [], **{f"ID-LoRA x{k}": [] for k in REFS}}
+    labels = ["no LoRA", *(f"ID-LoRA x{k}" for k in REFS)]
+    if with_base:
+        labels += ["ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base"]
+    images: dict[str, list[np.ndarray]] = {label: [] for label in labels}
+    prompts = 0
     t0 = time.monotonic()
     with server:
         say(f"ComfyUI {comfy} started at {server.url} in {time.monotonic() - t0:.1f} s (log: {server.log_path})")
         t1 = time.monotonic()
         for i in range(count):
             names = photos[i * per_identity:(i + 1) * per_identity]
-            for k in REFS:
-                prefix = f"toy/identity{ident[i]:04d}_{k}ref"
-                graph = api_format(toy_world(names[:k], seed=seed + i, world=WORLD, prefix=prefix, batch=1,
-                                             compare=k == REFS[0], display_scale=1, steps=steps))
+            graphs = [(f"{k} photo(s)", api_format(toy_world(
+                names[:k], seed=seed + i, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_{k}ref", batch=1,
+                compare=k == REFS[0], display_scale=1, steps=steps)),
+                {TOY_SAVE_WITH: f"ID-LoRA x{k}", **({TOY_SAVE_WITHOUT: "no LoRA"} if k == REFS[0] else {})}) for k in REFS]
+            if with_base:
+                graphs.append(("editing captions", api_format(toy_world_edit(
+                    names[:1], captions[i], seed=seed + i, batch=1, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_edit",
+                    compare=False, display_scale=1, steps=steps)),
+                    {TOY_EDIT_SAVE_ID_BASE: "ID + Base", toy_edit_save_id(0): "ID-LoRA, caption 1",
+                     toy_edit_save_id(1): "ID-LoRA, caption 2"}))
+            for what, graph, saved in graphs:
                 result = server.run(graph, timeout=timeout)
+                prompts += 1
                 if result.error:
-                    say(f"identity {ident[i]}, {k} photo(s): the prompt failed: "
+                    say(f"identity {ident[i]}, {what}: the prompt failed: "
                         + str(result.error.get("exception_message", result.error)))
                     return 1
-                images[f"ID-LoRA x{k}"].append(_read(_saved(server, result, str(TOY_SAVE_WITH))))
-                if k == REFS[0]:
-                    images["no LoRA"].append(_read(_saved(server, result, str(TOY_SAVE_WITHOUT))))
+                for node, label in saved.items():
+                    images[label].append(_read(_saved(server, result, str(node))))
             if i == 0 or (i + 1) % 8 == 0 or i + 1 == count:
                 say(f"{i + 1}/{count} identities queued and done ({time.monotonic() - t1:.0f} s)")
-        say(f"{count * len(REFS)} prompts ran through POST /prompt in {time.monotonic() - t1:.1f} s")
+        say(f"{prompts} prompts ran through POST /prompt in {time.monotonic() - t1:.1f} s")
     judge = files.load_module(AttributeJudge(), "judge")
     truth = torch.from_numpy(world.all_attributes()[ident])
 
+    def pixels(stack: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(stack)).permute(0, 3, 1, 2).float() / 255.0
+
     def matches(stack: list[np.ndarray]) -> np.ndarray:
-        x = torch.from_numpy(np.stack(stack)).permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad():
-            return (judge.predict(x) == truth).numpy()
+            return (judge.predict(pixels(stack)) == truth).numpy()
 
     rows = [Row("no LoRA", 0, 0.0, matches(images["no LoRA"]))]
     rows += [Row("ID-LoRA", k, 1.0, matches(images[f"ID-LoRA x{k}"])) for k in REFS]
     refs = np.stack([_read(base / "input" / name) for name in photos[::per_identity]])
     result = ToyEval(rows, np.asarray(ident), {k: np.stack(v) for k, v in images.items()}, refs)
-    grid = result.save_grid(out / "toy_demo_grid.png")
+    grid = result.save_grid(out / "toy_demo_grid.png", rows=[label for label in GRID_ROWS if label in images])
     print()
     print(f"Held-out identity match ({count} identities never seen in training; judge: the toy attribute "
           "classifier; empty caption, the same seed with and without the LoRA):")
     print(result.table())
+    if with_base:
+        base_judge = files.load_module(BaseJudge(), "base_judge")
+        with torch.no_grad():
+            factors = {label: base_judge.predict(pixels(images[label])).numpy() for label in
+                       ("no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base")}
+        wanted = {"ID-LoRA, caption 1": edits[0], "ID-LoRA, caption 2": edits[1]}
+        print()
+        print("Editing (background colour, pattern and shirt, read by the base-factor judge; the captions name ones "
+              "the photo does not have):")
+        print("| images | caption | ID match | = the photo's | = the caption's |")
+        print("|---|---|---|---|---|")
+        for label, f in factors.items():
+            caption = "empty" if label not in wanted else f"{label[-9:]}, e.g. '{captions[0][int(label[-1]) - 1]}'"
+            follow = f"{float((f == wanted[label]).mean()):.3f}" if label in wanted else "-"
+            print(f"| {label} | {caption} | {float(matches(images[label]).mean()):.3f} | "
+                  f"{float((f == photo_factors).mean()):.3f} | {follow} |")
     print()
-    say(f"grid (references / with the 1-photo LoRA / without): {grid}")
+    say(f"grid (rows: {', '.join(label for label in GRID_ROWS if label in images)}; one column per identity): {grid}")
     say(f"images: {server.output_dir / 'toy'}")
     print(result.summary_line())
     return 0

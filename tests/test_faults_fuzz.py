@@ -85,6 +85,10 @@ def _lab() -> dict[str, tuple[dict, str]]:
     toy = _save(toy, [toy_gen, 0])
     for kind in ("HyperLoRAToyWorldLoader", "HyperLoRAToyPhotos", "HyperLoRAToyEncode"):
         labs[kind] = (toy, workflows.nodes_of(toy, kind)[0])
+    edit = _without_outputs(_tiny("hyperlora_toy_world_edit"))
+    edit = {k: v for k, v in edit.items() if v["class_type"].startswith("HyperLoRA") and v["class_type"] != "HyperLoRAApply"}
+    edit = _save(edit, [workflows.nodes_of(edit, "HyperLoRAGenerateBase")[0], 0])
+    labs["HyperLoRAToyEncodeBase"] = (edit, workflows.nodes_of(edit, "HyperLoRAToyEncodeBase")[0])
     return labs
 
 

@@ -14,14 +14,15 @@ from hyperlora_core.toy.workflow import TOY_CHECKPOINT
 
 
 def test_reference_photos_are_heldout_identities(tmp_path):
-    paths = write_reference_photos(tmp_path, identities=3, refs=2, scale=4)
-    assert len(paths) == 6 and all(p.suffix == ".png" for p in paths)
+    paths, factors = write_reference_photos(tmp_path, identities=3, refs=2, scale=4)
+    assert len(paths) == 6 and all(p.suffix == ".png" for p in paths) and factors.shape == (6, 3)
     held = set(world.heldout_identities().tolist())
     assert all(int(p.stem.split("_")[1]) in held for p in paths)
     assert Image.open(paths[0]).size == (128, 128)
     small = read_photo(paths[0])  # area-resized back to 32 px
     ident, j = (int(v) for v in paths[0].stem.split("_")[1:])
     original = world.render_set([ident], 2, 0).images[j]
+    assert (factors[0] == world.render_set([ident], 2, 0).base_factors[j]).all()
     assert small.shape == (32, 32, 3) and np.abs(small.astype(int) - original).max() <= 1
 
 

@@ -44,11 +44,22 @@ def test_unknown_stage_and_stage_keys():
         ("train: {loss: {t_min: 900, t_max: 100}}\n", "t_min < t_max"),
         ("model: {backbone: checkpoint}\n", "model.checkpoint"),
         ("hypernetwork: {base_rank: null}\n", "stage 'base' needs the Base-LoRA branch but hypernetwork.base_rank is null"),
+        ("stages: {base: {steps: 2, objective: v-pred}}\n", "'stages.base.objective' is 'v-pred'; allowed: eps, v, x0"),
+        ("stages: {base: {steps: 2, text_dropout: 2}}\n", "stages.base.text_dropout must be between 0 and 1; found 2.0"),
     ],
 )
 def test_bad_values(extra, message):
     with pytest.raises(HyperLoRAError, match=message):
         parse_config(MINIMAL + extra)
+
+
+def test_a_stage_may_set_its_own_objective_and_caption_dropout():
+    cfg = parse_config("run_dir: r\ndata: {shards: d}\ntrain: {loss: {objective: eps, min_snr_gamma: 5, t_min: 100}, "
+                       "dropout: {text: 0.5}}\n"
+                       "stages: {base: {steps: 2, objective: x0, text_dropout: 1.0}, clip_id: {steps: 2}}\n")
+    base, clip = cfg.loss_for("base"), cfg.loss_for("clip_id")
+    assert (base.objective, base.min_snr_gamma, base.t_min, cfg.text_dropout_for("base")) == ("x0", None, 100, 1.0)
+    assert (clip.objective, clip.min_snr_gamma, cfg.text_dropout_for("clip_id")) == ("eps", 5.0, 0.5)
 
 
 def test_required_and_empty():

@@ -90,3 +90,28 @@ def test_bf16_autocast_step_runs_and_stays_close_to_fp32(tmp_path, data_dir):
         finally:
             close_session(session)
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+def test_a_stage_with_its_own_caption_dropout_and_objective(tmp_path, data_dir):
+    """`stages.<name>.text_dropout` empties that stage's captions only; its `objective` replaces train.loss's."""
+    cfg = tiny_config(tmp_path / "run", data_dir, train__dropout={"text": 0.0, "face": 0.0, "base_lora": 0.0},
+                      train__samples={"every": -1}, stages__base={"steps": 2, "text_dropout": 1.0, "objective": "x0"})
+    session = open_session(cfg)
+    try:
+        base = session.source.batch("base", 0, with_base=True)
+        other = session.source.batch("arcface_id", 0, with_base=True)
+        assert base.drop_text.all() and not other.drop_text.any()
+        assert torch.equal(base.context[0], session.source.empty_text.to(base.context.dtype))
+        model = new_hyperlora(session.config, seed=0)
+        runner = StepRunner("base", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
+        losses = {}
+        for objective in ("x0", "eps"):
+            runner.cfg = cfg if objective == "x0" else tiny_config(
+                tmp_path / "run", data_dir, train__dropout={"text": 0.0, "face": 0.0, "base_lora": 0.0},
+                train__samples={"every": -1}, stages__base={"steps": 2, "text_dropout": 1.0, "objective": "eps"})
+            with torch.no_grad():
+                losses[objective] = runner.loss(HyperStep(model), base).item()
+            session.hook_state.clear()
+    finally:
+        close_session(session)
+    assert losses["x0"] != pytest.approx(losses["eps"], rel=0.05)  # 1 vs 1/sigma^2 on the same errors

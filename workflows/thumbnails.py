@@ -146,6 +146,37 @@ def toy_picture(identities: int = 4) -> Image.Image:
     return img
 
 
+def toy_edit_picture(identities: int = 4) -> Image.Image:
+    """Photo / ID + Base (empty caption) / ID-LoRA with the edit template's caption / that caption without a
+    LoRA, for held-out identities, from the shipped toy world (the study's batched sampler, same noise)."""
+    import torch
+
+    from hyperlora_core.toy import study
+    from hyperlora_core.toy.evaluate import HookedSampler, ToyWorld
+
+    from .library import TOY_EDIT_CAPTION
+
+    toy = ToyWorld.load()
+    held = study.StudySet.make(toy.conditioner, identities, refs=1)
+    one, base = study.id_loras(toy.hyperlora, held, 1), study.base_loras(toy.hyperlora, held)
+    captions = [TOY_EDIT_CAPTION] * identities
+    with HookedSampler(toy, held) as sampler:
+        samples = [sampler.sample(study.lora_sets([(one, 1.0), (base, 1.0)])),
+                   sampler.sample(study.lora_sets([(one, 1.0)]), captions), sampler.sample(None, captions)]
+    rows = [held.photos[:, 0], *((s.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy() for s in samples)]
+    img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
+    d = ImageDraw.Draw(img)
+    cell, left, top = 84, 150, TOP_BAND
+    for r, (label, row) in enumerate(zip(["photo", "ID + Base", "ID + caption", "caption only"], rows)):
+        y = top + r * (cell + 12)
+        d.text((left - 10, y + cell // 2), label, font=font(18), fill=MUTED, anchor="rm")
+        for c in range(identities):
+            img.paste(Image.fromarray(row[c]).resize((cell - 6, cell - 6), Image.NEAREST), (left + c * cell, y))
+    d.multiline_text((SIZE // 2, 478), f"caption: '{TOY_EDIT_CAPTION}'\nthe person stays, the caption edits",
+                     font=font(19), fill=TEXT, anchor="mm", align="center")
+    return img
+
+
 def pictures() -> dict[str, Callable[[], Image.Image]]:
     """Template slug -> how its picture is made."""
     face = astronaut_face()
@@ -153,6 +184,7 @@ def pictures() -> dict[str, Callable[[], Image.Image]]:
     lora = "ID-\nLoRA"
     return {
         "hyperlora_toy_world": toy_picture,
+        "hyperlora_toy_world_edit": toy_edit_picture,
         "hyperlora_t2i_one_photo": lambda: diagram("One photo", [("photo", face)], lora, ("portrait", person),
                                                    "one photo -> a LoRA -> that person, any prompt"),
         "hyperlora_t2i_several_photos": lambda: diagram(

@@ -15,7 +15,7 @@ which equal the KSampler path (`tests/test_toy_heldout.py` checks it on 48 ident
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,11 +240,12 @@ class ToyEval:
     def summary_line(self) -> str:
         return f"heldout_match_with_lora={self.with_lora:.3f} without={self.without:.3f}"
 
-    def save_grid(self, path: str | os.PathLike, count: int = 16) -> Path:
-        """Rows: reference photo / sample with the 1-photo LoRA / same noise without a LoRA."""
+    def save_grid(self, path: str | os.PathLike, count: int = 16,
+                  rows: Sequence[str] = ("reference", "ID-LoRA x1", "no LoRA")) -> Path:
+        """One column per identity; rows: "reference" (its first photo) or labels of `images`."""
         n = min(count, len(self.identities))
-        rows = [self.references[:n], self.images["ID-LoRA x1"][:n], self.images["no LoRA"][:n]]
-        img = world.grid(np.concatenate(rows), rows=3, scale=4)
+        stacks = [(self.references if r == "reference" else self.images[r])[:n] for r in rows]
+        img = world.grid(np.concatenate(stacks), rows=len(stacks), scale=4)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path)

@@ -89,8 +89,9 @@ def heldout_photos(index: int, count: int = 1, seed: int = 0, scale: int = 1) ->
 
 
 def write_reference_photos(folder: str | os.PathLike, identities: int = 8, refs: int = 4, seed: int = 0,
-                           scale: int = 1) -> list[Path]:
-    """PNG photos `heldout_<identity>_<j>.png` of held-out identities; returns the paths (identity-major)."""
+                           scale: int = 1) -> tuple[list[Path], np.ndarray]:
+    """PNG photos `heldout_<identity>_<j>.png` of held-out identities; returns the paths (identity-major) and
+    each photo's named base factors `[N, 3]` (background colour, pattern, shirt)."""
     ids = world.spread_heldout_identities(identities)
     renders = world.render_set(ids, refs, seed)
     out = Path(folder)
@@ -100,7 +101,7 @@ def write_reference_photos(folder: str | os.PathLike, identities: int = 8, refs:
         p = out / f"heldout_{int(ident):04d}_{int(j)}.png"
         Image.fromarray(_pixel_upscale(np.asarray(img), scale)).save(p)
         paths.append(p)
-    return paths
+    return paths, renders.base_factors
 
 
 def read_photo(path: str | os.PathLike) -> np.ndarray:

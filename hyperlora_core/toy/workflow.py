@@ -20,8 +20,10 @@ WORLD = TOY_FOLDER
 
 
 def setup_demo(comfy_root: str | os.PathLike, identities: int = 4, refs: int = 4, mode: str = "link") -> dict:
-    """Install the toy world into `<comfy_root>/models` and reference photos into `<comfy_root>/input/toy_world`."""
+    """Install the toy world into `<comfy_root>/models` and reference photos into `<comfy_root>/input/toy_world`;
+    `base_factors` holds each photo's background colour, pattern and shirt (identity-major, as the photos)."""
     root = Path(comfy_root)
     placed = install_toy_world(root / "models", mode=mode)
-    photos = write_reference_photos(root / "input" / TOY_FOLDER, identities=identities, refs=refs)
-    return {"models": placed, "photos": photos, "photo_names": [f"{TOY_FOLDER}/{p.name}" for p in photos]}
+    photos, factors = write_reference_photos(root / "input" / TOY_FOLDER, identities=identities, refs=refs)
+    return {"models": placed, "photos": photos, "photo_names": [f"{TOY_FOLDER}/{p.name}" for p in photos],
+            "base_factors": factors}

@@ -221,6 +221,13 @@ class StageConfig:
     zero_init_face_stream: bool = True
     """arcface_id only: zero the face cross-attention outputs when the stage starts fresh, so the
     first step reproduces the CLIP-only model and the face stream grows in smoothly."""
+    text_dropout: float | None = None
+    """This stage's caption dropout (default `train.dropout.text`). A Base warm-up at 1.0 sees only
+    empty captions, so the Base-LoRA alone must carry background and clothing."""
+    objective: str | None = None
+    """This stage's loss objective (default `train.loss.objective`); it also switches min-SNR weighting
+    off for the stage. x0 weights every noise level alike; eps starves the high-noise steps where a
+    background's colour is decided."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,17 @@ class FitConfig:
 
     def trainable(self, stage: str) -> tuple[str, ...]:
         return self.stages[stage].trainable or STAGE[stage].trains
+
+    def loss_for(self, stage: str) -> LossConfig:
+        """`train.loss` with the stage's own objective, if it sets one (which also replaces min-SNR weighting)."""
+        objective = self.stages[stage].objective
+        if objective is None:
+            return self.train.loss
+        return dataclasses.replace(self.train.loss, objective=objective, min_snr_gamma=None)
+
+    def text_dropout_for(self, stage: str) -> float:
+        value = self.stages[stage].text_dropout
+        return self.train.dropout.text if value is None else value
 
 
 # -- strict loading ---------------------------------------------------------------------------
@@ -375,6 +393,10 @@ def validate(cfg: FitConfig) -> FitConfig:
                 raise HyperLoRAError(f"config: stages.{name}.{key} must be > 0; found {value}. Leave it out to use train.optimizer.{key}.")
         if st.warmup_steps is not None and st.warmup_steps < 0:
             raise HyperLoRAError(f"config: stages.{name}.warmup_steps must be >= 0; found {st.warmup_steps}.")
+        if st.objective is not None:
+            _choice(st.objective, ("eps", "v", "x0"), f"stages.{name}.objective")
+        if st.text_dropout is not None and not 0.0 <= st.text_dropout <= 1.0:
+            raise HyperLoRAError(f"config: stages.{name}.text_dropout must be between 0 and 1; found {st.text_dropout}.")
         if st.base_strength < 0 or st.base_fraction < 0:
             raise HyperLoRAError(f"config: stages.{name}.base_strength and base_fraction must be >= 0.")
         for part in st.trainable or ():

@@ -115,7 +115,7 @@ class BatchSource:
             noise = noise + t.loss.noise_offset * torch.randn((gsize, first.shape[0], 1, 1), generator=gen)
         timesteps = torch.randint(t.loss.t_min, t.loss.t_max, (gsize,), generator=gen)
         drop = torch.rand((3, gsize), generator=step_generator(self.cfg.seed, stage, step, "dropout"))
-        drop_text = drop[0] < t.dropout.text
+        drop_text = drop[0] < self.cfg.text_dropout_for(stage)
         drop_face = drop[1] < t.dropout.face
         drop_base = drop[2] < t.dropout.base_lora
 

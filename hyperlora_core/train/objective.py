@@ -173,4 +173,4 @@ class StepRunner:
                 self.state.sets = sets
             pred = den.denoise(x, sigma, batch.context, adm).float()
         err = (pred - target).pow(2).mean(dim=tuple(range(1, pred.ndim)))
-        return (loss_weights(sigma, self.cfg.train.loss) * err).mean()
+        return (loss_weights(sigma, self.cfg.loss_for(self.spec.name)) * err).mean()
