@@ -145,15 +145,16 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
         with torch.no_grad():
             factors = {label: base_judge.predict(pixels(images[label])).numpy() for label in
                        ("no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base")}
-        wanted = {"ID-LoRA, caption 1": edits[0], "ID-LoRA, caption 2": edits[1]}
+        wanted = {f"ID-LoRA, caption {k + 1}": k for k in range(len(EDIT_SEEDS))}
         print()
         print("Editing (background colour, pattern and shirt, read by the base-factor judge; the captions name ones "
               "the photo does not have):")
         print("| images | caption | ID match | = the photo's | = the caption's |")
         print("|---|---|---|---|---|")
         for label, f in factors.items():
-            caption = "empty" if label not in wanted else f"{label[-9:]}, e.g. '{captions[0][int(label[-1]) - 1]}'"
-            follow = f"{float((f == wanted[label]).mean()):.3f}" if label in wanted else "-"
+            k = wanted.get(label)
+            caption = "empty" if k is None else f"e.g. '{captions[0][k]}'"
+            follow = "-" if k is None else f"{float((f == edits[k]).mean()):.3f}"
             print(f"| {label} | {caption} | {float(matches(images[label]).mean()):.3f} | "
                   f"{float((f == photo_factors).mean()):.3f} | {follow} |")
     print()

@@ -52,10 +52,12 @@ def test_make_demo_runs_the_toy_world_over_the_http_api(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(root)})
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "TOY WORLD" in proc.stdout and "4 prompts ran through POST /prompt" in proc.stdout
+    assert "TOY WORLD" in proc.stdout and "6 prompts ran through POST /prompt" in proc.stdout  # 1, 4 photos, editing
     assert re.fullmatch(r"heldout_match_with_lora=\d\.\d{3} without=\d\.\d{3}", lines[-1]), lines[-1]
-    table = [ln for ln in lines if ln.startswith("| ")]
-    assert [r.split("|")[1].strip() for r in table[1:]] == ["no LoRA", "ID-LoRA", "ID-LoRA", "chance"]  # after the header
+    table = [ln.split("|")[1].strip() for ln in lines if ln.startswith("| ") and "---" not in ln]
+    assert table == ["method", "no LoRA", "ID-LoRA", "ID-LoRA", "chance",  # identity match, then editing
+                     "images", "no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base"], table
     grid = Image.open(out / "toy_demo_grid.png")
-    assert grid.height > 3 * 32 and grid.width > 2 * 32  # references / with LoRA / without, 2 identities
-    assert len(list((out / "images" / "toy").glob("*.png"))) == 2 * 3  # per identity: 1-photo, 4-photo, no LoRA
+    assert grid.size == (2 + 2 * (4 * 32 + 2), 2 + 6 * (4 * 32 + 2))  # 2 identities; reference, 4 sample rows, no LoRA
+    saved = sorted(p.name for p in (out / "images" / "toy").glob("*.png"))
+    assert len(saved) == 2 * 6, saved  # per identity: 1 photo, 4 photos, no LoRA, ID + Base, two captions
