@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 from . import files, world
 
 FIGURES = "figures"
@@ -160,10 +162,13 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         lines += ["### Rebuild check", "", stats["rebuild_check"], ""]
     if hyper:
         r = hyper.get("recipe", {})
+        warm = (yaml.safe_load(hyper.get("config") or "{}") or {}).get("stages", {}).get("base", {})
+        warm_how = ", ".join(f"{k} {warm[k]}" for k in ("objective", "text_dropout", "basis_lr") if k in warm)
         lines += ["## HyperLoRA recipe", "",
                   f"- Trainer: `{hyper.get('trainer')}`.",
                   (f"- Stage 0, Base-LoRA warm-up (the Base-LoRA alone, from the face-blurred target photo): "
-                   f"{r['steps_base']} steps; then the Base-LoRA is frozen and added (dropped for half of the samples) "
+                   f"{r['steps_base']} steps" + (f" ({warm_how}: `toy/recipe.py` BASE_WARMUP says why)" if warm_how else "")
+                   + "; then the Base-LoRA is frozen and added (dropped for half of the samples) "
                    "while the ID-LoRA trains.\n" if r.get("steps_base") else "")
                   + f"- Stage 1 (CLIP analogue only): {r.get('steps_clip')} steps; stage 2 (ArcFace analogue + CLIP analogue): "
                   f"{r.get('steps_id')} steps"
