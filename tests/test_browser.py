@@ -30,7 +30,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 VIEW = {"width": 1600, "height": 1000}
-SDXL = [t.slug for t in library.TEMPLATES if t.slug not in ("hyperlora_toy_world", "hyperlora_model_check")]
+SDXL = [t.slug for t in library.TEMPLATES if not t.slug.startswith("hyperlora_toy_world") and t.slug != "hyperlora_model_check"]
 NEWEST = sorted(p.parent for p in (ROOT / ".frontend").glob("*/.stamp"))
 """The newest frontend's folder (scripts/setup_env.sh downloads it); the host's own is used without one."""
 
