@@ -106,7 +106,7 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
             if with_base:
                 graphs.append(("editing captions", api_format(toy_world_edit(
                     names[:1], captions[i], seed=seed + i, batch=1, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_edit",
-                    compare=False, display_scale=1, steps=steps)),
+                    display_scale=1, steps=steps)),
                     {TOY_EDIT_SAVE_ID_BASE: "ID + Base", toy_edit_save_id(0): "ID-LoRA, caption 1",
                      toy_edit_save_id(1): "ID-LoRA, caption 2"}))
             for what, graph, saved in graphs:

@@ -34,9 +34,11 @@ def test_prompts_start_with_the_trigger_words_and_skip_the_last_clip_layer(name)
     prompt = workflows.api(name)
     samplers = workflows.nodes_of(prompt, "KSampler")
     if workflows.nodes_of(prompt, "HyperLoRAToyWorldLoader"):
-        # the toy world: its caption encoder knows no trigger words and has no CLIP layers to skip;
-        # the caption stays empty so that only the LoRA can carry identity, and nothing is downloaded
-        assert all(prompt[prompt[s]["inputs"]["positive"][0]]["inputs"]["text"] == "" for s in samplers)
+        # the toy world: its caption encoder knows no trigger words and has no CLIP layers to skip; the
+        # caption stays empty so that only the LoRA can carry identity (the edit graph: except with the ID-LoRA
+        # alone, whose caption names a background and shirt and nothing of identity), and nothing is downloaded
+        captions = {prompt[prompt[s]["inputs"]["positive"][0]]["inputs"]["text"] for s in samplers}
+        assert captions == ({"", library.TOY_EDIT_CAPTION} if name == "hyperlora_toy_world_edit" else {""}), captions
         assert not any(n.get("properties", {}).get("models") for n in workflows.ui(name)["nodes"])
         return
     for sampler in samplers:
@@ -103,6 +105,23 @@ def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same()
         {"SaveImage"}
     with pytest.raises(ValueError):
         library.toy_world([])
+
+
+def test_the_edit_graph_makes_both_loras_from_one_photo_and_the_demo_graph_is_the_same():
+    shipped = workflows.api("hyperlora_toy_world_edit")
+    applies = {k: n["inputs"] for k, n in shipped.items() if n["class_type"] == "HyperLoRAApply"}
+    with_base = [a for a in applies.values() if "base_lora" in a]
+    assert len(applies) == 2 and len(with_base) == 1 and with_base[0]["base_strength"] == 1.0
+    photos = {shipped[n]["inputs"]["photos"][0] for n in workflows.nodes_of(shipped, "HyperLoRAToyEncode")
+              + workflows.nodes_of(shipped, "HyperLoRAToyEncodeBase")}
+    assert len(photos) == 1  # ID and Base from the same photo
+    demo = api_format(library.toy_world_edit(["toy_world/a.png"], ["red shirt", "blue plain background"], batch=1,
+                                             display_scale=1))
+    assert {demo[str(library.TOY_EDIT_SAVE_ID_BASE)]["class_type"], demo[str(library.toy_edit_save_id(0))]["class_type"],
+            demo[str(library.toy_edit_save_id(1))]["class_type"]} == {"SaveImage"}
+    assert all(value[0] in demo for node in demo.values() for value in node["inputs"].values() if isinstance(value, list))
+    with pytest.raises(ValueError):
+        library.toy_world_edit(["a.png", "b.png"])
 
 
 @pytest.mark.parametrize("template", library.TEMPLATES, ids=lambda t: t.slug)

@@ -73,9 +73,8 @@ def test_every_api_workflow_runs(server, name):
         path = server.output_dir / images[0]["subfolder"] / images[0]["filename"]
         assert path in new and Image.open(path).size == ((256, 256) if toy else (64, 64))  # the toy's 32 px, x8
         pictures.append(np.asarray(Image.open(path)))
-    if toy:  # the same seed: with and without the ID-LoRA; ID + Base, ID-LoRA + caption, caption alone: each differs
-        assert len(pictures) in (2, 3)
-        assert all(np.abs(a.astype(int) - b).mean() > 2 for i, a in enumerate(pictures) for b in pictures[i + 1:])
+    if toy:  # the same seed with and without the ID-LoRA, or ID + Base vs the ID-LoRA with a caption: they differ
+        assert len(pictures) == 2 and np.abs(pictures[0].astype(int) - pictures[1]).mean() > 2
     for node_id in workflows.nodes_of(prompt, "HyperLoRASave"):
         entry = result.outputs[node_id]["loras"][0]
         path = server.output_dir / entry["subfolder"] / entry["filename"]

@@ -310,8 +310,8 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
 
 TOY_EDIT_CAPTION = "red shirt, blue striped background"
 """The edit template's caption: a shirt and a background the template's photo does not have."""
-TOY_EDIT_SAVE_ID_BASE, TOY_EDIT_SAVE_NO_LORA = 15, 95
-"""Ids of the edit graph's SaveImage nodes for ID + Base (empty caption) and for no LoRA (first caption)."""
+TOY_EDIT_SAVE_ID_BASE = 15
+"""Id of the edit graph's SaveImage node for ID + Base with the empty caption."""
 
 
 def toy_edit_save_id(k: int) -> int:
@@ -320,12 +320,12 @@ def toy_edit_save_id(k: int) -> int:
 
 
 def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] = (TOY_EDIT_CAPTION,), seed: int = TOY_SEED,
-                   batch: int = 4, world: str | None = None, prefix: str = "hyperlora/toy_edit", compare: bool = True,
-                   display_scale: int = 8, steps: int = TOY_SAMPLER["steps"]) -> list[N]:
+                   batch: int = 4, world: str | None = None, prefix: str = "hyperlora/toy_edit", display_scale: int = 8,
+                   steps: int = TOY_SAMPLER["steps"]) -> list[N]:
     """The ID / Base split in the toy world, on one never-seen person's photo: an ID-LoRA (Toy Encode -> Generate
     ID) and a Base-LoRA (Toy Encode Base -> Generate Base), then, on the same seeds, ID + Base with an empty caption
-    (the photo's background and shirt come back), the ID-LoRA alone with each editing caption (the person stays,
-    the caption changes shirt and background) and, if `compare`, the first caption without any LoRA.
+    (the photo's background and shirt come back) and the ID-LoRA alone with each editing caption (the person
+    stays, the caption changes shirt and background).
 
     The template makes its photo with the Toy Reference Photos node; `make demo` passes `photos` (one name in
     ComfyUI's input folder) and its own captions."""
@@ -336,21 +336,22 @@ def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] 
         raise ValueError("give at least one editing caption")
     sampler = {"seed": seed, **TOY_SAMPLER, "steps": steps, "negative": L(8), "latent_image": L(9)}
     nodes = [
-        note(20, "Toy world, ID-LoRA and Base-LoRA. Press Run. Top: ID + Base LoRA, empty caption: the photo's "
-             "person, background and shirt. Then the ID-LoRA alone with the editing caption: the same person in "
-             "the shirt and background the caption names. Bottom: that caption without any LoRA (same seeds). "
-             "Try other captions: '<colour> shirt, <colour> plain|striped|dotted background'.", 0, 0, height=250),
-        N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 6, "Toy world"),
+        note(20, "Toy world: ID-LoRA and Base-LoRA from one photo. Press Run. Top: ID + Base, empty caption: the "
+             "photo's person, background and shirt. Below: the ID-LoRA alone with the editing caption: the same "
+             "person in the shirt and background the caption names. Try '<colour> shirt, <colour> "
+             "plain|striped|dotted background'.", 0, 0, height=200),
+        N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 1, "Toy world"),
     ]
     if photos is None:
-        nodes += [N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 10,
-                    "Reference photo"),
-                  N(3, "PreviewImage", {"images": L(2)}, 0, 12, "The person")]
+        nodes.append(N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
+                       "Reference photo"))
     else:
         if len(photos) != 1:
             raise ValueError("the edit graph takes one reference photo (a name inside ComfyUI's input folder)")
-        nodes.append(load(2, photos[0], 0, 10, "Photo"))
+        nodes.append(load(2, photos[0], 0, 2, "Photo"))
     nodes += [
+        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 0, 3, "Negative caption"),
+        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 0, 4, "Latent 16 x 16"),
         N(5, "HyperLoRAToyEncode", {"photos": L(2), "world": world, "weights": ""}, 1, 0, "Toy encode (ID)"),
         N(6, "HyperLoRAGenerateID", {"hyper_lora": L(1, 3), "id_cond": L(5), "allow_other_face_pack": False}, 1, 1,
           "Generate ID-LoRA"),
@@ -361,25 +362,21 @@ def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] 
         N(17, "HyperLoRAApply", {"model": L(1), "lora": L(6), "strength": 1.0, "base_strength": 0.0}, 1, 5,
           "Apply the ID-LoRA alone"),
         N(7, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 0, "Caption (empty)"),
-        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 1, "Negative caption"),
-        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 2, 2, "Latent 16 x 16"),
     ]
     rows = [(10, 16, 7, "id_base", "ID + Base, empty caption")]
     for k, caption in enumerate(captions):
-        nodes.append(N(18 + k, "CLIPTextEncode", {"text": caption, "clip": L(1, 1)}, 2, 3 + k,
+        nodes.append(N(18 + k, "CLIPTextEncode", {"text": caption, "clip": L(1, 1)}, 2, 1 + k,
                        "Editing caption" + (f" {k + 1}" if len(captions) > 1 else "")))
         rows.append((toy_edit_save_id(k) - 5, 17, 18 + k, f"id_edit{k + 1}", f"ID-LoRA, caption {k + 1}"))
-    if compare:
-        rows.append((TOY_EDIT_SAVE_NO_LORA - 5, 1, 18, "no_lora_edit", "No LoRA, caption 1"))
     for r, (ks, model, positive, tag, title) in enumerate(rows):
-        nodes.append(N(ks, "KSampler", {"model": L(model), "positive": L(positive), **sampler}, 3, 3 * r, title))
-        nodes.append(N(ks + 1, "VAEDecode", {"samples": L(ks), "vae": L(1, 2)}, 3, 3 * r + 1))
+        nodes.append(N(ks, "KSampler", {"model": L(model), "positive": L(positive), **sampler}, 2, 10 + r, title))
+        nodes.append(N(ks + 1, "VAEDecode", {"samples": L(ks), "vae": L(1, 2)}, 3, 2 * r))
         image = L(ks + 1)
         if display_scale > 1:
             nodes.append(N(ks + 2, "ImageScaleBy", {"image": image, "upscale_method": "nearest-exact",
-                                                     "scale_by": float(display_scale)}, 4, 3 * r, f"x{display_scale} (pixel art)"))
+                                                     "scale_by": float(display_scale)}, 3, 2 * r + 1, f"x{display_scale} (pixel art)"))
             image = L(ks + 2)
-        nodes.append(N(ks + 5, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{tag}"}, 4, 3 * r + 1, title))
+        nodes.append(N(ks + 5, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{tag}"}, 4, r, title))
     return nodes
 
 
@@ -394,7 +391,7 @@ class Template:
 
 TEMPLATES = (
     Template("hyperlora_toy_world", "HyperLoRA toy world", toy_world),
-    Template("hyperlora_toy_world_edit", "HyperLoRA toy world, ID and Base", toy_world_edit),
+    Template("hyperlora_toy_world_edit", "HyperLoRA toy ID and Base", toy_world_edit),
     Template("hyperlora_t2i_one_photo", "HyperLoRA one photo", one_photo),
     Template("hyperlora_t2i_several_photos", "HyperLoRA several photos", several_photos),
     Template("hyperlora_interpolate_two_people", "HyperLoRA between two people", two_people),
