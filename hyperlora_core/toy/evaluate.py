@@ -9,7 +9,7 @@ and asks the independent attribute judge whether the sample shows the reference'
 
 `HookedSampler` makes the same samples for many HyperLoRA snapshots at once (the build's
 held-out curve): the trainer's per-sample LoRA hooks and the bridge's batched Euler sampler,
-which equal the KSampler path (`tests/test_toy_heldout.py` checks it on 48 identities).
+which equal the KSampler path (the held-out test suite checks it on 48 identities).
 """
 
 from __future__ import annotations
