@@ -135,7 +135,8 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     rows += [Row("ID-LoRA", k, 1.0, matches(images[f"ID-LoRA x{k}"])) for k in REFS]
     refs = np.stack([_read(base / "input" / name) for name in photos[::per_identity]])
     result = ToyEval(rows, np.asarray(ident), {k: np.stack(v) for k, v in images.items()}, refs)
-    grid = result.save_grid(out / "toy_demo_grid.png", rows=[label for label in GRID_ROWS if label in images])
+    shown = [label for label in GRID_ROWS if label == "reference" or label in images]
+    grid = result.save_grid(out / "toy_demo_grid.png", rows=shown)
     print()
     print(f"Held-out identity match ({count} identities never seen in training; judge: the toy attribute "
           "classifier; empty caption, the same seed with and without the LoRA):")
@@ -158,7 +159,7 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
             print(f"| {label} | {caption} | {float(matches(images[label]).mean()):.3f} | "
                   f"{float((f == photo_factors).mean()):.3f} | {follow} |")
     print()
-    say(f"grid (rows: {', '.join(label for label in GRID_ROWS if label in images)}; one column per identity): {grid}")
+    say(f"grid (rows: {', '.join(shown)}; one column per identity): {grid}")
     say(f"images: {server.output_dir / 'toy'}")
     print(result.summary_line())
     return 0

@@ -8,7 +8,7 @@ import torch
 from fixtures.pack import pack_submodule
 
 from hyperlora_core.errors import HyperLoRAError
-from hyperlora_core.toy import files, world
+from hyperlora_core.toy import caption, files, world
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_loader_node_gives_comfyui_model_clip_and_vae(heldout):
     assert psnr > 20
     # CLIPTextEncode semantics: the scheduled encode path ComfyUI's node uses
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("fcsks fxhks fhyks, a face, red hair"))
-    assert cond[0][0].shape == (1, 7, 64) and cond[0][1]["pooled_output"].shape == (1, 64)
+    assert cond[0][0].shape == (1, caption.SEQUENCE, 64) and cond[0][1]["pooled_output"].shape == (1, 64)
     empty = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     out = ksample(model, cond, empty, torch.zeros(1, 4, 16, 16), seed=0, cfg=2.0, steps=6)
     assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()

@@ -52,4 +52,6 @@ def test_shipped_config_lives_in_the_world_folder_with_relative_paths(tmp_path):
     check_prerequisites(cfg)
     assert cfg.stage_names() == ["base", "clip_id", "arcface_id"]
     assert cfg.model.backbone == "toy" and cfg.model.checkpoint == str(world.resolve())
-    assert cfg.hypernetwork.base_rank == cfg.hypernetwork.rank // 2
+    assert cfg.hypernetwork.base_rank == 1  # rank 1 learned the base factors as well as 2 (BASE_WARMUP's note)
+    assert (cfg.loss_for("base").objective, cfg.text_dropout_for("base")) == ("x0", 1.0)
+    assert (cfg.loss_for("arcface_id").objective, cfg.text_dropout_for("arcface_id")) == ("eps", 0.5)
