@@ -83,6 +83,8 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     ident = [int(Path(p).stem.split("_")[1]) for p in photos[::per_identity]]
     photo_factors = paths["base_factors"][::per_identity]  # background, pattern, shirt of each first photo
     edits = [edit_factors(photo_factors, seed) for seed in EDIT_SEEDS]
+    for i in np.flatnonzero((edits[1] == edits[0]).all(1)):  # two different captions: another shirt colour
+        edits[1][i, 2] = next(v for v in range(world.BASE_FACTOR_SIZES[2]) if v not in (photo_factors[i, 2], edits[0][i, 2]))
     captions = [[", ".join(world.base_phrases(e[i])) for e in edits] for i in range(count)]
     with_base = HyperLoRA.from_pretrained(files.part_path("hyperlora")).config.has_base
     say(f"toy world (models/toy) linked into {base / 'models'}; reference photos of {count} held-out identities "
