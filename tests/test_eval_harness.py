@@ -82,10 +82,14 @@ def test_toy_world_end_to_end_through_comfyui(tmp_path):
 
     backend = ToyBackend(steps=12)
     persons = ToyBackend.heldout_persons(6, refs=2)
-    records = evaluate(backend, persons, [""], default_methods((1.0,), backend.has_base), dlib=DlibFaces())
+    methods = default_methods((1.0,), backend.has_base)
+    records = evaluate(backend, persons, [""], methods, dlib=DlibFaces())
     rows = {r["method"]: r for r in summarise(records)}
-    assert set(rows) == {"no LoRA", "ID-LoRA 1"}
+    assert backend.has_base  # the shipped toy HyperLoRA has a Base-LoRA branch: ID + Base is measured too
+    full = next(m.label for m in methods if m.label.startswith("ID+Base"))
+    assert set(rows) == {"no LoRA", "ID-LoRA 1", full}
     assert rows["ID-LoRA 1"]["attr_match"] > rows["no LoRA"]["attr_match"] + 0.2
+    assert rows[full]["attr_match"] > rows["no LoRA"]["attr_match"] + 0.1
     assert rows["ID-LoRA 1"]["id_arcface"] > rows["no LoRA"]["id_arcface"]
     assert rows["ID-LoRA 1"]["face_detected"] == 0.0  # dlib does not see 32-px cartoons as faces
     table = markdown_table(list(rows.values()))
