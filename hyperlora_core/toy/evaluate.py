@@ -118,7 +118,7 @@ class HookedSampler:
     Every identity gets its own LoRAs through the trainer's per-sample hooks (`lora_hooks`, on the
     toy world's UNet) and the batch runs through `comfy_bridge.diffusion.euler_sample`, with
     KSampler's noise for `seed`: the same samples as the KSampler path with the LoRAs applied as
-    weight patches (`tests/test_toy_heldout.py`, `tests/test_toy_study.py` check it), in one batch.
+    weight patches (the held-out and study tests check it), in one batch.
     """
 
     def __init__(self, toy: ToyWorld, held: Sized, seed: int = 11, steps: int = 20, batch: int = 64) -> None:

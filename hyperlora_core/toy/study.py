@@ -18,7 +18,7 @@ without every LoRA, judged by the identity judge and the base-factor judge:
 
 Sampling runs every identity's own LoRA in one batch: the trainer's per-sample LoRA hooks
 (`comfy_bridge.lora_hooks`) and the bridge's batched Euler sampler, which equal ComfyUI's KSampler
-with the LoRA applied as weight patches (`tests/test_toy_study.py` checks it, ID + Base and CFG).
+with the LoRA applied as weight patches (the toy study's tests check it, ID + Base and CFG).
 """
 
 from __future__ import annotations
