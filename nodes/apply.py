@@ -33,3 +33,5 @@ APPLY = NodeDef(
 )
 
 NODES = [APPLY]
+
+ORDER = 50  # place in the node listing (registry.declaring_modules)

@@ -115,3 +115,5 @@ ENCODE_BASE = NodeDef(
 )
 
 NODES = [ENCODE_ID, ENCODE_BASE]
+
+ORDER = 20  # place in the node listing (registry.declaring_modules)

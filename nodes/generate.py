@@ -60,3 +60,5 @@ GENERATE_BASE = NodeDef(
 )
 
 NODES = [GENERATE_ID, GENERATE_BASE]
+
+ORDER = 30  # place in the node listing (registry.declaring_modules)

@@ -140,3 +140,5 @@ CLIP_LOADER = NodeDef(
 )
 
 NODES = [LOADER, FACE_LOADER, CLIP_LOADER]
+
+ORDER = 10  # place in the node listing (registry.declaring_modules)

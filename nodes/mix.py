@@ -94,3 +94,5 @@ SLIDER = NodeDef(
 )
 
 NODES = [MIX, INTERPOLATE, SLIDER]
+
+ORDER = 40  # place in the node listing (registry.declaring_modules)

@@ -36,3 +36,5 @@ MODEL_CHECK = NodeDef(
 )
 
 NODES = [MODEL_CHECK]
+
+ORDER = 80  # place in the node listing (registry.declaring_modules)

@@ -60,3 +60,5 @@ ONE_CLICK = NodeDef(
 )
 
 NODES = [ONE_CLICK]
+
+ORDER = 70  # place in the node listing (registry.declaring_modules)

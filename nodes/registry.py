@@ -1,25 +1,60 @@
-"""All node declarations, and the choice of node API made once at import."""
+"""All node declarations, discovered, and the choice of node API made once at import.
+
+A node is one file: every module of this package that has a `NODES` list of `NodeDef` declares those
+nodes. The order (the editor's listing, `locales/en`, the help pages, the schema snapshot) is the
+modules' `ORDER` number, then their name, then the order inside `NODES`; a module without `ORDER`
+comes after those with one. The published pack's names (`compat.py`, `COMPAT = True`) are
+declared only when that pack itself is not installed.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
+from types import ModuleType
 
-from . import apply, compat, encode, generate, host, loaders, mix, model_check, oneclick, save, toy_world
+from . import host
 from .spec import NodeDef, build_classic, build_v3
 
 API_ENV = "HYPERLORA_NODE_API"
 """Set to "classic" to force the classic registration on a host that has V3 (tests do)."""
 
+LAST = 10_000
+"""The `ORDER` of a module that gives none."""
 
-def node_defs(include_compat: bool | None = None) -> list[NodeDef]:
-    defs = [*loaders.NODES, *encode.NODES, *generate.NODES, *mix.NODES, *apply.NODES, *save.NODES, *oneclick.NODES,
-            *model_check.NODES, *toy_world.NODES]
-    if include_compat is None:
+
+def declaring_modules(package: str = __package__) -> list[ModuleType]:
+    """The modules of `package` with a `NODES` list, in registration order (`ORDER`, then name)."""
+    found = []
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        if hasattr(module, "NODES"):
+            found.append(module)
+    return sorted(found, key=lambda m: (getattr(m, "ORDER", LAST), m.__name__))
+
+
+def node_defs(include_compat: bool | None = None, package: str = __package__) -> list[NodeDef]:
+    """Every declared node; `include_compat=None` includes the published pack's names unless it is installed."""
+    modules = declaring_modules(package)
+    if include_compat is None and any(getattr(m, "COMPAT", False) for m in modules):
+        from . import compat
+
         include_compat = not compat.published_pack_installed()
-    if include_compat:
-        defs += compat.NODES
-    else:
-        host.log.info("HyperLoRA: the published ComfyUI-HyperLoRA pack is installed; its node names stay its own.")
+        if not include_compat:
+            host.log.info("HyperLoRA: the published ComfyUI-HyperLoRA pack is installed; its node names stay its own.")
+    defs: list[NodeDef] = []
+    for module in modules:
+        if getattr(module, "COMPAT", False) and not include_compat:
+            continue
+        for d in module.NODES:
+            if not isinstance(d, NodeDef):
+                raise TypeError(f"{module.__name__}.NODES holds {type(d).__name__}, not a NodeDef")
+            defs.append(d)
+    seen: set[str] = set()
+    twice = [d.node_id for d in defs if d.node_id in seen or seen.add(d.node_id)]
+    if twice:
+        raise ValueError(f"node ids declared twice: {', '.join(twice)}")
     return defs
 
 

@@ -58,3 +58,5 @@ SAVE = NodeDef(
 )
 
 NODES = [SAVE]
+
+ORDER = 60  # place in the node listing (registry.declaring_modules)

@@ -126,3 +126,5 @@ TOY_ENCODE_BASE = NodeDef(
 )
 
 NODES = [TOY_LOADER, TOY_ENCODE, TOY_ENCODE_BASE, TOY_PHOTOS]
+
+ORDER = 90  # place in the node listing (registry.declaring_modules)
