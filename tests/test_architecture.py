@@ -1,5 +1,7 @@
 """The import rule of ARCHITECTURE.md, checked on every Python file of the repository.
 
+- the layer table (read from ARCHITECTURE.md itself, so the page and this test cannot drift): a file
+  imports only modules of its own layer or of layers above it, never below;
 - the core (`hyperlora_core`) imports no ComfyUI module outside `hyperlora_core/comfy_bridge/`;
 - the trainer (`hyperlora_core/train/`) never imports the toy world (`hyperlora_core/toy/`);
 - nothing outside `tests/` imports `tests/` or loads a file under it by path.
@@ -8,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 from pathlib import Path
 
@@ -66,6 +69,61 @@ def _where(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+def layer_table(text: str) -> list[list[str]]:
+    """The folders of each row of the "Layers" table, top row first (`hyperlora_core/toy/`, `eval/`:
+    a short name after a nested folder is that folder's sibling)."""
+    section = text.split("\n## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    layers = []
+    for row in rows:
+        cell = row.split("|")[1]
+        folders = re.findall(r"`([^`]+/)`", cell)
+        parent = folders[0].rstrip("/").rsplit("/", 1)[0] + "/" if folders[0].count("/") > 1 else ""
+        layers.append([folders[0]] + [f if f.count("/") > 1 else parent + f for f in folders[1:]])
+    return layers
+
+
+LAYERS = layer_table((ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+OUTSIDE_THE_TABLE = {"__init__.py": "the pack's ComfyUI entry point (imports nodes/)"}
+
+
+def layer_of(where: str, layers: list[list[str]]) -> int | None:
+    """The row of the longest table folder that holds `where` (a path), or None."""
+    best = None
+    for k, folders in enumerate(layers):
+        for folder in folders:
+            if where.startswith(folder) and (best is None or len(folder) > best[1]):
+                best = (k, len(folder))
+    return None if best is None else best[0]
+
+
+def module_path(module: str, importer: str) -> str | None:
+    """The repository path a module name stands for, or None for a module outside the repository.
+    An absolute `nodes` is ComfyUI's (ours is reached relatively from inside `nodes/` or by path)."""
+    top = module.split(".")[0]
+    if top in ("fixtures", "conftest"):
+        return "tests/" + module.replace(".", "/")
+    if top in ("hyperlora_core", "scripts", "bench", "workflows", "tests") or (
+            top == "nodes" and importer.startswith("nodes/")):
+        return module.replace(".", "/") + "/"
+    return None
+
+
+def layer_violations(files: list[Path], layers: list[list[str]]) -> dict[str, list[tuple[int, str]]]:
+    """{file: [(line, module)]} of every import of a layer below the file's own."""
+    bad = {}
+    for p in files:
+        where = _where(p)
+        own = layer_of(where, layers)
+        if own is None:
+            continue
+        found = [(line, m) for line, m in imports(p) if (target := module_path(m, where)) is not None
+                 and (theirs := layer_of(target, layers)) is not None and theirs > own]
+        if found:
+            bad[where] = found
+    return bad
+
+
 FILES = _python_files()
 
 
@@ -77,6 +135,24 @@ def test_the_rule_sees_every_layer():
 
 def _in(prefix: str) -> list[Path]:
     return [p for p in FILES if _where(p).startswith(prefix)]
+
+
+def test_the_layer_table_is_read():
+    flat = [f for row in LAYERS for f in row]
+    assert flat[:4] == ["hyperlora_core/", "hyperlora_core/comfy_bridge/", "hyperlora_core/train/", "hyperlora_core/toy/"]
+    assert {"hyperlora_core/eval/", "hyperlora_core/standins/", "nodes/", "scripts/", "bench/", "workflows/",
+            "tests/"} <= set(flat)
+
+
+def test_every_python_file_is_in_a_layer():
+    lost = [_where(p) for p in FILES if layer_of(_where(p), LAYERS) is None and _where(p) not in OUTSIDE_THE_TABLE]
+    assert not lost, f"add their folder to ARCHITECTURE.md's layer table: {lost}"
+
+
+def test_each_layer_imports_only_the_layers_above_it():
+    bad = layer_violations(FILES, LAYERS)
+    rows = " > ".join("/".join(r) for r in LAYERS)
+    assert not bad, f"imports of a layer below the importer's (ARCHITECTURE.md, Layers: {rows}): {bad}"
 
 
 def test_the_core_imports_comfyui_only_through_the_bridge():
@@ -107,3 +183,12 @@ def test_the_checks_catch_what_they_forbid(tmp_path):
     assert [m for _, m in imports(probe, ["hyperlora_core", "train"])] == [
         "hyperlora_core.toy", "hyperlora_core.train.fit", "comfy.sd", "fixtures"]
     assert paths_into_tests(probe) == [7, 7]
+
+
+def test_the_layer_check_catches_an_import_from_below(tmp_path):
+    table = ("\n## Layers\n\n| layer | what |\n|---|---|\n| `core/` | a |\n| `core/low/`, `mid/` | b |\n"
+             "| `ui/`, `bin/` | c |\n\n## Next\n")
+    layers = layer_table(table)
+    assert layers == [["core/"], ["core/low/", "core/mid/"], ["ui/", "bin/"]]
+    assert layer_of("core/mid/x.py", layers) == 1 and layer_of("core/x.py", layers) == 0
+    assert layer_of("bin/x.py", layers) == 2 and layer_of("other/x.py", layers) is None

@@ -42,7 +42,7 @@ def workflow_models(nodes: list[N]) -> list[dict]:
 def host_node_infos(types: set[str]) -> dict[str, NodeInfo]:
     """Node definitions as the host reports them: ComfyUI's core nodes and this pack, loaded in-process
     through ComfyUI's own custom-node loader."""
-    from scripts.comfy_env import comfy_nodes, pack_nodes
+    from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes, pack_nodes
 
     pack_nodes()
     host = comfy_nodes()
@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that the files are up to date")
     parser.add_argument("--thumbnails", action="store_true", help="also redraw the template pictures")
     args = parser.parse_args()
-    from scripts.comfy_env import boot_comfy
+    from hyperlora_core.comfy_bridge.boot import boot_comfy
 
     boot_comfy(cpu=True)
     files = build_all()

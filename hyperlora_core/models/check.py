@@ -14,8 +14,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ..errors import HyperLoRAError
-from ..face.packs import find_pack, list_packs
-from ..standins import is_standin_pack
+from ..face.packs import find_pack, is_standin_pack, list_packs
 from .files import file_problem
 from .manifest import Item, ModelFile, items
 
