@@ -26,4 +26,6 @@ if __package__:
 
         __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "./web"
+"""Served at /extensions/<this folder>/: only the node help pages (`web/docs/`, written by
+`python -m scripts.node_docs`) live there, no JavaScript, so no frontend loads code from it."""
