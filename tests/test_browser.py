@@ -5,7 +5,8 @@ in headless Chromium (Debian's `chromium`).
 Each frontend gets its own ComfyUI with no model weights at all (only photos in its input folder), as a
 new user has it: every template opens readably with no missing node, the frontend names the missing
 weights before Run, Run is refused with our message before anything executes, the template browser shows
-titles and pictures, the toy world runs from the Run button, and the nodes speak Chinese when asked.
+titles and pictures, the toy world runs from the Run button, a node's help panel shows its page (web/docs/),
+and the nodes speak Chinese when asked.
 Screenshots go to test-artifacts/browser_<frontend>_<what>.png.
 """
 
@@ -89,8 +90,14 @@ class Editor:
         return self.page.evaluate("() => document.body.innerText")
 
 
+@pytest.fixture(scope="module")
+def declared() -> list[str]:
+    """Every node id the registry declares (loaded before Playwright's event loop runs: the loader uses asyncio)."""
+    return sorted(d.node_id for d in pack_submodule("nodes.registry").node_defs(include_compat=True))
+
+
 @pytest.fixture(scope="module", params=["host", "newest"])
-def editor(request, comfyui_path, artifacts_dir):
+def editor(request, comfyui_path, artifacts_dir, declared):
     if request.param == "newest" and not NEWEST:
         pytest.fail("the newest frontend is not in .frontend/; run scripts/setup_env.sh (it downloads "
                     "comfyui-frontend-package into .frontend/)")
@@ -132,11 +139,10 @@ def editor(request, comfyui_path, artifacts_dir):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_every_node_of_the_pack_is_offered(editor):
+def test_every_node_of_the_pack_is_offered(editor, declared):
     info = editor.server.get_json("/object_info")
     ours = sorted(k for k, v in info.items() if v.get("category") in ("HyperLoRA", "HyperLoRA/published pack"))
     registered = editor.page.evaluate("(names) => names.filter(n => !!window.LiteGraph.registered_node_types[n])", ours)
-    declared = sorted(d.node_id for d in pack_submodule("nodes.registry").node_defs(include_compat=True))
     assert registered == ours == declared  # every node the registry declares, the published names included
     published = sorted(k for k, v in info.items() if v.get("category") == "HyperLoRA/published pack")
     assert published == published_ui.PUBLISHED_NODE_TYPES  # in their own sub-category
@@ -328,6 +334,40 @@ def test_published_pack_workflow_loads_on_the_compatibility_nodes(editor, artifa
     editor.page.keyboard.press("Escape")
 
 
+def open_help(editor, node_id: str, title: str) -> str:
+    """A node's help panel, opened as a user does; returns its text. 1.58.1: select the node, open the properties
+    panel (the toolbar's right-hand button), its Info tab. 1.32.9: the node library's "?" button of the node."""
+    page = editor.page
+    editor.close_dialogs()
+    if editor.newest:
+        page.evaluate("""(type) => { const g = window.app.graph; g.clear(); const n = window.LiteGraph.createNode(type);
+                         n.pos = [200, 200]; g.add(n); window.app.canvas.selectNode(n); window.app.canvas.setDirty(true, true); }""",
+                      node_id)
+        page.wait_for_timeout(500)
+        page.evaluate("async () => { await window.app.extensionManager.setting.set('Comfy.RightSidePanel.IsOpen', true); }")
+        page.locator("#tab-info").click()  # (labels are translated; ids are not)
+    else:
+        page.locator(".node-library-tab-button").first.click()
+        page.locator(".node-lib-search-box input").first.fill(title)
+        leaf = page.locator(".p-tree-node-leaf").first
+        leaf.hover()
+        leaf.locator("button.help-button").click()
+    page.wait_for_selector(".node-help-content", timeout=30_000)
+    page.wait_for_timeout(1500)  # the page is fetched after the panel opens
+    return page.locator(".node-help-content").first.inner_text()
+
+
+def test_a_node_help_page_opens(editor, artifacts_dir):
+    """The help panel shows our page (web/docs/), not the description it falls back to without one."""
+    text = open_help(editor, "HyperLoRAApply", "HyperLoRA Apply")
+    editor.shot(artifacts_dir, "node_help")
+    assert "Where to start" in text and "from HyperLoRA Generate ID LoRA" in text  # only the page says these
+    assert "How strongly the LoRA acts" in text
+    editor.close_dialogs()
+    if not editor.newest:
+        editor.page.locator(".node-library-tab-button").first.click()  # close the node library again
+
+
 def test_the_nodes_speak_chinese(editor, artifacts_dir):
     """Last: it switches the editor's language and reloads the page."""
     fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout
@@ -354,3 +394,7 @@ def test_the_nodes_speak_chinese(editor, artifacts_dir):
     page.wait_for_timeout(1500)
     editor.close_dialogs()
     editor.shot(artifacts_dir, "chinese")
+    if editor.newest:  # the help panel asks for web/docs/<node>/zh.md in Chinese
+        text = open_help(editor, "HyperLoRAApply", zh["HyperLoRAApply"]["display_name"])
+        editor.shot(artifacts_dir, "node_help_chinese")
+        assert "从哪里开始" in text and zh["HyperLoRAApply"]["inputs"]["strength"]["tooltip"] in text
