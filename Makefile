@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: setup test demo lint bench toy-world clean-host gpu-check gpu-pack
+.PHONY: setup test demo lint bench toy-world clean-host gpu-check gpu-pack node-files
 
 setup:
 	bash scripts/setup_env.sh
@@ -17,6 +17,12 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Everything written from the node declarations: locales/en, the help pages (web/docs/), the schema snapshot.
+node-files: setup
+	$(PY) -m scripts.locales
+	$(PY) -m scripts.node_docs
+	$(PY) -m scripts.node_schema
 
 bench: setup
 	$(PY) bench/generate.py
