@@ -368,5 +368,5 @@ COMPAT_CATEGORY = f"{CATEGORY}/published pack"
 NODES = [replace(n, category=COMPAT_CATEGORY)
          for n in (CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE)]
 
-ORDER = 100  # place in the node listing (registry.declaring_modules)
+ORDER = 1000  # place in the node listing (registry.declaring_modules)
 COMPAT = True  # registered only when the published pack itself is not installed (registry.node_defs)

@@ -3,7 +3,7 @@
 A node is one file: every module of this package that has a `NODES` list of `NodeDef` declares those
 nodes. The order (the editor's listing, `locales/en`, the help pages, the schema snapshot) is the
 modules' `ORDER` number, then their name, then the order inside `NODES`; a module without `ORDER`
-comes after those with one. The published pack's names (`compat.py`, `COMPAT = True`) are
+counts as `DEFAULT_ORDER` (after ours, 10-90; before the published pack's names, 1000). The published pack's names (`compat.py`, `COMPAT = True`) are
 declared only when that pack itself is not installed.
 """
 
@@ -20,7 +20,7 @@ from .spec import NodeDef, build_classic, build_v3
 API_ENV = "HYPERLORA_NODE_API"
 """Set to "classic" to force the classic registration on a host that has V3 (tests do)."""
 
-LAST = 10_000
+DEFAULT_ORDER = 500
 """The `ORDER` of a module that gives none."""
 
 
@@ -31,7 +31,7 @@ def declaring_modules(package: str = __package__) -> list[ModuleType]:
         module = importlib.import_module(f"{package}.{info.name}")
         if hasattr(module, "NODES"):
             found.append(module)
-    return sorted(found, key=lambda m: (getattr(m, "ORDER", LAST), m.__name__))
+    return sorted(found, key=lambda m: (getattr(m, "ORDER", DEFAULT_ORDER), m.__name__))
 
 
 def node_defs(include_compat: bool | None = None, package: str = __package__) -> list[NodeDef]:

@@ -60,12 +60,13 @@ def test_a_new_file_is_a_new_node(registry, tmp_path):
 
     name = _probe_package(tmp_path, "probe_nodes_a", {
         "zeta": head + f"NODES = [{node('Z1')}, {node('Z2')}]\nORDER = 5\n",
-        "alpha": head + f"NODES = [{node('A1')}]\n",  # no ORDER: after those with one
+        "alpha": head + f"NODES = [{node('A1')}]\n",  # no ORDER: DEFAULT_ORDER (500)
         "beta": head + f"NODES = [{node('B1')}]\n",
+        "omega": head + f"NODES = [{node('O1')}]\nORDER = 1000\n",  # like compat: after the unnumbered
         "helper": "X = 1\n",  # no NODES: not a node module
     })
     try:
-        assert [d.node_id for d in registry.node_defs(include_compat=True, package=name)] == ["Z1", "Z2", "A1", "B1"]
+        assert [d.node_id for d in registry.node_defs(include_compat=True, package=name)] == ["Z1", "Z2", "A1", "B1", "O1"]
     finally:
         sys.path.remove(str(tmp_path))
 
