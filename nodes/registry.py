@@ -3,8 +3,8 @@
 A node is one file: every module of this package that has a `NODES` list of `NodeDef` declares those
 nodes. The order (the editor's listing, `locales/en`, the help pages, the schema snapshot) is the
 modules' `ORDER` number, then their name, then the order inside `NODES`; a module without `ORDER`
-counts as `DEFAULT_ORDER` (after ours, 10-90; before the published pack's names, 1000). The published pack's names (`compat.py`, `COMPAT = True`) are
-declared only when that pack itself is not installed.
+counts as `DEFAULT_ORDER` (after ours, 10-90; before the published pack's names, 1000). The published
+pack's names (`compat.py`, `COMPAT = True`) are declared only when that pack itself is not installed.
 """
 
 from __future__ import annotations
