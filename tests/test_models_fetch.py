@@ -134,3 +134,85 @@ def test_a_dropped_connection_is_resumed(tmp_path, standin_files):
     assert ranged and ranged[0].startswith("bytes=") and int(ranged[0][6:].split("-")[0]) > 0  # resumed, not restarted
     data = standin_files[(item("clip-vit-large-patch14").hub.repo, "model.safetensors")]
     assert (comfyui / "models" / "clip_vision" / "clip_vit_large_patch14.safetensors").read_bytes() == data
+
+
+# -- every command the pack prints works as printed ---------------------------------------------------------------
+def symlinked_install(tmp_path: Path) -> tuple[Path, Path]:
+    """A ComfyUI folder (with a space in its path) whose custom_nodes/comfyui-hyperlora is a symlink to this checkout,
+    as `git clone` elsewhere + `ln -s` gives; returns (ComfyUI, a working directory outside it)."""
+    comfyui = tmp_path / "Comfy UI"
+    (comfyui / "models").mkdir(parents=True)
+    (comfyui / "custom_nodes").mkdir()
+    (comfyui / "custom_nodes" / "comfyui-hyperlora").symlink_to(ROOT, target_is_directory=True)
+    elsewhere = tmp_path / "somewhere else"
+    elsewhere.mkdir()
+    return comfyui, elsewhere
+
+
+def hub_env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    for name in ("COMFYUI_PATH", "PYTHONPATH"):  # nothing but the command itself says where things are
+        env.pop(name, None)
+    return env
+
+
+def run_printed(command: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """A printed command pasted into a shell as is."""
+    return subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          executable="/bin/bash")
+
+
+def fix_commands(text: str) -> dict[str, str]:
+    """The `-> <command>` lines of a check report, by the item they fetch."""
+    lines = [line.strip()[3:] for line in text.splitlines() if line.strip().startswith("-> ") and " fetch " in line]
+    return {line.split(" fetch ")[1].split()[0]: line for line in lines}
+
+
+def test_every_printed_command_works_as_printed_on_a_symlinked_install(tmp_path, standin_files):
+    """README's commands, the check report's and a queue-time message's fetch commands, each pasted verbatim into
+    a shell in another folder, on an install whose pack folder is a symlink: check reports, fetch places the files."""
+    from hyperlora_core.models.check import missing_message
+
+    comfyui, elsewhere = symlinked_install(tmp_path)
+    pack = comfyui / "custom_nodes" / "comfyui-hyperlora"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Installing the pack in ComfyUI")[1].split("\n## ")[0]
+    printed = [line.split("#")[0].strip() for line in section.splitlines() if line.startswith("python ")]
+    assert [p.split()[2] for p in printed] == ["check", "fetch"], printed
+    with serve(standin_files) as hub:
+        env = hub_env(hub, tmp_path)
+
+        # README: from the ComfyUI folder, `python` being the Python that runs ComfyUI
+        done = run_printed(printed[0].replace("python", f'"{sys.executable}"', 1), comfyui, env)
+        assert done.returncode == 1 and f"HyperLoRA model check for {comfyui}" in done.stdout, done.stdout + done.stderr
+        report = done.stdout
+
+        # the issue's case: `python -m` inside the symlinked pack folder knows its ComfyUI
+        done = run_printed(f'cd "{pack}" && "{sys.executable}" -m hyperlora_core.models check', elsewhere, env)
+        assert f"HyperLoRA model check for {comfyui}" in done.stdout, done.stdout + done.stderr
+
+        # the report's command for the checkpoint, verbatim, from elsewhere
+        commands = fix_commands(report)
+        assert set(commands) == {"hyperlora-fidelity", "hyperlora-edit", "clip-vit-large-patch14", "sdxl-base",
+                                 "controlnet-openpose-sdxl"}
+        assert all(f'"{pack}/hyperlora_core/models/__main__.py"' in c and f'--comfyui "{comfyui}"' in c
+                   for c in commands.values())
+        done = run_printed(commands["hyperlora-fidelity"], elsewhere, env)
+        assert done.returncode == 0 and "fetched 4 file(s)" in done.stdout, done.stdout + done.stderr
+
+        # a queue-time message's command (the CLIP loader's), verbatim, from elsewhere
+        message = missing_message("clip_vision", "clip_vit_large_patch14.safetensors", comfyui_roots(comfyui),
+                                  "CLIP vision model", comfyui)
+        command = message.split("`")[1]
+        done = run_printed(command, elsewhere, env)
+        assert done.returncode == 0 and "fetched 1 file(s)" in done.stdout, done.stdout + done.stderr
+
+        # README's fetch: everything required is there now (the face pack's step is printed, not downloaded)
+        gets = len([r for r in hub.requests if r[0] == "GET"])
+        done = run_printed(printed[1].replace("python", f'"{sys.executable}"', 1), comfyui, env)
+        assert done.returncode == 0 and "fetched 0 file(s); 5 were already in place" in done.stdout, done.stdout
+        assert "antelopev2.zip" in done.stdout and len([r for r in hub.requests if r[0] == "GET"]) == gets
+    report = check(comfyui_roots(comfyui), ["hyperlora-fidelity", "clip-vit-large-patch14"])
+    assert all(f.ok for f in report.files), report.text()
+    assert not list(ROOT.glob("ComfyUI")) and leftovers(comfyui / "models") == []
