@@ -136,7 +136,7 @@ def test_every_node_of_the_pack_is_offered(editor):
     info = editor.server.get_json("/object_info")
     ours = sorted(k for k, v in info.items() if v.get("category") in ("HyperLoRA", "HyperLoRA/published pack"))
     registered = editor.page.evaluate("(names) => names.filter(n => !!window.LiteGraph.registered_node_types[n])", ours)
-    assert registered == ours and len(ours) == 14 + 4 + 11  # ours, the four toy-world nodes, the published names
+    assert registered == ours and len(ours) == 15 + 4 + 11  # ours, the four toy-world nodes, the published names
     published = sorted(k for k, v in info.items() if v.get("category") == "HyperLoRA/published pack")
     assert published == published_ui.PUBLISHED_NODE_TYPES  # in their own sub-category
 

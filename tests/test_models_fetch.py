@@ -216,3 +216,67 @@ def test_every_printed_command_works_as_printed_on_a_symlinked_install(tmp_path,
     report = check(comfyui_roots(comfyui), ["hyperlora-fidelity", "clip-vit-large-patch14"])
     assert all(f.ok for f in report.files), report.text()
     assert not list(ROOT.glob("ComfyUI")) and leftovers(comfyui / "models") == []
+
+
+# -- the Fetch Models node, on the real server ---------------------------------------------------------------------
+def test_the_fetch_node_downloads_only_once_the_licence_is_accepted(tmp_path, standin_files, comfyui_path):
+    """A ComfyUI with no weights, HF_ENDPOINT on the fake hub: Run is refused with the fix in its first sentence and a
+    command that works verbatim; Fetch Models with the licence refused downloads nothing; accepted, it puts every
+    file in place through fetch's checks, with ComfyUI's progress bar, and gives the face pack's step by hand."""
+    from fixtures import workflows
+
+    from scripts.comfy_server import PACK_LINK_NAME, ComfyServer, PromptRejected
+
+    base = tmp_path / "ComfyUI"
+    models = base / "models"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fetch_node = {"1": {"class_type": "HyperLoRAFetchModels", "inputs": {"models": "required", "accept_licences": False}}}
+    with serve(standin_files) as hub:
+        env = hub_env(hub, tmp_path)
+        server_env = {k: env[k] for k in env if k.startswith("HF_")}
+        # only this pack, linked into custom_nodes as users link it (the stand-in pack would import it from the
+        # resolved checkout first)
+        with ComfyServer(comfyui_path, base, env=server_env, packs={PACK_LINK_NAME: ROOT}) as server:
+            refused = server.run(fetch_node)
+            assert refused.error is None, refused.error
+            text = refused.outputs["1"]["text"][0]
+            assert text.startswith("Nothing was downloaded: set accept_licences to true"), text
+            assert "CC BY-NC 4.0" in text and "MIT" in text and "antelopev2.zip" in text
+            assert not [r for r in hub.requests if r[0] == "GET"] and not [p for p in models.rglob("*") if p.is_file()]
+
+            with pytest.raises(PromptRejected) as err:
+                server.queue(workflows.api("hyperlora_t2i_one_photo"))
+            details = {e["extra_info"]["input_name"]: e["details"] for node in err.value.body["node_errors"].values()
+                       for e in node["errors"] if e["type"] == "custom_validation_failed"}
+            first = {name: d.split(". ")[0] for name, d in details.items()}
+            assert first["checkpoint"].startswith(f"checkpoint - HyperLoRA checkpoint '{BASIS}' is missing (4 of 4 "
+                                                  "files): run the node HyperLoRA Fetch Models (accept the licence) or `")
+            assert first["pack"].startswith("pack - Face model pack 'antelopev2/glintr100.onnx' is missing (3 of 3 "
+                                            "files) and must be placed by hand: download antelopev2.zip and unzip it")
+            command = first["clip_vision"].split("`")[1]
+            assert command.startswith(sys.executable) and f"{base}/custom_nodes/comfyui-hyperlora/" in command
+            assert command.endswith(f"fetch clip-vit-large-patch14 --comfyui {base}")
+            done = run_printed(command, elsewhere, env)  # the refusal's command, verbatim, from elsewhere
+            assert done.returncode == 0 and "fetched 1 file(s)" in done.stdout, done.stdout + done.stderr
+
+            fetch_node["1"]["inputs"]["accept_licences"] = True
+            accepted = server.run(fetch_node)
+            assert accepted.error is None, accepted.error
+            text = accepted.outputs["1"]["text"][0]
+            assert "fetched 4 file(s); 1 were already in place" in text, text
+            assert "antelopev2: not downloaded for you" in text and "antelopev2.zip" in text
+            steps = accepted.progress.get("1", [])
+            assert steps and steps[-1][0] == steps[-1][1] > 0, steps  # ComfyUI's bar for the node, ending full
+            assert len([r for r in hub.requests if r[0] == "GET"]) == 5
+
+            again = server.run(fetch_node)
+            assert "fetched 0 file(s); 5 were already in place" in again.outputs["1"]["text"][0]
+            assert len([r for r in hub.requests if r[0] == "GET"]) == 5
+            info = server.get_json("/object_info/HyperLoRACheckpointLoader")["HyperLoRACheckpointLoader"]
+            spec = info["input"]["required"]["checkpoint"]
+            assert BASIS in (spec[1]["options"] if spec[0] == "COMBO" else spec[0])  # the Loader lists it now
+    for (_repo, path), data in standin_files.items():
+        target = models / ("clip_vision/clip_vit_large_patch14.safetensors" if path == "model.safetensors" else f"hyper_lora/{path}")
+        assert target.read_bytes() == data
+    assert leftovers(models) == []
