@@ -257,8 +257,20 @@ def test_the_fetch_node_downloads_only_once_the_licence_is_accepted(tmp_path, st
             command = first["clip_vision"].split("`")[1]
             assert command.startswith(sys.executable) and f"{base}/custom_nodes/comfyui-hyperlora/" in command
             assert command.endswith(f"fetch clip-vit-large-patch14 --comfyui {base}")
-            done = run_printed(command, elsewhere, env)  # the refusal's command, verbatim, from elsewhere
+            # the Model Check node's report prints the same command
+            report = server.run({"1": {"class_type": "HyperLoRAModelCheck", "inputs": {}}}).outputs["1"]["text"][0]
+            assert fix_commands(report)["clip-vit-large-patch14"] == command
+
+            # the Fetch node's text, licence not accepted, prints the command for a terminal: verbatim, from elsewhere
+            one = {"1": {"class_type": "HyperLoRAFetchModels",
+                         "inputs": {"models": "clip-vit-large-patch14", "accept_licences": False}}}
+            text = server.run(one).outputs["1"]["text"][0]
+            node_command = text.split("(In a terminal: ")[1].rsplit(")", 1)[0]
+            assert node_command == command
+            done = run_printed(node_command, elsewhere, env)
             assert done.returncode == 0 and "fetched 1 file(s)" in done.stdout, done.stdout + done.stderr
+            done = run_printed(command, elsewhere, env)  # the refusal's command, verbatim, from elsewhere
+            assert done.returncode == 0 and "fetched 0 file(s); 1 were already in place" in done.stdout, done.stdout
 
             fetch_node["1"]["inputs"]["accept_licences"] = True
             accepted = server.run(fetch_node)
