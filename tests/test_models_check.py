@@ -146,3 +146,19 @@ def test_missing_messages_say_where_it_goes(tmp_path, value, expected):
         assert str(comfyui / "models" / "insightface" / "models" / "antelopev2") in first
 
 
+
+
+def test_a_damaged_or_misplaced_model_says_so_in_the_first_sentence(tmp_path):
+    comfyui = tmp_path / "ComfyUI"
+    clip = comfyui / "models" / "clip_vision"
+    clip.mkdir(parents=True)
+    (clip / "other_clip.safetensors").write_bytes(b"x")
+    roots = comfyui_roots(comfyui)
+    message = missing_message("clip_vision", "clip_vit_large_patch14.safetensors", roots, "CLIP", comfyui)
+    assert message.startswith("CLIP 'clip_vit_large_patch14.safetensors' is missing (1 of 1 files): run the node "
+                              f"{FETCH_NODE}"), message  # another file in the folder is a hint, not the state
+    assert "other files there: other_clip.safetensors" in message
+    (clip / "clip_vit_large_patch14.safetensors").write_text("version https://git-lfs.github.com/spec/v1\nsize 9\n")
+    message = missing_message("clip_vision", "clip_vit_large_patch14.safetensors", roots, "CLIP", comfyui)
+    assert message.startswith("CLIP 'clip_vit_large_patch14.safetensors' is not usable (Git-LFS pointer, not the "
+                              f"file): run the node {FETCH_NODE}"), message

@@ -229,12 +229,13 @@ def missing_message(folder: str, value: str, roots: Roots, what: str, comfyui: P
         return (f"{what} '{value}' is not in models/{folder}: put it there and press 'r' to refresh ComfyUI's model "
                 f"lists, or pick one that is there. Searched: {places}.")
     bad = [r for r in (check_file(it, f, roots) for f in it.files) if not r.ok]
-    missing = bool(bad) and all(r.status == "missing" and not r.detail for r in bad)
-    if missing:
+    missing = bool(bad) and all(r.status == "missing" for r in bad)
+    if missing and not any(r.detail for r in bad):
         found = f"{', '.join(r.where.name for r in bad)} missing from {bad[0].where.parent}"
     else:
         found = "; ".join(f"{r.where} is {STATUS_TEXT[r.status]}" + (f" ({r.detail})" if r.detail else "") for r in bad)
-    state = f"is missing ({len(bad)} of {len(it.files)} files)" if missing else "is not usable"
+    state = (f"is missing ({len(bad)} of {len(it.files)} files)" if missing
+             else f"is not usable ({STATUS_TEXT[bad[0].status]})" if bad else "is not usable")
     if it.manual is not None:
         folder_path = pack_folder(it, roots)
         return (f"{what} '{value}' {state} and must be placed by hand: download {it.manual.url.rsplit('/', 1)[-1]} "
