@@ -14,7 +14,7 @@ from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.models import check, items
 from hyperlora_core.models.check import FETCH_NODE, check_file, pack_folder
 from hyperlora_core.models.command import models_command
-from hyperlora_core.models.fetch import fetch
+from hyperlora_core.models.fetch import Stop, fetch
 
 from . import host
 from .spec import In, NodeDef, Out, Result
@@ -59,6 +59,19 @@ def _chosen(models: str):
 LICENCES = "; ".join(f"{it.id}: {it.licence}" for it in items() if it.hub is not None)
 
 
+def _progress():
+    """ComfyUI's progress bar; its hook raises when the user cancels, which must stop the whole fetch."""
+    bar = host.Progress()
+
+    def report(done: int, total: int) -> None:
+        try:
+            bar(done, total)
+        except Exception as cancel:
+            raise Stop() from cancel
+
+    return report
+
+
 def _fetch(models: str, accept_licences: bool):
     roots = folders.model_roots()
     comfyui = folders.comfyui_folder()
@@ -76,7 +89,10 @@ def _fetch(models: str, accept_licences: bool):
             if it.manual is not None:
                 lines.append(f"{it.id}: by hand ({it.licence}): {it.manual_steps(str(pack_folder(it, roots)))}")
     else:
-        result = fetch(roots, [it.id for it in chosen], log=lines.append, progress=host.Progress())
+        try:
+            result = fetch(roots, [it.id for it in chosen], log=lines.append, progress=_progress())
+        except Stop as stop:  # ComfyUI's cancel, raised by its progress hook: stop everything, as ComfyUI expects
+            raise stop.__cause__ from None
         if result.failed:
             raise HyperLoRAError(f"{FETCH_NODE}: " + " ".join(result.failed)
                                  + f" ({len(result.fetched)} other file(s) were fetched.)")

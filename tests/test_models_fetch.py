@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -272,19 +273,34 @@ def test_the_fetch_node_downloads_only_once_the_licence_is_accepted(tmp_path, st
             done = run_printed(command, elsewhere, env)  # the refusal's command, verbatim, from elsewhere
             assert done.returncode == 0 and "fetched 0 file(s); 1 were already in place" in done.stdout, done.stdout
 
+            # accepted, then cancelled in the middle of a file: ComfyUI's cancel stops the whole fetch at once
             fetch_node["1"]["inputs"]["accept_licences"] = True
+            hub.modes[(item("hyperlora-fidelity").hub.repo, BASIS)] = "hold"
+            prompt_id = server.queue(fetch_node)
+            deadline = time.monotonic() + 120
+            while not any(r[0] == "GET" and r[1].endswith(BASIS) for r in hub.requests):
+                assert time.monotonic() < deadline, hub.requests
+                time.sleep(0.05)
+            assert server.post_json("/interrupt", {})[0] == 200
+            hub.release.set()
+            cancelled = server.wait(prompt_id)
+            assert cancelled.error is not None and "HyperLoRAError" not in str(cancelled.error), cancelled.error
+            hub.modes[(item("hyperlora-fidelity").hub.repo, BASIS)] = "ok"
+            assert not (models / "hyper_lora" / BASIS).exists() and leftovers(models) == []
+            assert not [r for r in hub.requests if "resampler" in r[1] or "id_projector" in r[1]]  # nothing after it
+
             accepted = server.run(fetch_node)
             assert accepted.error is None, accepted.error
             text = accepted.outputs["1"]["text"][0]
-            assert "fetched 4 file(s); 1 were already in place" in text, text
+            assert "fetched 3 file(s); 2 were already in place" in text, text  # the .json came before the cancel
             assert "antelopev2: not downloaded for you" in text and "antelopev2.zip" in text
             steps = accepted.progress.get("1", [])
             assert steps and steps[-1][0] == steps[-1][1] > 0, steps  # ComfyUI's bar for the node, ending full
-            assert len([r for r in hub.requests if r[0] == "GET"]) == 5
+            gets = len([r for r in hub.requests if r[0] == "GET"])
 
             again = server.run(fetch_node)
             assert "fetched 0 file(s); 5 were already in place" in again.outputs["1"]["text"][0]
-            assert len([r for r in hub.requests if r[0] == "GET"]) == 5
+            assert len([r for r in hub.requests if r[0] == "GET"]) == gets  # nothing downloaded twice
             info = server.get_json("/object_info/HyperLoRACheckpointLoader")["HyperLoRACheckpointLoader"]
             spec = info["input"]["required"]["checkpoint"]
             assert BASIS in (spec[1]["options"] if spec[0] == "COMBO" else spec[0])  # the Loader lists it now

@@ -33,6 +33,11 @@ class FetchError(Exception):
     """One file could not be fetched; the message says which, from where, why, and that nothing was written."""
 
 
+class Stop(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised by a `progress` callback to stop the whole fetch at once (the user cancelled). A BaseException, so
+    no retry or per-file error handling swallows it; the file in flight is removed on the way out."""
+
+
 @dataclass
 class FetchResult:
     fetched: list[Path] = field(default_factory=list)
