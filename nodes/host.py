@@ -17,7 +17,7 @@ import folder_paths
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError, os_error_message
-from hyperlora_core.models.check import FETCH_NODE, PUBLISHED_SUBFOLDER, missing_message
+from hyperlora_core.models.check import FETCH_NODE, PUBLISHED_SUBFOLDER, check_file, item_for, missing_message
 from hyperlora_core.models.command import models_command
 from hyperlora_core.walk import walk
 
@@ -107,6 +107,10 @@ def checkpoint_problem(name: str) -> str | None:
     try:
         read_config(path)
     except HyperLoRAError as err:
+        roots = folders.model_roots()
+        known = item_for("hyper_lora", name)
+        if known is not None and not all(check_file(known, f, roots).ok for f in known.files):
+            return missing_message("hyper_lora", name, roots, "HyperLoRA checkpoint", folders.comfyui_folder())
         return str(err)
     return None
 

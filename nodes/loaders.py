@@ -115,7 +115,12 @@ def clip_problem(value: str) -> str | None:
         return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
                                folders.comfyui_folder())
     problem = file_problem(path / "model.safetensors" if path.is_dir() else path)
-    return None if problem is None else str(problem)
+    if problem is None:
+        return None
+    if item_for(folders.CLIP_VISION, value) is not None:  # a model we know how to get: say how, first
+        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
+                               folders.comfyui_folder())
+    return str(problem)
 
 
 def _load_clip(clip_vision: str, dtype: str):
