@@ -92,7 +92,7 @@ def _fetch(models: str, accept_licences: bool):
         try:
             result = fetch(roots, [it.id for it in chosen], log=lines.append, progress=_progress())
         except Stop as stop:  # ComfyUI's cancel, raised by its progress hook: stop everything, as ComfyUI expects
-            raise stop.__cause__ from None
+            raise (stop.__cause__ or stop) from None
         if result.failed:
             raise HyperLoRAError(f"{FETCH_NODE}: " + " ".join(result.failed)
                                  + f" ({len(result.fetched)} other file(s) were fetched.)")
