@@ -17,7 +17,8 @@ import folder_paths
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.errors import HyperLoRAError, os_error_message
-from hyperlora_core.models.check import PUBLISHED_SUBFOLDER, missing_message
+from hyperlora_core.models.check import FETCH_NODE, PUBLISHED_SUBFOLDER, check_file, item_for, missing_message
+from hyperlora_core.models.command import models_command
 from hyperlora_core.walk import walk
 
 log = logging.getLogger("HyperLoRA")
@@ -96,15 +97,20 @@ def resolve_checkpoint(name: str) -> Path:
 def checkpoint_problem(name: str) -> str | None:
     """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
     if not name or name == NOT_FOUND:
-        return ("no HyperLoRA checkpoint in models/hyper_lora yet. `python -m hyperlora_core.models fetch` downloads "
-                "the published one; then press 'r' (refresh) in ComfyUI and pick it.")
+        return (f"no HyperLoRA checkpoint in models/hyper_lora yet: run the node {FETCH_NODE} (accept the licence) or "
+                f"`{models_command('fetch', 'hyperlora-fidelity', comfyui=folders.comfyui_folder())}`, then press 'r' "
+                "(refresh) in ComfyUI and pick it.")
     try:
         path = resolve_checkpoint(name)
     except HyperLoRAError:
-        return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint")
+        return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint", folders.comfyui_folder())
     try:
         read_config(path)
     except HyperLoRAError as err:
+        roots = folders.model_roots()
+        known = item_for("hyper_lora", name)
+        if known is not None and not all(check_file(known, f, roots).ok for f in known.files):
+            return missing_message("hyper_lora", name, roots, "HyperLoRA checkpoint", folders.comfyui_folder())
         return str(err)
     return None
 

@@ -69,9 +69,9 @@ def face_pack_problem(value: str) -> str | None:
     try:
         folder = folders.find_face_pack(pack_name(value))
     except HyperLoRAError as err:
-        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack") if known else str(err)
+        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder()) if known else str(err)
     if known and not is_standin_pack(folder) and not all(check_file(known, f, roots).ok for f in known.files):
-        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack")
+        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder())
     return None
 
 
@@ -112,9 +112,15 @@ def clip_problem(value: str) -> str | None:
     try:
         path = folders.resolve_clip_vision(value)
     except HyperLoRAError:
-        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model")
+        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
+                               folders.comfyui_folder())
     problem = file_problem(path / "model.safetensors" if path.is_dir() else path)
-    return None if problem is None else str(problem)
+    if problem is None:
+        return None
+    if item_for(folders.CLIP_VISION, value) is not None:  # a model we know how to get: say how, first
+        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
+                               folders.comfyui_folder())
+    return str(problem)
 
 
 def _load_clip(clip_vision: str, dtype: str):

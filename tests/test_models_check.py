@@ -10,7 +10,8 @@ from fixtures.pack import ROOT
 
 from hyperlora_core import standins
 from hyperlora_core.models import check, comfyui_roots, download_entry, item, items
-from hyperlora_core.models.check import item_for, missing_message
+from hyperlora_core.models.check import FETCH_NODE, item_for, missing_message
+from hyperlora_core.models.command import models_command
 from hyperlora_core.standins import write_tiny_face_pack
 
 FIDELITY = "sdxl_hyper_id_lora_v1_fidelity"
@@ -38,10 +39,15 @@ def test_manifest_names_sources_revisions_and_places():
         assert sum(f.main for f in it.files) == 1
         if it.hub:
             assert it.hub.revision and all(f.path for f in it.files)
-    entry = download_entry(item("hyperlora-fidelity"))
-    assert entry == {"name": f"{FIDELITY}/hyper_lora_modules.safetensors", "directory": "hyper_lora",
-                     "url": f"https://huggingface.co/bytedance-research/HyperLoRA/resolve/main/{FIDELITY}/hyper_lora_modules.safetensors"}
-    assert download_entry(item("clip-vit-large-patch14"))["name"] == "clip_vit_large_patch14.safetensors"
+    entry = download_entry(item("clip-vit-large-patch14"))
+    assert entry == {"name": "clip_vit_large_patch14.safetensors", "directory": "clip_vision",
+                     "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors"}
+    # a download button places one file: a published checkpoint (4 files) or the hand-placed face pack would be broken
+    assert [it.id for it in items() if it.one_download] == ["clip-vit-large-patch14", "sdxl-base",
+                                                             "controlnet-openpose-sdxl"]
+    for multi in ("hyperlora-fidelity", "hyperlora-edit", "antelopev2"):
+        with pytest.raises(ValueError, match="Fetch Models node"):
+            download_entry(item(multi))
     assert item_for("insightface", "antelopev2/glintr100.onnx").id == "antelopev2"
     assert item_for("insightface", "antelopev2").id == "antelopev2"  # older workflows name the pack
     assert item_for("hyper_lora", FIDELITY).id == "hyperlora-fidelity"
@@ -81,7 +87,7 @@ def test_the_usual_mistakes_are_named(tmp_path):
     faces = report.for_item("antelopev2")
     assert {f.status for f in faces} == {"misplaced"} and "nested" in faces[0].detail
     text = report.text()
-    assert "Git-LFS pointer" in text and "python -m hyperlora_core.models fetch hyperlora-fidelity" in text
+    assert "Git-LFS pointer" in text and models_command("fetch", "hyperlora-fidelity") in text
     assert "antelopev2.zip" in text and "non-commercial" in text
 
     # a truncated download, an HTML page, and only another face pack
@@ -118,14 +124,41 @@ def test_extra_model_paths_and_the_published_place_count(tmp_path):
 
 
 @pytest.mark.parametrize("value,expected", [
-    (f"{FIDELITY}/hyper_lora_modules.safetensors", "`python -m hyperlora_core.models fetch hyperlora-fidelity`"),
-    ("antelopev2/glintr100.onnx", "antelopev2.zip"),
-    ("mine.safetensors", "is not in models/hyper_lora"),
+    (f"{FIDELITY}/hyper_lora_modules.safetensors",
+     f"is missing (4 of 4 files): run the node {FETCH_NODE} (accept the licence) or `"),
+    ("antelopev2/glintr100.onnx", "is missing (3 of 3 files) and must be placed by hand: download antelopev2.zip and "
+                                  "unzip it into "),
+    ("mine.safetensors", "is not in models/hyper_lora: put it there and press 'r'"),
 ])
 def test_missing_messages_say_where_it_goes(tmp_path, value, expected):
-    roots = comfyui_roots(tmp_path / "ComfyUI")
+    """The first sentence names what is missing and the one action that fixes it (the newer frontend's issues list
+    shows little more); the command in it is the exact one for this ComfyUI."""
+    comfyui = tmp_path / "ComfyUI"
+    roots = comfyui_roots(comfyui)
     folder = "insightface" if value.endswith(".onnx") else "hyper_lora"
-    message = missing_message(folder, value, roots, "Model")
-    assert expected in message and f"'{value}'" in message
+    message = missing_message(folder, value, roots, "Model", comfyui)
+    first = message.split(". ")[0]
+    assert first.startswith(f"Model '{value}' ") and expected in first, message
     if value.startswith(FIDELITY):
-        assert f"missing from {tmp_path / 'ComfyUI' / 'models' / 'hyper_lora' / FIDELITY}" in message
+        assert first.endswith(f"`{models_command('fetch', 'hyperlora-fidelity', comfyui=comfyui)}`, then press 'r'")
+        assert f"missing from {comfyui / 'models' / 'hyper_lora' / FIDELITY}" in message
+    if value.endswith(".onnx"):
+        assert str(comfyui / "models" / "insightface" / "models" / "antelopev2") in first
+
+
+
+
+def test_a_damaged_or_misplaced_model_says_so_in_the_first_sentence(tmp_path):
+    comfyui = tmp_path / "ComfyUI"
+    clip = comfyui / "models" / "clip_vision"
+    clip.mkdir(parents=True)
+    (clip / "other_clip.safetensors").write_bytes(b"x")
+    roots = comfyui_roots(comfyui)
+    message = missing_message("clip_vision", "clip_vit_large_patch14.safetensors", roots, "CLIP", comfyui)
+    assert message.startswith("CLIP 'clip_vit_large_patch14.safetensors' is missing (1 of 1 files): run the node "
+                              f"{FETCH_NODE}"), message  # another file in the folder is a hint, not the state
+    assert "other files there: other_clip.safetensors" in message
+    (clip / "clip_vit_large_patch14.safetensors").write_text("version https://git-lfs.github.com/spec/v1\nsize 9\n")
+    message = missing_message("clip_vision", "clip_vit_large_patch14.safetensors", roots, "CLIP", comfyui)
+    assert message.startswith("CLIP 'clip_vit_large_patch14.safetensors' is not usable (Git-LFS pointer, not the "
+                              f"file): run the node {FETCH_NODE}"), message

@@ -25,3 +25,36 @@ def test_resolve_accepts_symlinked_files_and_refuses_climbing_out(tmp_path):
             resolve_in([root], bad, "HyperLoRA checkpoint", "models/hyper_lora")
     with pytest.raises(HyperLoRAError, match="no HyperLoRA checkpoint selected"):
         resolve_in([root], "", "HyperLoRA checkpoint", "models/hyper_lora")
+
+
+def test_a_damaged_known_model_is_refused_with_the_fix_first(tmp_path, monkeypatch):
+    """A truncated published checkpoint, a Git-LFS pointer under CLIP's name: the queue-time refusal's first sentence
+    says so and names the Fetch Models node and the exact command, as for a missing one."""
+    import copy
+
+    import folder_paths
+
+    from hyperlora_core import standins
+
+    models = tmp_path / "models"
+    monkeypatch.setattr(folder_paths, "folder_names_and_paths", copy.deepcopy(folder_paths.folder_names_and_paths))
+    monkeypatch.setattr(folder_paths, "models_dir", str(models))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    for name in ("clip_vision", "hyper_lora", "insightface", "checkpoints", "controlnet"):
+        folder_paths.folder_names_and_paths[name] = ([str(models / name)], {".safetensors", ".onnx"})
+    fidelity = models / "hyper_lora" / "sdxl_hyper_id_lora_v1_fidelity"
+    standins.write_tiny_checkpoint(fidelity, base_rank=None, published_layout=True)
+    resampler = fidelity / "resampler.safetensors"
+    resampler.write_bytes(resampler.read_bytes()[: resampler.stat().st_size // 2])
+    (models / "clip_vision").mkdir(parents=True)
+    (models / "clip_vision" / "clip_vit_large_patch14.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1710000000\n")
+    host, loaders = pack_submodule("nodes.host"), pack_submodule("nodes.loaders")
+
+    message = host.checkpoint_problem("sdxl_hyper_id_lora_v1_fidelity/hyper_lora_modules.safetensors")
+    assert message.startswith("HyperLoRA checkpoint 'sdxl_hyper_id_lora_v1_fidelity/hyper_lora_modules.safetensors' is "
+                              "not usable (truncated (download stopped)): run the node HyperLoRA Fetch Models"), message
+    assert "fetch hyperlora-fidelity --comfyui " in message.split(". ")[0]
+    message = loaders.clip_problem("clip_vit_large_patch14.safetensors")
+    assert message.startswith("CLIP vision model 'clip_vit_large_patch14.safetensors' is not usable (Git-LFS pointer, "
+                              "not the file): run the node HyperLoRA Fetch Models"), message

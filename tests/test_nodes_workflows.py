@@ -9,7 +9,7 @@ from fixtures import workflows
 from fixtures.pack import ROOT
 
 from hyperlora_core.config import TRIGGER_WORDS
-from hyperlora_core.models import item
+from hyperlora_core.models import items
 from workflows import build, library, ui
 from workflows.graph import NOTE, api_format
 
@@ -50,29 +50,34 @@ def test_prompts_start_with_the_trigger_words_and_skip_the_last_clip_layer(name)
         assert clip_src["class_type"] == "CLIPSetLastLayer" and clip_src["inputs"]["stop_at_clip_layer"] == -2
 
 
-MODEL_WIDGETS = {"CheckpointLoaderSimple": ["ckpt_name"], "HyperLoRACheckpointLoader": ["checkpoint"],
-                 "HyperLoRACLIPVisionLoader": ["clip_vision"], "HyperLoRAOneClick": ["checkpoint", "clip_vision"],
-                 "ControlNetLoader": ["control_net_name"]}
+MODEL_WIDGETS = {"CheckpointLoaderSimple": ["ckpt_name"], "HyperLoRACLIPVisionLoader": ["clip_vision"],
+                 "HyperLoRAOneClick": ["clip_vision"], "ControlNetLoader": ["control_net_name"]}
+"""Model widgets whose file a frontend's download button can put in place by itself (one file on a hub)."""
+NO_BUTTON = {"HyperLoRACheckpointLoader": ["checkpoint"], "HyperLoRAOneClick": ["checkpoint", "face_pack"],
+             "HyperLoRAFaceAnalysisLoader": ["pack"]}
+"""Model widgets a button would leave broken (a published checkpoint's four files, the hand-placed face pack): Run's
+refusal names them and points to the Fetch Models node."""
 
 
 @pytest.mark.parametrize("name", workflows.names())
-def test_every_model_a_frontend_can_fetch_has_its_download_entry(name):
+def test_download_entries_name_only_what_a_button_can_put_in_place(name):
     """Newer frontends list a model when a node's `properties.models` entry names its widget value; older
-    ones check the workflow's `models` list against ComfyUI's model lists."""
+    ones check the workflow's `models` list against ComfyUI's model lists. Each entry is one whole model."""
     wf, prompt = workflows.ui(name), workflows.api(name)
     entries = {(m["directory"], m["name"]): m["url"] for m in wf["models"]}
     for node in wf["nodes"]:
+        own = {m["name"]: m for m in node.get("properties", {}).get("models", [])}
         for widget in MODEL_WIDGETS.get(node["type"], []):
             value = prompt[str(node["id"])]["inputs"][widget]
-            own = {m["name"]: m for m in node["properties"]["models"]}
             assert value in own and own[value]["url"].startswith("https://huggingface.co/"), (node["type"], value)
             assert (own[value]["directory"], value) in entries
-    if any(n["type"] in ("HyperLoRACheckpointLoader", "HyperLoRAOneClick") for n in wf["nodes"]):
-        hyper = item("hyperlora-fidelity")
-        assert {f.target for f in hyper.files if f.target.endswith(".safetensors")} <= {n for _, n in entries}
-        face = [n for n in prompt.values() if n["class_type"] == "HyperLoRAFaceAnalysisLoader"]
-        assert all(n["inputs"]["pack"] == "antelopev2/glintr100.onnx" for n in face)  # a file name: listed if missing
-    assert all(url.startswith("https://huggingface.co/") and n.endswith(".safetensors") for (_, n), url in entries.items())
+        for widget in NO_BUTTON.get(node["type"], []):
+            assert prompt[str(node["id"])]["inputs"][widget] not in own, (node["type"], widget)
+    one_file = {(it.folder, it.main.target) for it in items() if it.one_download}
+    assert set(entries) <= one_file, sorted(set(entries) - one_file)
+    assert not {d for d, _ in entries} & {"hyper_lora", "insightface"}
+    face = [n for n in prompt.values() if n["class_type"] == "HyperLoRAFaceAnalysisLoader"]
+    assert all(n["inputs"]["pack"] == "antelopev2/glintr100.onnx" for n in face)  # a file name: listed if missing
 
 
 @pytest.mark.parametrize("template", library.TEMPLATES, ids=lambda t: t.slug)

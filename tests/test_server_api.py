@@ -300,7 +300,8 @@ def test_missing_or_damaged_models_are_refused_before_anything_runs(server):
     cases = [
         ("HyperLoRACheckpointLoader", "checkpoint", "sdxl_hyper_id_lora_v1_edit/hyper_lora_modules.safetensors",
          ["hyper_lora_modules.json, hyper_lora_modules.safetensors, resampler.safetensors, id_projector.safetensors "
-          "missing from", "`python -m hyperlora_core.models fetch hyperlora-edit`"]),
+          "missing from", "is missing (4 of 4 files): run the node HyperLoRA Fetch Models",
+          "/hyperlora_core/models/__main__.py fetch hyperlora-edit --comfyui "]),
         ("HyperLoRAFaceAnalysisLoader", "pack", "buffalo_l/w600k_r50.onnx", ['face model pack "buffalo_l" not found']),
     ]
     for kind, field, value, expected in cases:

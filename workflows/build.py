@@ -16,8 +16,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hyperlora_core.models import items
-
 from .graph import NOTE, N, api_format
 from .library import TEMPLATES
 from .ui import NodeInfo, node_info, ui_format
@@ -27,16 +25,8 @@ ROOT = HERE.parent
 
 
 def workflow_models(nodes: list[N]) -> list[dict]:
-    """Download entries for every file of the models the graph names that a frontend can fetch itself
-    (on a hub, and a file type ComfyUI lists: not the checkpoint's .json)."""
-    named = {(m["directory"], m["name"]) for n in nodes for m in n.models}
-    out = []
-    for it in items():
-        if it.hub is None or (it.folder, it.main.target) not in named:
-            continue
-        out += [{"name": f.target, "url": it.url(f), "directory": it.folder} for f in it.files
-                if f.target.endswith(".safetensors")]
-    return out
+    """The workflow-level download entries (older frontends list these): every node's, once each."""
+    return list({(m["directory"], m["name"]): m for n in nodes for m in n.models}.values())
 
 
 def host_node_infos(types: set[str]) -> dict[str, NodeInfo]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from hyperlora_core.config import TRIGGER_WORDS
 from hyperlora_core.models import download_entry, item
+from hyperlora_core.models.check import FETCH_NODE
 
 from .graph import L, N, note
 
@@ -67,7 +68,7 @@ def hyperlora_models(i: int) -> list[N]:
     """HyperLoRA checkpoint, face models, CLIP vision (ids i .. i+2), in column 0 below the note."""
     return [
         N(i, "HyperLoRACheckpointLoader", {"checkpoint": CHECKPOINT, "dtype": "auto"}, MODELS, 10,
-          "HyperLoRA checkpoint", models=[download_entry(HYPERLORA)]),
+          "HyperLoRA checkpoint"),
         N(i + 1, "HyperLoRAFaceAnalysisLoader", {"pack": FACE_PACK, "provider": "auto"}, MODELS, 11, "Face models"),
         N(i + 2, "HyperLoRACLIPVisionLoader", {"clip_vision": CLIP_L.main.target, "dtype": "auto"}, MODELS, 12,
           "CLIP ViT-L/14", models=[download_entry(CLIP_L)]),
@@ -110,10 +111,12 @@ def load(i: int, name: str, col: int, row: float, title: str) -> N:
     return N(i, "LoadImage", {"image": name}, col, row, title)
 
 
+MODELS_HOWTO = (f"Models: the node {FETCH_NODE} (template *HyperLoRA model check*) downloads the HyperLoRA "
+                "checkpoint and CLIP ViT-L/14 once you accept their licences, and shows the step for antelopev2, "
+                "which goes into models/insightface/models/ by hand. Run names anything missing, with the exact "
+                "command for this install.")
 SDXL_NOTE = ("Put a face photo into ComfyUI's input folder as {photos} (or pick yours in Load Image).\n"
-             "Models: `python -m hyperlora_core.models fetch` (in ComfyUI's Python) downloads the HyperLoRA "
-             "checkpoint and CLIP ViT-L/14; antelopev2 goes into models/insightface/models/ by hand.\n"
-             "Keep the trigger words at the start of the prompt; LoRA strength 0.75-0.9.")
+             + MODELS_HOWTO + "\nKeep the trigger words at the start of the prompt; LoRA strength 0.75-0.9.")
 
 
 def sdxl_note(i: int, what: str, photos: str) -> N:
@@ -179,9 +182,8 @@ def concept_slider() -> list[N]:
 def save_lora() -> list[N]:
     return [
         note(30, "Two photos of one person -> an ID-LoRA saved as a kohya .safetensors file in output/hyperlora/, "
-             "for any LoRA loader.\n\nPut the photos into ComfyUI's input folder as face_1.png and face_2.png. "
-             "`python -m hyperlora_core.models fetch` downloads the HyperLoRA checkpoint and CLIP ViT-L/14; "
-             "antelopev2 goes into models/insightface/models/ by hand.", MODELS, 0, width=540, height=190),
+             "for any LoRA loader.\n\nPut the photos into ComfyUI's input folder as face_1.png and face_2.png.\n"
+             + MODELS_HOWTO, MODELS, 0, width=540, height=190),
         *hyperlora_models(1),
         load(4, "face_1.png", 1, 0, "Photo 1"), load(5, "face_2.png", 1, 1, "Photo 2"),
         N(6, "ImageBatch", {"image1": L(4), "image2": L(5)}, 2, 0, "Both photos"),
@@ -197,7 +199,7 @@ def one_click() -> list[N]:
                   "face_1.png"),
         N(7, "HyperLoRAOneClick", {"model": L(1), "photos": L(6), "strength": 0.85, "checkpoint": CHECKPOINT,
                                    "clip_vision": CLIP_L.main.target, "face_pack": FACE_PACK}, MODELS, 10, "HyperLoRA",
-          models=[download_entry(HYPERLORA), download_entry(CLIP_L)]),
+          models=[download_entry(CLIP_L)]),
         *sdxl_base(1, 2),
         load(6, "face_1.png", 1, 0, "Photo of the person"),
         N(8, "PreviewImage", {"images": L(7, 2)}, 1, 1, "What CLIP saw"),
@@ -236,11 +238,14 @@ def with_style_lora() -> list[N]:
 def model_check() -> list[N]:
     return [
         note(3, "Run this to see which files HyperLoRA needs, where each is or should go, and what is wrong "
-             "(missing, nested folder, Git-LFS pointer, truncated download, wrong face pack).\n\nThe same report "
-             "in a terminal: `python -m hyperlora_core.models check`; `... fetch` downloads what is missing.",
-             0, 0, width=400, height=190),
+             "(missing, nested folder, Git-LFS pointer, truncated download, wrong face pack).\n\n"
+             f"To download what is missing: read the licences in {FETCH_NODE}'s report, set accept_licences to "
+             "true and run again. The face pack antelopev2 is placed by hand (the report gives the step). The "
+             "report also prints the same command for a terminal.", 0, 0, width=400, height=220),
         N(1, "HyperLoRAModelCheck", {}, 0, 6, "HyperLoRA model check", width=400),
         N(2, "PreviewAny", {"source": L(1)}, 1, 0, "Report", width=900, height=560),
+        N(4, "HyperLoRAFetchModels", {"models": "required", "accept_licences": False}, 0, 7, FETCH_NODE, width=400),
+        N(5, "PreviewAny", {"source": L(4)}, 1, 1, "What was fetched", width=900, height=300),
     ]
 
 

@@ -77,6 +77,12 @@ def model_roots() -> dict[str, list[Path]]:
     return {name: _paths(name) for name in FOLDERS}
 
 
+def comfyui_folder() -> Path:
+    """The ComfyUI folder as `python -m hyperlora_core.models --comfyui` takes it (its base directory: models/
+    and extra_model_paths.yaml), for the commands messages print."""
+    return Path(folder_paths.base_path)
+
+
 def find_face_pack(pack: str) -> Path:
     """A pack's folder in the registered insightface folders, or an error saying what to put where."""
     return find_pack(pack, insightface_roots())

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import HyperLoRAError
 from ..face.packs import find_pack, is_standin_pack, list_packs
+from .command import models_command
 from .files import file_problem
 from .manifest import Item, ModelFile, items
 
@@ -25,6 +26,8 @@ FOLDERS = ("hyper_lora", "clip_vision", "insightface", "checkpoints", "controlne
 PUBLISHED_SUBFOLDER = "hyper_lora"
 """The published pack keeps checkpoints in models/hyper_lora/hyper_lora/<name>/; the Loader reads both places."""
 _SEARCH_DEPTH = 4
+FETCH_NODE = "HyperLoRA Fetch Models"
+"""The node that downloads what is missing from inside the editor (the queue-time messages point to it)."""
 
 STATUS_TEXT = {
     "ok": "ok",
@@ -69,7 +72,8 @@ class Report:
         """Everything required (the manifest's default items) is in place."""
         return all(f.ok for f in self.files if f.item.default)
 
-    def text(self, command: str = "python -m hyperlora_core.models") -> str:
+    def text(self, comfyui: Path | None = None) -> str:
+        """The report; each fix names the exact command for the ComfyUI at `comfyui` (None: without --comfyui)."""
         lines = []
         for it in dict.fromkeys(f.item for f in self.files):
             rows = self.for_item(it.id)
@@ -83,7 +87,7 @@ class Report:
                 if it.manual is not None:
                     lines.append(f"    -> by hand: {it.manual_steps(str(pack_folder(it, self.roots)))}")
                 else:
-                    lines.append(f"    -> {command} fetch {it.id}")
+                    lines.append(f"    -> {models_command('fetch', it.id, comfyui=comfyui)}")
         verdict = "everything HyperLoRA needs is in place." if self.ready else "something HyperLoRA needs is missing (see above)."
         return "\n".join([*lines, "", verdict])
 
@@ -213,21 +217,29 @@ def item_for(folder: str, value: str) -> Item | None:
     return None
 
 
-def missing_message(folder: str, value: str, roots: Roots, what: str, command: str = "python -m hyperlora_core.models") -> str:
-    """Why a loader's value names nothing usable and how to get it: the error a loader gives when a prompt is queued."""
+def missing_message(folder: str, value: str, roots: Roots, what: str, comfyui: Path | None = None) -> str:
+    """Why a loader's value names nothing usable and how to get it: the error a loader gives when a prompt is queued.
+
+    Its first sentence names what is missing and the one action that fixes it (the Fetch node, or the exact
+    command for this install), because the newer frontend's issues list shows little more; details follow."""
     places = ", ".join(str(r) for r in roots.get(folder, ()))
     it = item_for(folder, value)
     if it is None:
-        return (f"{what} '{value}' is not in models/{folder} ({places}). Put it there and refresh ComfyUI's model "
-                f"lists (press 'r'), or pick one that is there.")
+        return (f"{what} '{value}' is not in models/{folder}: put it there and press 'r' to refresh ComfyUI's model "
+                f"lists, or pick one that is there. Searched: {places}.")
     bad = [r for r in (check_file(it, f, roots) for f in it.files) if not r.ok]
-    if bad and all(r.status == "missing" and not r.detail for r in bad):
+    missing = bool(bad) and all(r.status == "missing" for r in bad)
+    if missing and not any(r.detail for r in bad):
         found = f"{', '.join(r.where.name for r in bad)} missing from {bad[0].where.parent}"
     else:
         found = "; ".join(f"{r.where} is {STATUS_TEXT[r.status]}" + (f" ({r.detail})" if r.detail else "") for r in bad)
+    state = (f"is missing ({len(bad)} of {len(it.files)} files)" if missing
+             else f"is not usable ({STATUS_TEXT[bad[0].status]})" if bad else "is not usable")
     if it.manual is not None:
-        how = f"By hand: {it.manual_steps(str(pack_folder(it, roots)))}"
-    else:
-        how = (f"`{command} fetch {it.id}` downloads it into place (or get it from "
-               f"https://huggingface.co/{it.hub.repo}).")
-    return f"{what} '{value}' ({it.title}) is not ready: {found or 'not found'}. {how}"
+        folder_path = pack_folder(it, roots)
+        return (f"{what} '{value}' {state} and must be placed by hand: download {it.manual.url.rsplit('/', 1)[-1]} "
+                f"and unzip it into {folder_path}. {found or 'not found'}. {it.manual.why} "
+                f"By hand: {it.manual_steps(str(folder_path))}")
+    return (f"{what} '{value}' {state}: run the node {FETCH_NODE} (accept the licence) or "
+            f"`{models_command('fetch', it.id, comfyui=comfyui)}`, then press 'r'. {found or 'not found'}. "
+            f"{it.title}, licence {it.licence}, from https://huggingface.co/{it.hub.repo}.")

@@ -1,6 +1,7 @@
 """Downloading what `check` found missing, from the sources the manifest names, into ComfyUI's folders.
 
-The only code of the pack that touches the network, and only when the user runs `fetch`. Each file
+The only code of the pack that touches the network, and only when the user runs `fetch` or the
+HyperLoRA Fetch Models node (with its licence accepted). Each file
 goes through huggingface_hub (which follows the hub's redirects, retries and resumes a dropped
 connection, and checks the size the hub declares) into a staging folder beside its destination;
 it is then checked against the hash the hub declares (sha256 for large files, the git blob hash
@@ -30,6 +31,11 @@ _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 class FetchError(Exception):
     """One file could not be fetched; the message says which, from where, why, and that nothing was written."""
+
+
+class Stop(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised by a `progress` callback to stop the whole fetch at once (the user cancelled). A BaseException, so
+    no retry or per-file error handling swallows it; the file in flight is removed on the way out."""
 
 
 @dataclass
@@ -81,19 +87,44 @@ def _reason(err: Exception) -> str:
     return first
 
 
-def download(it: Item, f: ModelFile, target: Path, revision: str, log: Callable[[str], None]) -> str:
+Progress = Callable[[int, int], None]
+"""`progress(bytes_done, file_size)` for the file in flight (the Fetch node drives ComfyUI's bar with it)."""
+
+
+def _tqdm_reporting(progress: Progress) -> type:
+    """A tqdm class for huggingface_hub's download bar that also reports to `progress`."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):
+        def update(self, n=1):
+            shown = super().update(n)
+            progress(int(self.n), int(self.total or 0))
+            return shown
+
+    return Reporting
+
+
+def download(it: Item, f: ModelFile, target: Path, revision: str, log: Callable[[str], None],
+             progress: Progress | None = None) -> str:
     """Fetch one hub file to `target` (atomically); returns the commit it came from."""
+    import inspect
+
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     assert it.hub is not None and f.path is not None
     staging = target.parent / STAGING / it.id
-    url = it.url(f)
+    url = hf_hub_url(it.hub.repo, f.path, revision=revision)  # on HF_ENDPOINT's mirror when one is set
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        meta = get_hf_file_metadata(hf_hub_url(it.hub.repo, f.path, revision=revision))
+        meta = get_hf_file_metadata(url)
         commit = meta.commit_hash or revision
         log(f"  downloading {f.path} from {it.hub.repo} (commit {commit[:12]}) -> {target}")
-        local = Path(hf_hub_download(it.hub.repo, f.path, revision=commit, local_dir=staging))
+        extra = {}
+        if progress is not None:
+            progress(0, int(meta.size or 0))
+            if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # huggingface_hub >= 1.0
+                extra["tqdm_class"] = _tqdm_reporting(progress)
+        local = Path(hf_hub_download(it.hub.repo, f.path, revision=commit, local_dir=staging, **extra))
         mismatch = declared_hash_problem(local, meta.etag)
         if mismatch:
             raise FetchError(mismatch)
@@ -102,10 +133,13 @@ def download(it: Item, f: ModelFile, target: Path, revision: str, log: Callable[
             raise FetchError(f"the downloaded file is unusable ({problem.kind})")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(local, target)
+        if progress is not None:
+            size = target.stat().st_size
+            progress(size, size)
         return commit
     except Exception as err:  # any failure: say what, where from, why; nothing is left under a final name
         raise FetchError(f"{it.id}: {f.target} could not be fetched from {url}: {_reason(err)}. Nothing was "
-                         f"written to {target}; run the command again to retry.") from err
+                         f"written to {target}; run it again to retry.") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -114,7 +148,8 @@ def download(it: Item, f: ModelFile, target: Path, revision: str, log: Callable[
             pass
 
 
-def fetch(roots: Roots, only: Sequence[str] | None = None, log: Callable[[str], None] = print) -> FetchResult:
+def fetch(roots: Roots, only: Sequence[str] | None = None, log: Callable[[str], None] = print,
+          progress: Progress | None = None) -> FetchResult:
     """Fetch every missing or damaged file of the chosen items (default: the required ones)."""
     chosen = [it for it in items() if (it.id in only if only else it.default)]
     result = FetchResult()
@@ -138,7 +173,7 @@ def fetch(roots: Roots, only: Sequence[str] | None = None, log: Callable[[str], 
                 continue
             target = s.where if s.status not in ("missing", "misplaced") else Path(roots[it.folder][0]) / s.file.target
             try:
-                revision = download(it, s.file, target, revision, log)
+                revision = download(it, s.file, target, revision, log, progress)
             except FetchError as err:
                 result.failed.append(str(err))
                 log(f"  error: {err}")

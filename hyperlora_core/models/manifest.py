@@ -57,6 +57,12 @@ class Item:
     def main(self) -> ModelFile:
         return next((f for f in self.files if f.main), self.files[0])
 
+    @property
+    def one_download(self) -> bool:
+        """Whether a frontend's download button can put this item in place: one file on a hub. A published
+        checkpoint (four files, one of them .json) or the face pack (a zip placed by hand) is not."""
+        return self.hub is not None and len(self.files) == 1
+
     def url(self, f: ModelFile) -> str:
         """The download address of a hub file (what the workflows' model entries carry)."""
         if self.hub is None or f.path is None:
@@ -91,7 +97,11 @@ def item(item_id: str) -> Item:
     raise KeyError(f"no model '{item_id}' in the manifest (known: {', '.join(i.id for i in items())})")
 
 
-def download_entry(it: Item, f: ModelFile | None = None) -> dict:
-    """A ComfyUI workflow `models` entry for one file (the frontends offer or list it by this)."""
-    f = f or it.main
-    return {"name": f.target, "url": it.url(f), "directory": it.folder}
+def download_entry(it: Item) -> dict:
+    """A ComfyUI workflow `models` entry (the frontends offer a download button for it), for an item a button can
+    put in place; for any other a button would leave a broken install, so the Run refusal and the Fetch Models
+    node handle it instead."""
+    if not it.one_download:
+        raise ValueError(f"{it.id}: {len(it.files)} file(s){'' if it.hub else ', not on a hub'}: a download button "
+                         "cannot put it in place; the Fetch Models node does")
+    return {"name": it.main.target, "url": it.url(it.main), "directory": it.folder}
