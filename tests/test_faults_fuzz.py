@@ -7,12 +7,17 @@ numbers, NaN, +-Inf, huge and out-of-range values, negative numbers, unicode, em
 strings, odd booleans. Combo values come from each combo's list (out-of-list values are the combo
 validation's job, tested with it). Each node runs inside a shipped workflow pointed at the tiny
 models, trimmed so that it ends in a Save LoRA or a preview instead of sampling where it can.
+
+Each node type gets its own examples, in two halves: odd values (mostly refused at the door, which
+proves validation) and values its spec declares valid (never refused, so each reaches execution and
+proves the node itself copes). Saved LoRAs must be finite and no image a flat NaN-black picture.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -23,7 +28,10 @@ from safetensors.torch import load_file
 
 from scripts.comfy_server import PromptRejected
 
-EXAMPLES = 40
+EXAMPLES_PER_KIND = 3
+"""Odd values: 3 per node type."""
+IN_RANGE_PER_KIND = 2
+"""Values inside the declared ranges: 2 per node type."""
 SAVE_PREFIX = "fuzz/lora"
 
 
@@ -116,6 +124,23 @@ def _values(spec) -> st.SearchStrategy:
     return st.nothing()
 
 
+def _in_range(spec) -> st.SearchStrategy:
+    """A value the widget declares valid: a combo choice, a finite number inside min..max, a boolean. Strings
+    keep the lab's own value (their syntax is the odd-values test's job)."""
+    kind, opts = spec[0], (spec[1] if len(spec) > 1 else {})
+    if isinstance(kind, list) or kind == "COMBO":
+        options = kind if isinstance(kind, list) else opts.get("options", [])
+        return st.sampled_from(options) if options else st.nothing()
+    lo, hi = opts.get("min"), opts.get("max")
+    if kind == "INT":
+        return st.integers(lo, hi)
+    if kind == "FLOAT":
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    if kind == "BOOLEAN":
+        return st.booleans()
+    return st.nothing()
+
+
 def _widgets(info: dict, kind: str) -> dict:
     spec = info[kind]["input"]
     every = {**spec.get("required", {}), **spec.get("optional", {})}
@@ -127,48 +152,91 @@ def _widgets(info: dict, kind: str) -> dict:
     return out
 
 
-def _finite_outputs(server, result) -> None:
+def _images(server, result) -> list:
+    """Every image the prompt wrote (SaveImage, PreviewImage), fetched as the editor does (GET /view)."""
+    import io
+    import urllib.parse
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    found = []
+    for out in result.outputs.values():
+        for entry in out.get("images", []):
+            query = urllib.parse.urlencode({k: entry.get(k, "") for k in ("filename", "subfolder", "type")})
+            with urllib.request.urlopen(f"{server.url}/view?{query}", timeout=30) as response:
+                found.append(np.asarray(Image.open(io.BytesIO(response.read()))))
+    return found
+
+
+def _check_outputs(server, result) -> None:
+    """Saved LoRAs hold finite numbers; no image is one flat value (a NaN anywhere in sampling or decoding
+    ends as a uniformly black picture: that must be our error instead)."""
     for entry in result.outputs.get("fuzz_save", {}).get("loras", []):
         tensors = load_file(server.output_dir / entry["subfolder"] / entry["filename"])
         assert all(torch.isfinite(t).all() for t in tensors.values()), entry
+    for image in _images(server, result):
+        assert image.max() != image.min(), "a flat image: NaN or a dead model reached the picture"
 
 
-COUNTS = {"examples": 0, "rejected": 0, "succeeded": 0, "our_error": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _print_counts():
-    """What the property test saw, for the report (pytest -s shows it)."""
-    yield
-    print(f"\nfuzz over {len(LABS)} node types: {COUNTS}")
-
-
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large])
-@given(data=st.data())
-def test_any_widget_values_give_success_or_our_error_and_the_server_keeps_answering(server, data):
-    info = server.get_json("/object_info")
-    kind = data.draw(st.sampled_from(sorted(LABS)), label="node")
+def _run_one(server, info: dict, kind: str, data, draw_value) -> str:
+    """Queue the node's lab prompt with some widgets drawn; the outcome: rejected / succeeded / our_error."""
     prompt, node = LABS[kind]
     prompt = copy.deepcopy(prompt)
-    widgets = _widgets(info, kind)
+    widgets = {name: spec for name, spec in _widgets(info, kind).items() if not draw_value(spec).is_empty}
     chosen = data.draw(st.lists(st.sampled_from(sorted(widgets)), min_size=1, max_size=len(widgets), unique=True),
                        label="fuzzed widgets") if widgets else []
     for name in chosen:
-        prompt[node]["inputs"][name] = data.draw(_values(widgets[name]), label=name)
-    COUNTS["examples"] += 1
+        prompt[node]["inputs"][name] = data.draw(draw_value(widgets[name]), label=name)
     try:
         result = server.run(prompt, timeout=300)
     except PromptRejected as rejected:  # the host's validation or our validate_inputs: a structured report
         assert rejected.status == 400 and rejected.messages(), rejected.body
-        COUNTS["rejected"] += 1
+        outcome = "rejected"
     else:
+        # the node ran, or came from the cache, or the whole prompt did (hypothesis replays an example it saw)
+        ran = node in result.executed or node in result.cached or not result.executed
+        assert ran, (kind, "the fuzzed node never ran", result)
         if result.error is None:
-            _finite_outputs(server, result)
-            COUNTS["succeeded"] += 1
+            _check_outputs(server, result)
+            outcome = "succeeded"
         else:
             assert result.error["exception_type"].endswith("HyperLoRAError"), (kind, result.error)
             assert result.error["exception_message"], result.error
-            COUNTS["our_error"] += 1
+            outcome = "our_error"
     assert "system" in server.get_json("/system_stats", timeout=10)
+    return outcome
+
+
+def _fuzz(server, kind: str, examples: int, draw_value) -> Counter:
+    info = server.get_json("/object_info")
+    counts: Counter = Counter()
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=st.data())
+    def one(data):
+        counts[_run_one(server, info, kind, data, draw_value)] += 1
+
+    one()
+    print(f"\nfuzz {kind}: {dict(counts)}")
+    return counts
+
+
+@pytest.mark.parametrize("kind", sorted(LABS))
+def test_any_widget_values_give_success_or_our_error_and_the_server_keeps_answering(server, kind):
+    """Every node type gets its share of the examples (not a random draw of types), and each example ends in
+    validation's report, a finite result or our error."""
+    counts = _fuzz(server, kind, EXAMPLES_PER_KIND, _values)
+    assert sum(counts.values()) >= 1
+
+
+@pytest.mark.parametrize("kind", sorted(LABS))
+def test_in_range_values_pass_validation_and_reach_execution(server, kind):
+    """The odd values above are mostly refused at the door; this half proves the fuzzed nodes really run:
+    numbers inside their declared ranges and combo values from their lists are never refused by validation,
+    so each example executes the node and ends in a finite result or our error."""
+    counts = _fuzz(server, kind, IN_RANGE_PER_KIND, _in_range)
+    assert counts["rejected"] == 0, counts
+    assert counts["succeeded"] + counts["our_error"] >= 1, counts  # fewer than asked when a node has few values

@@ -57,9 +57,16 @@ def test_lora_lifts_heldout_identity_match_far_above_no_lora(result):
     assert (gain > 0.08).all(), dict(zip(world.ATTRIBUTE_NAMES, gain.round(2)))
 
 
-def test_four_references_do_at_least_as_well_as_one(result):
+def test_four_references_cost_at_most_a_small_loss(result):
+    """The paper's claim "more photos help" is not established on the toy world: on these 48 identities 4 photos
+    measured +0.000 over 1, paired 95 % interval [-0.021, +0.021] (not distinguishable). What is asserted is the
+    weaker claim the interval supports with room for another CPU's rounding (one judgement = 0.0035): averaging
+    4 photos in token space loses at most 0.06 against 1 photo, and 4 photos alone clear the held-out bound."""
+    from hyperlora_core.eval.intervals import difference_interval
+
     one, four = result.row("ID-LoRA", 1), result.row("ID-LoRA", 4)
-    assert four.mean >= one.mean - 0.05  # measured +0.007
+    gain = difference_interval(four.matches, one.matches)
+    assert gain.low > -0.06, f"4 photos lose more than 0.06 against 1: {gain}"
     assert four.mean >= HELDOUT_MATCH_MIN
 
 
