@@ -128,7 +128,8 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
 
 def toy_picture(identities: int = 4) -> Image.Image:
     """Reference / with the ID-LoRA / without, for held-out identities, from the shipped toy world."""
-    from hyperlora_core.toy.evaluate import ToyWorld, evaluate
+    from hyperlora_core.toy.evaluate import evaluate
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     result = evaluate(ToyWorld.load(), identities=identities, refs=(1,))
     rows = [result.references, result.images["ID-LoRA x1"], result.images["no LoRA"]]
@@ -152,7 +153,8 @@ def toy_edit_picture(identities: int = 4) -> Image.Image:
     import torch
 
     from hyperlora_core.toy import study
-    from hyperlora_core.toy.evaluate import HookedSampler, ToyWorld
+    from hyperlora_core.toy.evaluate import HookedSampler
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     from .library import TOY_EDIT_CAPTION
 

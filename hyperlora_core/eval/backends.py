@@ -34,7 +34,7 @@ class ToyBackend:
     name = "toy world"
 
     def __init__(self, folder: str | os.PathLike | None = None, steps: int = 20, cfg: float = 1.0) -> None:
-        from ..toy.evaluate import ToyWorld
+        from ..toy.world_loader import ToyWorld
 
         self.toy = ToyWorld.load(folder)
         self.steps, self.cfg = steps, cfg

@@ -230,7 +230,8 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
               train_config: str | os.PathLike | None = None) -> StudyResult:
     """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
     the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
-    from .evaluate import HookedSampler, ToyWorld
+    from .evaluate import HookedSampler
+    from .world_loader import ToyWorld
 
     t0 = time.time()
     log = log or (lambda _m: None)
