@@ -44,7 +44,7 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     for fig in ("match_curve.png", "heldout_grid.png", "metrics_vs_strength.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 1000, fig
 
-    from hyperlora_core.toy.evaluate import ToyWorld
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     toy = ToyWorld.load(tmp_path)  # every part through the same loaders the nodes and demo use
     assert len(toy.hyperlora.config.modules) == 22 and toy.hyperlora.config.rank == 4

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thre
 
 @pytest.fixture(scope="module")
 def toy():
-    from hyperlora_core.toy.evaluate import ToyWorld
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     return ToyWorld.load()
 

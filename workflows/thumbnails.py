@@ -128,7 +128,8 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
 
 def toy_picture(identities: int = 4) -> Image.Image:
     """Reference / with the ID-LoRA / without, for held-out identities, from the shipped toy world."""
-    from hyperlora_core.toy.evaluate import ToyWorld, evaluate
+    from hyperlora_core.toy.evaluate import evaluate
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     result = evaluate(ToyWorld.load(), identities=identities, refs=(1,))
     rows = [result.references, result.images["ID-LoRA x1"], result.images["no LoRA"]]
@@ -149,10 +150,11 @@ def toy_picture(identities: int = 4) -> Image.Image:
 def toy_edit_picture(identities: int = 4) -> Image.Image:
     """Photo / ID + Base (empty caption) / ID-LoRA with the edit template's caption / that caption without a
     LoRA, for held-out identities, from the shipped toy world (the study's batched sampler, same noise)."""
-    import torch
 
+    from hyperlora_core.pixels import uint8_pixels
     from hyperlora_core.toy import study
-    from hyperlora_core.toy.evaluate import HookedSampler, ToyWorld
+    from hyperlora_core.toy.evaluate import HookedSampler
+    from hyperlora_core.toy.world_loader import ToyWorld
 
     from .library import TOY_EDIT_CAPTION
 
@@ -163,7 +165,7 @@ def toy_edit_picture(identities: int = 4) -> Image.Image:
     with HookedSampler(toy, held) as sampler:
         samples = [sampler.sample(study.lora_sets([(one, 1.0), (base, 1.0)])),
                    sampler.sample(study.lora_sets([(one, 1.0)]), captions), sampler.sample(None, captions)]
-    rows = [held.photos[:, 0], *((s.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy() for s in samples)]
+    rows = [held.photos[:, 0], *(uint8_pixels(s.permute(0, 2, 3, 1)) for s in samples)]
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
     cell, left, top = 84, 150, TOP_BAND

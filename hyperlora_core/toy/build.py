@@ -192,7 +192,8 @@ def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
     from ..train.config import STAGE
     from ..train.fit import final_path, stage_dir
     from ..train.objective import HyperStep
-    from .evaluate import HeldoutSet, HookedSampler, ToyWorld, match
+    from .evaluate import HeldoutSet, HookedSampler, match
+    from .world_loader import ToyWorld
 
     toy = ToyWorld.load(b.out)
     held = HeldoutSet.make(toy.conditioner, count=8 if b.smoke else 64)
@@ -229,8 +230,8 @@ def eval_stage(b: Build) -> dict:
     from ..eval.harness import default_methods, evaluate, summarise
     from ..eval.report import markdown_table, plot_strength
     from .card import FIGURES
-    from .evaluate import ToyWorld
     from .evaluate import evaluate as toy_evaluate
+    from .world_loader import ToyWorld
 
     figures = b.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from ..lora import save_lora
     from . import files
-    from .evaluate import ToyWorld, evaluate
+    from .evaluate import evaluate
+    from .world_loader import ToyWorld
 
     out = Path(args.out) if args.out else files.ROOT / "output" / "toy_demo"
     t0 = time.time()

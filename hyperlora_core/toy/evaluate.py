@@ -22,66 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..comfy_bridge import apply_lora
-from ..comfy_bridge.diffusion import Denoiser, encode_prompt, euler_sample, ksample, ksampler_noise
+from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
-from ..config import LORA_SCALE
+from ..lora import sample_scales
 from ..model import HyperLoRA
-from ..train.objective import Conditions, HyperStep
-from . import files, world
-from .backbone import ToyBackbone, toy_backbone
-from .encoders import AttributeJudge, Conditioner, ToyArcFace, to_tensor
-from .models import LATENT_SIZE, SIZES
-
-
-@dataclass
-class ToyWorld:
-    """Every toy part, loaded the way ComfyUI's loaders hand them out."""
-
-    backbone: ToyBackbone  # UNet (ModelPatcher), caption encoder (comfy.sd.CLIP), VAE (comfy.sd.VAE), CLIP analogue
-    hyperlora: HyperLoRA
-    conditioner: Conditioner
-    judge: AttributeJudge
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None) -> ToyWorld:
-        """The world in `folder` (default models/toy) with its HyperLoRA, or the one at `hyperlora`."""
-        backbone = toy_backbone(folder)
-        return cls(
-            backbone=backbone,
-            hyperlora=HyperLoRA.from_pretrained(hyperlora or files.part_path("hyperlora", folder)).eval(),
-            conditioner=Conditioner(files.load_module(ToyArcFace(), "arcface", folder), backbone.clip_vision),
-            judge=files.load_module(AttributeJudge(), "judge", folder),
-        )
-
-    @property
-    def unet(self):
-        return self.backbone.unet
-
-    @property
-    def clip(self):
-        return self.backbone.clip
-
-    @property
-    def vae(self):
-        return self.backbone.vae
-
-    def noise(self, count: int, seed: int) -> torch.Tensor:
-        """KSampler's noise for `count` toy latents and a seed (what the KSampler node would draw)."""
-        return ksampler_noise(torch.zeros(count, 4, LATENT_SIZE, LATENT_SIZE), seed)
-
-    @torch.no_grad()
-    def generate(self, lora: dict | None, noise: torch.Tensor, prompt: str = "", strength: float = 1.0,
-                 seed: int = 0, steps: int = 20, cfg: float = 1.0, model=None) -> torch.Tensor:
-        """Images `[B, 32, 32, 3]` 0..1 (ComfyUI IMAGE layout): Apply -> KSampler -> VAEDecode
-        (`model`: an already patched UNet instead)."""
-        model = model or (apply_lora(self.unet, lora, strength) if lora is not None else self.unet)
-        positive, negative = encode_prompt(self.clip, prompt), encode_prompt(self.clip, "")
-        latent = ksample(model, positive, negative, torch.zeros_like(noise), seed, steps=steps, cfg=cfg, noise=noise)
-        return self.vae.decode(latent).float().clamp(0, 1)
-
-    def lora_for(self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.hyperlora.generate_id_lora(clip_tokens, id_embeds)
+from ..pixels import uint8_pixels
+from . import world
+from .encoders import AttributeJudge, Conditioner, to_tensor
+from .models import SIZES
+from .world_loader import ToyWorld
 
 
 @dataclass
@@ -175,17 +124,11 @@ class HookedSampler:
         empty caption, CFG 1."""
         if hl is None:
             return self.sample(None)
-        held, step = self.held, HyperStep(hl)
+        held = self.held
 
         def loras(rows: slice) -> list[LoRASet]:
-            b = rows.stop - rows.start
-            tokens = held.clip_tokens[rows, :refs].flatten(0, 1)
-            embeds = held.id_embeds[rows, :refs].flatten(0, 1) if face else None
-            groups = torch.arange(b).repeat_interleave(refs)
-            downs, ups = step(Conditions(tokens, embeds, None, groups, b), "same_identity")["id"]
-            first = torch.arange(0, b * refs, refs)  # one row per identity
-            scale = torch.full((b,), LORA_SCALE * strength)
-            return [LoRASet([d[first] for d in downs], [u[first] for u in ups], scale)]
+            downs, ups = hl.id_factors(held.clip_tokens[rows, :refs], held.id_embeds[rows, :refs] if face else None)
+            return [LoRASet(downs, ups, sample_scales(rows.stop - rows.start, strength))]
 
         return self.sample(loras)
 
@@ -252,10 +195,6 @@ class ToyEval:
         return path
 
 
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
 @torch.no_grad()
 def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 20, refs: tuple[int, ...] = (1, 4),
              strengths: tuple[float, ...] = (1.0,), log=None) -> ToyEval:
@@ -267,7 +206,7 @@ def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 2
     images: dict[str, np.ndarray] = {}
     base = toy.generate(None, noise, seed=seed, steps=steps)
     rows.append(Row("no LoRA", 0, 0.0, match(toy.judge, base.permute(0, 3, 1, 2), held.attributes)))
-    images["no LoRA"] = _uint8(base)
+    images["no LoRA"] = uint8_pixels(base)
     for k in refs:
         loras = [toy.lora_for(held.clip_tokens[i, :k], held.id_embeds[i, :k]) for i in range(n)]
         for s in strengths:
@@ -276,7 +215,7 @@ def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 2
             m = match(toy.judge, out.permute(0, 3, 1, 2), held.attributes)
             rows.append(Row("ID-LoRA", k, s, m))
             if s == 1.0:
-                images[f"ID-LoRA x{k}"] = _uint8(out)
+                images[f"ID-LoRA x{k}"] = uint8_pixels(out)
             if log:
                 log(f"ID-LoRA refs={k} strength={s}: mean match {m.mean():.3f}")
-    return ToyEval(rows, held.identities, images, _uint8(held.references[:, 0].permute(0, 2, 3, 1)))
+    return ToyEval(rows, held.identities, images, uint8_pixels(held.references[:, 0].permute(0, 2, 3, 1)))

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..coefficients import normalize
 from ..comfy_bridge.lora_hooks import LoRASet
 from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
-from ..lora import lora_modules
+from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
+from ..pixels import uint8_pixels
 from . import files, world
 from .base_judge import BaseJudge
 from .recipe import CONFIG_FILE
@@ -114,25 +114,20 @@ class Loras:
     def set(self, strength: float, rows: slice | None = None) -> LoRASet:
         sel = rows or slice(None)
         downs, ups = [d[sel] for d in self.downs], [u[sel] for u in self.ups]
-        return LoRASet(downs, ups, torch.full((downs[0].shape[0],), self.alpha_scale * strength))
+        return LoRASet(downs, ups, sample_scales(downs[0].shape[0], strength, self.alpha_scale))
 
 
 @torch.no_grad()
 def id_loras(hl: HyperLoRA, study: StudySet, refs: int) -> Loras:
-    """Each identity's ID-LoRA from its first `refs` photos: tokens averaged over the photos, then
-    normalised (what `HyperLoRA.generate_id_lora` does, for all identities at once)."""
-    n = len(study)
-    tokens = hl.id_tokens(study.clip_tokens[:, :refs].flatten(0, 1), study.id_embeds[:, :refs].flatten(0, 1)).float()
-    coeffs = normalize(tokens.view(n, refs, *tokens.shape[1:]).mean(1))
-    downs, ups = hl.lora_factors(coeffs, "id")
-    return Loras(downs, ups, LORA_SCALE)
+    """Each identity's ID-LoRA from its first `refs` photos (`HyperLoRA.generate_id_lora`, for all
+    identities at once)."""
+    return Loras(*hl.id_factors(study.clip_tokens[:, :refs], study.id_embeds[:, :refs]), LORA_SCALE)
 
 
 @torch.no_grad()
 def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
     """Each identity's Base-LoRA from its first photo, face blurred (`HyperLoRA.generate_base_lora`)."""
-    downs, ups = hl.lora_factors(normalize(hl.base_tokens(study.base_tokens).float()), "base")
-    return Loras(downs, ups, LORA_SCALE)
+    return Loras(*hl.base_factors(study.base_tokens[:, None]), LORA_SCALE)
 
 
 def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:
@@ -185,10 +180,6 @@ class StudyResult:
         return "toy_eval " + " ".join(f"{k}={self.numbers[k]:.3f}" if k in self.numbers else f"{k}=n/a" for k in keys)
 
 
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
 def finetune_loras(toy, hl: HyperLoRA, study: StudySet, count: int, cfg, steps: int = FINETUNE_STEPS,
                    lr: float = FINETUNE_LR, log: Log | None = None) -> tuple[list[dict], float]:
     """`train.finetune` from each of the first `count` identities' 4-photo ID-LoRA on those photos
@@ -230,7 +221,8 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
               train_config: str | os.PathLike | None = None) -> StudyResult:
     """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
     the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
-    from .evaluate import HookedSampler, ToyWorld
+    from .evaluate import HookedSampler
+    from .world_loader import ToyWorld
 
     t0 = time.time()
     log = log or (lambda _m: None)
@@ -254,7 +246,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         j0 = judged(plain)
         n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
         n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
-        result.images["no LoRA"] = _uint8(plain)
+        result.images["no LoRA"] = uint8_pixels(plain.permute(0, 2, 3, 1))
         for label, lo in (("1ref", one), ("4ref", four)):
             imgs = sampler.sample(lora_sets([(lo, 1.0)]))
             j = judged(imgs)
@@ -264,14 +256,14 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 result.per_factor["leakage"] = list((j.factors == study.reference_factors).mean(0))
                 result.per_factor["no_lora_leakage"] = list((j0.factors == study.reference_factors).mean(0))
                 result.per_factor["id_match_1ref"] = list(j.identity.mean(0))
-                result.images["ID-LoRA"] = _uint8(imgs)
+                result.images["ID-LoRA"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
             log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
         if base is not None:
             imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
             j = judged(imgs)
             n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
             result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
-            result.images["ID + Base"] = _uint8(imgs)
+            result.images["ID + Base"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
             imgs = sampler.sample(lora_sets([(base, 1.0)]))
             j = judged(imgs)
             n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
@@ -289,7 +281,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 row[f"{label}_id_match"] = j.id_match
                 row[f"{label}_leakage"] = j.factor_rate(study.reference_factors)
                 if c == edit_cfg:
-                    result.images[f"edit {label}"] = _uint8(imgs)
+                    result.images[f"edit {label}"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
                     result.per_factor[f"{label}_edit_follow"] = list((j.factors == study.edits).mean(0))
             result.cfg_rows.append(row)
             log(f"CFG {c:g}: {row}")
