@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from . import temporaries
 from .config import (
     DEFAULT_DIM_HEAD,
     PROJECTIONS,
@@ -307,9 +308,8 @@ def save_published(model: HyperLoRA, folder: str | os.PathLike, dtype: torch.dty
         module = getattr(model, part)
         if module is not None:
             save_tensors_atomic(_small_tensors(module, dtype), folder / name, meta)
-    tmp = folder / f".{MODULES_JSON}.tmp"
-    tmp.write_text(json.dumps(_module_table(model), indent=2), encoding="utf-8")
-    os.replace(tmp, folder / MODULES_JSON)
+    with temporaries.replacing(folder / MODULES_JSON) as tmp:
+        tmp.write_text(json.dumps(_module_table(model), indent=2), encoding="utf-8")
 
 
 def save_single_file(model: HyperLoRA, path: str | os.PathLike, dtype: torch.dtype | None = torch.float16) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import temporaries
 from ..errors import HyperLoRAError
 from ..safetensors_io import load_tensors, save_tensors_atomic
 
@@ -82,9 +83,8 @@ def read_stats(folder: str | os.PathLike | None = None) -> dict:
 def write_stats(stats: dict, folder: str | os.PathLike | None = None) -> None:
     path = world_dir(folder) / STATS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with temporaries.replacing(path) as tmp:
+        tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
 
 
 # -- toy worlds ComfyUI can see ---------------------------------------------------------------------

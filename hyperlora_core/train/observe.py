@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import temporaries
+
 
 class StageLogger:
     def __init__(self, stage_dir: Path, stage: str, total: int, start: int, enabled: bool, progress: bool, tensorboard: bool):
@@ -83,7 +85,6 @@ def save_grid(rows: list[list[torch.Tensor]], path: Path, cell: int = 128) -> Pa
             arr = (img.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
             grid.paste(Image.fromarray(arr).resize((cell, cell), Image.BICUBIC), (x * cell, y * cell))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    grid.save(tmp, format="PNG")
-    tmp.replace(path)
+    with temporaries.replacing(path) as tmp:
+        grid.save(tmp, format="PNG")
     return path

