@@ -93,6 +93,12 @@ def resolve_checkpoint(name: str) -> Path:
     return resolve_in(roots + [r / PUBLISHED_SUBFOLDER for r in roots], name, "HyperLoRA checkpoint", "models/hyper_lora")
 
 
+def checkpoint_files(name: str) -> Path:
+    """What a Loader value loads from: a published folder (every part in it) or our single file."""
+    path = resolve_checkpoint(name)
+    return path.parent if path.name in _PART_NAMES or path.name == MODULES_JSON else path
+
+
 def checkpoint_problem(name: str) -> str | None:
     """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
     if not name or name == NOT_FOUND:

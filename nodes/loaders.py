@@ -48,7 +48,8 @@ LOADER = NodeDef(
         "is read from the weights."
     ),
     inputs=(
-        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem, tooltip=CHECKPOINT_TIP),
+        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem,
+           identity=host.checkpoint_files, tooltip=CHECKPOINT_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="Storage precision of the LoRA basis. auto: as stored in the file."),
     ),
@@ -75,6 +76,11 @@ def face_pack_problem(value: str) -> str | None:
     return None
 
 
+def face_pack_folder(value: str):
+    """The folder a face-pack value loads from (its files' identity keys the node's cache)."""
+    return folders.find_face_pack(pack_name(value))
+
+
 def _load_faces(pack: str, provider: str):
     return (folders.load_face_analyzer(pack_name(pack), provider),)
 
@@ -91,7 +97,8 @@ FACE_LOADER = NodeDef(
         "ArcFace). The published checkpoints need antelopev2: another pack embeds faces differently."
     ),
     inputs=(
-        In("pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem, tooltip=FACE_PACK_TIP),
+        In("pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem,
+           identity=face_pack_folder, tooltip=FACE_PACK_TIP),
         In("provider", "COMBO", options=list(PROVIDER_CHOICES), default="auto",
            tooltip="auto: CUDA when onnxruntime-gpu works, else CPU."),
     ),
@@ -131,7 +138,8 @@ CLIP_LOADER = NodeDef(
         "Load CLIP Vision."
     ),
     inputs=(
-        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, tooltip=CLIP_TIP),
+        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, identity=folders.resolve_clip_vision,
+           tooltip=CLIP_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="auto: ComfyUI's choice for vision encoders."),
     ),

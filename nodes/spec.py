@@ -16,6 +16,8 @@ from typing import Any
 
 from hyperlora_core.errors import HyperLoRAError
 
+from .cache import file_fingerprint
+
 CATEGORY = "HyperLoRA"
 
 WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
@@ -42,6 +44,10 @@ class In:
     from the API or an old workflow may name a file that is not there. Other COMBOs are checked against
     their options when the node runs (ComfyUI attributes a validator's message to every input it takes,
     so the validator takes only the file inputs)."""
+    identity: Callable[[Any], Any] | None = None
+    """COMBO naming a file or folder: the path a value names. ComfyUI caches a node's outputs by its inputs
+    (the name); with this, the file's identity (path, size, mtime, inode: `nodes.cache.file_fingerprint`) is
+    part of that key too, so a file replaced under the same name is loaded again."""
 
     def option_list(self) -> list[str]:
         opts = self.options() if callable(self.options) else self.options
@@ -174,6 +180,21 @@ def _always_changed(cls, **kwargs) -> float:
     return float("nan")  # never equal to itself: ComfyUI runs the node on every queue
 
 
+def _changed(defn: NodeDef) -> classmethod | None:
+    """ComfyUI's IS_CHANGED / fingerprint_inputs: NaN for `always_run`, else the identity of the files the
+    inputs name (so a replaced file re-runs the node), else None (inputs alone decide)."""
+    if defn.always_run:
+        return classmethod(_always_changed)
+    named = [i for i in defn.inputs if i.identity is not None]
+    if not named:
+        return None
+
+    def fingerprint(cls, **kwargs) -> str:
+        return file_fingerprint([(i.identity, kwargs.get(i.name)) for i in named])
+
+    return classmethod(fingerprint)
+
+
 # -- classic (V1) -----------------------------------------------------------------------------------
 def _classic_input(i: In) -> tuple:
     if i.type == "COMBO":
@@ -223,8 +244,8 @@ def build_classic(defn: NodeDef) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["VALIDATE_INPUTS"] = _validator_with_signature(check, "VALIDATE_INPUTS")
-    if defn.always_run:
-        attrs["IS_CHANGED"] = classmethod(_always_changed)
+    if _changed(defn) is not None:
+        attrs["IS_CHANGED"] = _changed(defn)
     return type(_class_name(defn), (), attrs)
 
 
@@ -294,8 +315,8 @@ def build_v3(defn: NodeDef, io) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["validate_inputs"] = _validator_with_signature(check, "validate_inputs")
-    if defn.always_run:
-        attrs["fingerprint_inputs"] = classmethod(_always_changed)
+    if _changed(defn) is not None:
+        attrs["fingerprint_inputs"] = _changed(defn)
     return type(_class_name(defn), (io.ComfyNode,), attrs)
 
 

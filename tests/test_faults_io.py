@@ -150,3 +150,55 @@ def test_disk_full_writing_a_json_of_ours_is_named(tiny_disk):
         with temporaries.replacing(target) as tmp:
             tmp.write_text("x" * 1_000_000)
     assert _leftovers(tiny_disk, set()) == []
+
+
+# -- through the real server ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(comfyui_path):
+    from fixtures import comfy_session
+
+    return comfy_session.get(comfyui_path)
+
+
+def _save_prompt(checkpoint: str, prefix: str) -> dict:
+    from fixtures import comfy_session, workflows
+
+    prompt = workflows.for_tiny_models(workflows.api("hyperlora_save_lora"), comfy_session.TINY_CHECKPOINT,
+                                       f"hyper_lora/{comfy_session.VITL_CHECKPOINT}")
+    prompt[workflows.nodes_of(prompt, "HyperLoRACheckpointLoader")[0]]["inputs"]["checkpoint"] = checkpoint
+    prompt[workflows.nodes_of(prompt, "HyperLoRASave")[0]]["inputs"]["filename_prefix"] = prefix
+    return prompt
+
+
+def _run_and_saved(server, prompt: dict) -> tuple[object, list[Path]]:
+    before = set(server.output_dir.rglob("*.safetensors"))
+    result = server.run(prompt)
+    assert result.error is None, result.error
+    return result, sorted(set(server.output_dir.rglob("*.safetensors")) - before)
+
+
+def test_a_checkpoint_replaced_under_the_same_name_is_loaded_again(server):
+    """ComfyUI caches a node by its inputs (the file's name); the file's identity is part of the key,
+    so the same prompt after the file was replaced runs the Loader again and saves the new weights."""
+    from fixtures import workflows
+    from safetensors.torch import load_file
+
+    from hyperlora_core import standins
+
+    path = server.models / "hyper_lora" / "iofaults_swapped.safetensors"
+    standins.write_tiny_checkpoint(path, seed=3)
+    prompt = _save_prompt(path.name, "iofaults/swapped")
+    loader = workflows.nodes_of(prompt, "HyperLoRACheckpointLoader")[0]
+    try:
+        _, first = _run_and_saved(server, prompt)
+        again, none = _run_and_saved(server, prompt)
+        assert none == [] and loader in again.cached  # unchanged file: the cache still works
+        new = path.with_name(".new.safetensors")
+        standins.write_tiny_checkpoint(new, seed=4)  # same shapes, same size: only the content differs
+        os.replace(new, path)
+        result, second = _run_and_saved(server, prompt)
+    finally:
+        path.unlink(missing_ok=True)
+    assert loader in result.executed and len(first) == len(second) == 1
+    a, b = load_file(first[0]), load_file(second[0])
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
