@@ -131,7 +131,7 @@ def tiny_disk(tmp_path):
     try:
         yield disk
     finally:
-        subprocess.run(["umount", str(disk)], check=True)
+        subprocess.run(["umount", "-l", str(disk)], check=True)  # lazy: a test may hold a file open
 
 
 def test_disk_full_saving_a_lora_is_named_not_in_serializer_wording(tiny_disk):
@@ -202,3 +202,43 @@ def test_a_checkpoint_replaced_under_the_same_name_is_loaded_again(server):
     assert loader in result.executed and len(first) == len(second) == 1
     a, b = load_file(first[0]), load_file(second[0])
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+# -- trainer: an interrupted checkpoint -----------------------------------------------------------------------
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("content", ["", "{}", '{"rng": {"torch": 5}}'], ids=["empty", "no-rng", "wrong-type"])
+def test_resume_with_an_incomplete_rank_file_names_it_and_the_fix(tmp_path, content):
+    """After a crash a rank-0.json may be empty or half-written: named with the fix, never KeyError: 'rng'."""
+    from fixtures.training import TINY_TRAIN_CONFIG
+
+    from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+    from hyperlora_core.train.config import load_config
+    from hyperlora_core.train.fit import fit
+    from hyperlora_core.train.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "data", tiny_backbone(0), identities=4, photos=2)
+    cfg = load_config(TINY_TRAIN_CONFIG, [
+        f"run_dir={tmp_path / 'run'}", f"data.shards={tmp_path / 'data'}", "train.samples.every=-1",
+        "train.log.progress_bar=false", "train.log.tensorboard=false", "train.checkpoint.every=1",
+        "train.checkpoint.keep_last=3", "stages={base: {steps: 3}}"])
+    fit(cfg)
+    (tmp_path / "run" / "base" / "final.safetensors").unlink()  # as if stopped after step 2's checkpoint
+    ckpts = tmp_path / "run" / "base" / "checkpoints"
+    (ckpts / "step-00000002" / "rank-0.json").write_text(content)
+    with pytest.raises(HyperLoRAError) as err:
+        fit(cfg)
+    text = str(err.value)
+    assert "step-00000002" in text and "rank-0.json is empty or incomplete" in text
+    assert "rename step-00000002 to damaged-step-00000002" in text
+    (ckpts / "step-00000002").rename(ckpts / "damaged-step-00000002")  # the advice works
+    fit(cfg)
+    assert (tmp_path / "run" / "base" / "final.safetensors").is_file()
+
+
+def test_disk_full_writing_training_shards_is_named(tiny_disk):
+    from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+    from hyperlora_core.train.synthetic import write_synthetic_dataset
+
+    with pytest.raises(HyperLoRAError, match=rf"^disk full writing {tiny_disk / 'data'}/shard-\d+\.tar: .*Free space"):
+        write_synthetic_dataset(tiny_disk / "data", tiny_backbone(0), identities=64, photos=4)
+    assert not [p for p in (tiny_disk / "data").iterdir() if p.name.startswith(".")]  # no temporary left

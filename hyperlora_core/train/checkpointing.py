@@ -147,7 +147,7 @@ def _save_failure_message(final: Path, exc: BaseException | None, folder: Path) 
     text = str(exc) if exc is not None else "another rank failed"
     if isinstance(root, OSError) and root.errno == errno.ENOSPC or "No space left" in text:
         return (
-            f"could not write checkpoint {final}: no space left on the device. Free disk space (or lower "
+            f"disk full writing checkpoint {final}: no space left on the device. Free disk space (or lower "
             f"train.checkpoint.keep_last) and run fit again to resume. {keep} The partial write was removed."
         )
     return f"could not write checkpoint {final} ({text}). {keep} The partial write was removed."
@@ -202,7 +202,11 @@ def load_checkpoint(
     scheduler.load_state_dict(trainer["scheduler"])
     rank_file = path / f"rank-{info.rank}.json"
     if trainer.get("world") == info.world and rank_file.is_file():
-        _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
+        try:
+            _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # empty or half-written after a crash
+            raise _unreadable(path, f"its file {rank_file.name} is empty or incomplete ({type(exc).__name__}: {exc}); "
+                                    "the write was cut short (a crash or power loss)") from None
     return trainer
 
 

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from .. import temporaries
-from ..errors import HyperLoRAError
+from ..errors import HyperLoRAError, os_error_message
 from ..safetensors_io import load_tensors, save_tensors_atomic
 
 INDEX_FILE = "index.json"
@@ -102,7 +102,22 @@ class ShardWriter:
         self.shards[self._name] = {"size": final.stat().st_size, "sha256": _sha256(final)}
         self._tar = None
 
+    def _failed(self, exc: OSError) -> HyperLoRAError:
+        """Drop the shard being written (its temporary too) and say which file could not be written."""
+        if self._tar is not None:
+            with contextlib.suppress(OSError):
+                self._tar.close()
+            self._tar = None
+            self._temporary.close()
+        return HyperLoRAError(os_error_message(self.folder / self._name, exc, "write"))
+
     def add(self, rec: SampleRecord) -> None:
+        try:
+            self._add(rec)
+        except OSError as exc:  # disk full, read-only: our message naming the shard, not tarfile's
+            raise self._failed(exc) from None
+
+    def _add(self, rec: SampleRecord) -> None:
         if self._tar is None or self._count >= self.per_shard:
             self._close()
             self._open()
@@ -128,7 +143,10 @@ class ShardWriter:
 
     def finish(self, tensors: dict[str, torch.Tensor], info: dict) -> Path:
         """Close the last shard, write dataset.safetensors and then the index (last, atomically)."""
-        self._close()
+        try:
+            self._close()
+        except OSError as exc:
+            raise self._failed(exc) from None
         save_tensors_atomic(tensors, self.folder / DATASET_TENSORS, {"hyperlora.dataset": json.dumps(info)})
         index = {"version": INDEX_VERSION, "info": info, "shards": self.shards, "samples": self.samples}
         with temporaries.replacing(self.folder / INDEX_FILE) as tmp:
