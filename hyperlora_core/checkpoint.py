@@ -155,7 +155,11 @@ def _label(src: _Source, part: str) -> str:
 def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
     """Architecture from shapes alone, validated part against part."""
     meta = src.metadata
-    dim_head = dim_head or int(meta.get("hyperlora.dim_head", DEFAULT_DIM_HEAD))
+    dim_head = dim_head or _metadata_int(src, "hyperlora.dim_head", DEFAULT_DIM_HEAD)
+    face_pack = meta.get("hyperlora.face_pack", "antelopev2")
+    if not face_pack.strip() or "/" in face_pack or "\\" in face_pack or face_pack.startswith("."):
+        raise HyperLoRAError(f"{src.files['resampler'][0]}: metadata 'hyperlora.face_pack' is {face_pack!r}, not a "
+                             "face pack folder name (e.g. 'antelopev2'). " + _REEXPORT)
     basis_size, rank, base_rank = infer_basis(_part_shapes(src, _BASIS_PART), src.modules, _label(src, _BASIS_PART))
     resampler = infer_resampler(_part_shapes(src, "resampler"), _label(src, "resampler"), dim_head)
     projector = (
@@ -176,7 +180,7 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
         id_projector=projector,
         base_rank=base_rank,
         base_resampler=base,
-        face_pack=meta.get("hyperlora.face_pack", "antelopev2"),
+        face_pack=face_pack,
         trigger_words=meta.get("hyperlora.trigger_words", TRIGGER_WORDS),
     )
     check_consistency(config, src.label)
@@ -186,6 +190,25 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
             "copy it from the checkpoint download."
         )
     return config
+
+
+_REEXPORT = ("The file's metadata is damaged or was edited: download the checkpoint again, or export your trained "
+             "one again.")
+
+
+def _metadata_int(src: _Source, key: str, default: int) -> int:
+    """A positive integer from the checkpoint's metadata (strings in a safetensors header), or our message."""
+    raw = src.metadata.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if str(raw).strip().lstrip("+").isdigit() else None
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise HyperLoRAError(f"{src.files['resampler'][0]}: metadata '{key}' is {raw!r}; it must be a positive "
+                             f"integer (the published value is {default}). " + _REEXPORT)
+    return value
 
 
 def _load_small_part(module: nn.Module, src: _Source, part: str) -> None:

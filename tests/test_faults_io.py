@@ -242,3 +242,91 @@ def test_disk_full_writing_training_shards_is_named(tiny_disk):
     with pytest.raises(HyperLoRAError, match=rf"^disk full writing {tiny_disk / 'data'}/shard-\d+\.tar: .*Free space"):
         write_synthetic_dataset(tiny_disk / "data", tiny_backbone(0), identities=64, photos=4)
     assert not [p for p in (tiny_disk / "data").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# -- every value read from a checkpoint's header is checked ------------------------------------------------
+def _with_metadata(path: Path, **changes: str) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    meta = safetensors_io.read_metadata(path)
+    meta.update({k.replace("__", "."): v for k, v in changes.items()})
+    save_file(load_file(path), path, metadata=meta)
+    return path
+
+
+def _with_tensor(path: Path, key: str, tensor: torch.Tensor) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    meta = safetensors_io.read_metadata(path)
+    tensors = load_file(path)
+    tensors[key] = tensor
+    save_file(tensors, path, metadata=meta)
+    return path
+
+
+def _with_module_entry(folder: Path, **entry) -> Path:
+    import json
+
+    table_path = folder / "hyper_lora_modules.json"
+    table = json.loads(table_path.read_text())
+    first = next(iter(table))
+    table[first].update(entry)
+    table_path.write_text(json.dumps(table))
+    return folder
+
+
+@pytest.mark.parametrize("value,case", [("0", "zero"), ("-64", "negative"), ("1.5", "non-integer"),
+                                        ("sixty-four", "wrong type")])
+def test_dim_head_in_the_metadata_is_a_positive_integer(tmp_path, value, case):
+    from hyperlora_core import standins
+    from hyperlora_core.checkpoint import load_hyperlora
+
+    path = _with_metadata(standins.write_tiny_checkpoint(tmp_path / "ours.safetensors", seed=1),
+                          hyperlora__dim_head=value)
+    with pytest.raises(HyperLoRAError, match=rf"ours\.safetensors: metadata 'hyperlora\.dim_head' is '{value}'; "
+                                             r"it must be a positive integer .*export your trained one again"):
+        load_hyperlora(path)
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"hidden_size": 0}, r'"hidden_size" 0; a layer width must be a positive integer'),
+    ({"hidden_size": -64}, r'"hidden_size" -64; a layer width must be a positive integer'),
+    ({"cross_attention_dim": -1}, r'"cross_attention_dim" -1; a layer width must be a positive integer'),
+    ({"hidden_size": 64.5}, r'needs an integer "hidden_size"'),
+    ({"hidden_size": True}, r'needs an integer "hidden_size"'),
+    ({"cross_attention_dim": "64"}, r'non-integer "cross_attention_dim"'),
+], ids=["zero", "negative", "negative-cross", "non-integer", "bool", "string"])
+def test_module_table_widths_are_positive_integers(tmp_path, entry, message):
+    from hyperlora_core import standins
+    from hyperlora_core.checkpoint import load_hyperlora
+
+    folder = _with_module_entry(standins.write_tiny_checkpoint(tmp_path / "pub", seed=1, published_layout=True), **entry)
+    with pytest.raises(HyperLoRAError, match=rf"hyper_lora_modules\.json: entry \"lora_unet_\w+\" .*{message}.*came with"):
+        load_hyperlora(folder)
+
+
+@pytest.mark.parametrize("part,key,tensor,message", [
+    ("id_projector.safetensors", "2.weight", torch.ones(0), r"'2\.weight' has shape \[0\], with a zero-size dimension"),
+    ("resampler.safetensors", "latents", torch.ones(1, 176, 0), r"'latents' has shape \[1, 176, 0\], with a zero-size"),
+    ("hyper_lora_modules.safetensors", "0.to_q.base_down_basis", torch.ones(4, 64),
+     r"'0\.to_q\.base_down_basis' has shape \[4, 64\], expected 3 dimensions"),
+], ids=["zero-size-projector", "zero-size-resampler", "base-basis-wrong-rank"])
+def test_tensor_shapes_read_from_the_header_are_checked(tmp_path, part, key, tensor, message):
+    from hyperlora_core import standins
+    from hyperlora_core.checkpoint import load_hyperlora
+
+    folder = standins.write_tiny_checkpoint(tmp_path / "pub", seed=1, published_layout=True)
+    _with_tensor(folder / part, key, tensor)
+    with pytest.raises(HyperLoRAError, match=rf"{part.replace('.', '[.]')}.*{message}"):
+        load_hyperlora(folder)
+
+
+@pytest.mark.parametrize("value", ["", "../../etc", "."])
+def test_face_pack_in_the_metadata_is_a_folder_name(tmp_path, value):
+    from hyperlora_core import standins
+    from hyperlora_core.checkpoint import load_hyperlora
+
+    path = _with_metadata(standins.write_tiny_checkpoint(tmp_path / "ours.safetensors", seed=1),
+                          hyperlora__face_pack=value)
+    with pytest.raises(HyperLoRAError, match=r"ours\.safetensors: metadata 'hyperlora\.face_pack' is .*not a face pack"):
+        load_hyperlora(path)
