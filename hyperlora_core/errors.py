@@ -14,7 +14,7 @@ class HyperLoRAError(Exception):
 
 class DamagedFileError(HyperLoRAError):
     """A model file that is there but unusable. `kind` says why, for reports that group problems:
-    "missing", "empty", "lfs_pointer", "web_page", "truncated" or "invalid"."""
+    "missing", "empty", "lfs_pointer", "web_page", "truncated", "invalid" or "unreadable" (permissions)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

@@ -16,9 +16,9 @@ import folder_paths
 
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
-from hyperlora_core.errors import HyperLoRAError, os_error_message
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError, os_error_message
 from hyperlora_core.models.check import PUBLISHED_SUBFOLDER, missing_message
-from hyperlora_core.walk import walk
+from hyperlora_core.walk import unreadable_message, unreadable_part, walk
 
 log = logging.getLogger("HyperLoRA")
 
@@ -47,7 +47,7 @@ def list_checkpoints() -> list[str]:
     """
     found: set[str] = set()
     for root in hyper_lora_roots():
-        if not root.is_dir():
+        if not os.path.isdir(root):  # False, not PermissionError, for a root behind a closed folder
             continue
         for here, dirnames, filenames in walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS)]
@@ -81,6 +81,10 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
         candidate = os.path.normpath(os.path.join(base, name))
         if os.path.commonpath([base, candidate]) == base and os.path.exists(candidate):
             return Path(candidate).resolve()
+    for root in roots:
+        blocked = unreadable_part(root, name) if not os.path.isabs(name) and ".." not in name else None
+        if blocked is not None:
+            raise DamagedFileError("unreadable", unreadable_message(*blocked))
     raise HyperLoRAError(f"{what} '{name}' not found in {where} ({', '.join(str(r) for r in roots)}).")
 
 
@@ -106,6 +110,8 @@ def checkpoint_problem(name: str) -> str | None:
                 "the published one; then press 'r' (refresh) in ComfyUI and pick it.")
     try:
         path = resolve_checkpoint(name)
+    except DamagedFileError as err:  # there, but the server may not open its folder
+        return str(err)
     except HyperLoRAError:
         return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint")
     try:

@@ -330,3 +330,82 @@ def test_face_pack_in_the_metadata_is_a_folder_name(tmp_path, value):
                           hyperlora__face_pack=value)
     with pytest.raises(HyperLoRAError, match=r"ours\.safetensors: metadata 'hyperlora\.face_pack' is .*not a face pack"):
         load_hyperlora(path)
+
+
+# -- unreadable folders and dangling links in the model folders -----------------------------------------------
+_LIST_AS_ANOTHER_USER = """
+import json, logging, sys
+from pathlib import Path
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
+from hyperlora_core.comfy_bridge.boot import boot_comfy
+boot_comfy(cpu=True)
+import folder_paths
+from fixtures.pack import pack_submodule
+base = Path(sys.argv[1])
+records = []
+handler = logging.Handler()
+handler.emit = lambda record: records.append(record.getMessage())
+logging.getLogger().addHandler(handler)
+for name, sub in (("hyper_lora", "models/hyper_lora"), ("hyper_lora", "sealed/hyper_lora"),
+                  ("insightface", "models/insightface"), ("clip_vision", "models/clip_vision")):
+    folder_paths.add_model_folder_path(name, str(base / sub))
+try:
+    host = pack_submodule("nodes.host")
+except RuntimeError:
+    sys.exit("\\n".join(records))
+from hyperlora_core.comfy_bridge import folders
+out = {"checkpoints": host.list_checkpoints(), "faces": folders.face_pack_choices(),
+       "clip": folders.clip_vision_choices(), "problem": host.checkpoint_problem("locked/x.safetensors"),
+       "log": [r for r in records if "HyperLoRA" in r]}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_unreadable_folders_are_named_with_the_fix_and_dangling_links_are_not_choices(tmp_path):
+    """Root reads any folder, so the listing runs as the unprivileged user `nobody` (uid 65534): the
+    permission errors are real ones, not simulated."""
+    import shutil
+    import tempfile
+
+
+    base = Path(tempfile.mkdtemp(prefix="hyperlora-unreadable-", dir="/tmp"))  # pytest's tmp_path is root-only
+    try:
+        _list_as_another_user(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _list_as_another_user(base: Path) -> None:
+    from hyperlora_core import standins
+
+    hl = base / "models" / "hyper_lora"
+    standins.write_tiny_checkpoint(hl / "ok.safetensors", seed=1)
+    standins.write_tiny_checkpoint(hl / "locked" / "x.safetensors", seed=1)
+    (hl / "dangling.safetensors").symlink_to(base / "gone.safetensors")
+    (hl / "clip_vit").mkdir()
+    (base / "models" / "insightface" / "models").mkdir(parents=True)
+    (base / "models" / "clip_vision").mkdir(parents=True)
+    (base / "models" / "clip_vision" / "dangling.safetensors").symlink_to(base / "gone.safetensors")
+    (base / "sealed" / "hyper_lora").mkdir(parents=True)
+    for p in [base, *base.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models", base / "sealed"):
+        closed.chmod(0)
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    try:
+        proc = subprocess.run([*as_user, sys.executable, "-c", _LIST_AS_ANOTHER_USER, str(base), str(ROOT)],
+                              capture_output=True, text=True, timeout=300, cwd="/", env={**os.environ, "HOME": "/tmp"})
+    finally:
+        for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models", base / "sealed"):
+            closed.chmod(0o755)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-6000:]
+    import json
+
+    out = json.loads(lines[0][len("RESULT "):])
+    assert out["checkpoints"] == ["ok.safetensors"]  # not the dangling link, nothing from the closed folders
+    assert out["faces"] == [] and "dangling.safetensors" not in out["clip"]
+    assert out["problem"].startswith(f"{hl / 'locked'}: permission denied") and f"chmod a+rx '{hl / 'locked'}'" in out["problem"]
+    for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models"):
+        assert any(f"{closed}: permission denied" in line and "chmod a+rx" in line for line in out["log"]), out["log"]

@@ -12,6 +12,7 @@ from torch import nn
 from .. import temporaries
 from ..errors import HyperLoRAError
 from ..safetensors_io import load_tensors, save_tensors_atomic
+from ..walk import list_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "models" / "toy"
@@ -101,7 +102,7 @@ def world_choices() -> dict[str, Path]:
     if part_path("unet", DEFAULT_DIR).is_file():
         found[BUILTIN_WORLD] = DEFAULT_DIR
     for root in toy_world_roots():
-        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        for folder in [root, *(Path(e.path) for e in list_dir(root) if e.is_dir())] if os.path.isdir(root) else []:
             if (folder / FILES["unet"]).is_file():
                 found.setdefault(f"{TOY_WORLD}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
     return found
