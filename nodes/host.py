@@ -6,6 +6,7 @@ registration and the output-path rules live in one place.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
@@ -143,6 +144,53 @@ def check_filename_prefix(prefix: str) -> str | None:
         return (f"filename_prefix: the name '{long[0][:40]}...' is {len(long[0].encode('utf-8'))} bytes long; "
                 f"each folder or file name may have at most {MAX_NAME_BYTES}. Use a shorter name.")
     return None
+
+
+_REPLACEMENT = re.compile(r"%([^%]+)%")
+_DATE_TOKEN = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
+_NOT_IN_NAMES = re.compile(r'[/?<>\\:*|"\x00-\x1f\x7f]')
+
+
+def _format_date(fmt: str, now: datetime.datetime) -> str:
+    """The frontend's `%date:FORMAT%`: d, M, h, m, s (doubled = two digits), yy, yyyy."""
+    fields = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}
+
+    def one(token: re.Match) -> str:
+        t = token.group(0)
+        if t in ("yy", "yyyy"):
+            return str(now.year)[-2:] if t == "yy" else str(now.year)
+        return str(fields[t[0]]).zfill(len(t)) if t[0] in fields else t
+
+    return _DATE_TOKEN.sub(one, fmt)
+
+
+def _widget_text(prompt: dict, node: str, widget: str) -> str | None:
+    """Widget `widget` of the first node whose type, else whose title, is `node` (None: no such value)."""
+    nodes = [n for n in prompt.values() if isinstance(n, dict)]
+    found = [n for n in nodes if n.get("class_type") == node] or \
+            [n for n in nodes if (n.get("_meta") or {}).get("title") == node]
+    value = (found[0].get("inputs") or {}).get(widget) if found else None
+    if value is None or isinstance(value, (list, dict)):  # absent, or a link: nothing to print
+        return None
+    text = str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    return _NOT_IN_NAMES.sub("_", text)
+
+
+def format_filename_prefix(prefix: str, prompt: dict | None, now: datetime.datetime | None = None) -> str:
+    """ComfyUI's frontend formatting of a `filename_prefix`, done here so the API gets it too:
+    `%date:yyyy-MM-dd%` and `%NodeName.widget%` (a node by its type, else its title; the value with
+    characters that cannot be in a name made `_`). Unknown patterns stay for ComfyUI's own
+    `%year%`, `%month%`, ... in `get_save_image_path`."""
+    now = now or datetime.datetime.now()
+
+    def one(match: re.Match) -> str:
+        parts = match.group(1).split(".")
+        if len(parts) != 2:
+            return _format_date(parts[0][5:], now) if parts[0].startswith("date:") else match.group(0)
+        text = _widget_text(prompt, *parts) if isinstance(prompt, dict) else None
+        return match.group(0) if text is None else text
+
+    return _REPLACEMENT.sub(one, prefix) if isinstance(prefix, str) else prefix
 
 
 def output_candidates(prefix: str, suffix: str = ".safetensors") -> Iterator[Path]:

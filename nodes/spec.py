@@ -100,8 +100,13 @@ class NodeDef:
     deprecated: bool = False
     always_run: bool = False
     """Run on every queue even if the inputs did not change (e.g. it reports on files on disk)."""
+    wants_prompt: bool = False
+    """`run` also gets `prompt=`, the whole API prompt (ComfyUI's hidden PROMPT input), e.g. for
+    `%NodeName.widget%` in a filename_prefix."""
 
     def call(self, kwargs: dict) -> Result:
+        if self.wants_prompt:
+            kwargs.setdefault("prompt", None)
         for i in self.inputs:
             if i.optional and i.name not in kwargs:
                 kwargs[i.name] = None
@@ -220,6 +225,8 @@ def build_classic(defn: NodeDef) -> type:
         spec: dict[str, dict] = {"required": {}, "optional": {}}
         for i in defn.inputs:
             spec["optional" if i.optional else "required"][i.name] = _classic_input(i)
+        if defn.wants_prompt:
+            spec["hidden"] = {"prompt": "PROMPT"}
         return spec
 
     def run(self, **kwargs):
@@ -301,9 +308,12 @@ def build_v3(defn: NodeDef, io) -> type:
             ],
             is_output_node=defn.output_node,
             is_deprecated=defn.deprecated,
+            hidden=[io.Hidden.prompt] if defn.wants_prompt else None,
         )
 
     def execute(cls, **kwargs):
+        if defn.wants_prompt:
+            kwargs["prompt"] = cls.hidden.prompt if cls.hidden is not None else None
         result = defn.call(kwargs)
         return io.NodeOutput(*result.values, ui=result.ui)
 

@@ -409,3 +409,49 @@ def _list_as_another_user(base: Path) -> None:
     assert out["problem"].startswith(f"{hl / 'locked'}: permission denied") and f"chmod a+rx '{hl / 'locked'}'" in out["problem"]
     for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models"):
         assert any(f"{closed}: permission denied" in line and "chmod a+rx" in line for line in out["log"]), out["log"]
+
+
+# -- filename_prefix formatted like ComfyUI's Save Image; files get ComfyUI's mode -----------------------------
+def test_filename_prefix_formats_dates_and_widgets_like_the_frontend():
+    """The frontend's rules (applyTextReplacements + formatDate of frontend 1.58.1), done on the server."""
+    import datetime
+
+    from fixtures.pack import pack_submodule
+
+    host = pack_submodule("nodes.host")
+    now = datetime.datetime(2026, 3, 4, 5, 6, 7)
+    prompt = {"1": {"class_type": "HyperLoRACheckpointLoader", "inputs": {"checkpoint": "a/b.safetensors", "dtype": "auto"},
+                    "_meta": {"title": "Weights"}},
+              "2": {"class_type": "KSampler", "inputs": {"seed": 42, "cfg": 7.0, "denoise": 0.5, "model": ["1", 0]},
+                    "_meta": {"title": "My sampler"}}}
+    cases = {
+        "x/%date:yyyy-MM-dd%": "x/2026-03-04", "%date:yy-M-d h-mm-ss%": "26-3-4 5-06-07", "%date:yyy%": "yyy",
+        # the frontend splits at '.' first: two parts name a node's widget, three keep only 'date:yy'
+        "%date:yy.MM%": "%date:yy.MM%", "%date:yy.M.d%": "26",
+
+        "%KSampler.seed%_%My sampler.cfg%": "42_7", "%Weights.checkpoint%": "a_b.safetensors",
+        "%KSampler.model%": "%KSampler.model%", "%Nobody.seed%": "%Nobody.seed%", "%year%-%width%": "%year%-%width%",
+        "%KSampler.denoise%": "0.5",
+    }
+    for given, expected in cases.items():
+        assert host.format_filename_prefix(given, prompt, now) == expected, given
+
+
+def test_save_lora_over_the_api_formats_the_prefix_and_writes_mode_0644(server):
+    """Over the HTTP API (no frontend in between) the prefix gets the frontend's %date:...% and
+    %NodeName.widget% too, and the file is written with 0666 less the umask, as ComfyUI's files are."""
+    import datetime
+
+    from fixtures import workflows
+
+    prompt = _save_prompt("tiny.safetensors", "iofaults/%date:yyyy-MM-dd%/%HyperLoRASave.dtype%_%Photo 1.image%")
+    days = {datetime.date.today().isoformat()}
+    _, saved = _run_and_saved(server, prompt)
+    days.add(datetime.date.today().isoformat())  # a run across midnight
+    assert len(saved) == 1 and saved[0].parent.parent == server.output_dir / "iofaults"
+    assert saved[0].parent.name in days and saved[0].name == "fp16_face_1.png_00001_.safetensors"
+    photo = workflows.nodes_of(prompt, "LoadImage")[0]
+    assert prompt[photo]["_meta"]["title"] == "Photo 1"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert saved[0].stat().st_mode & 0o777 == 0o666 & ~umask
