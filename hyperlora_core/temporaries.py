@@ -71,6 +71,20 @@ def temporary(folder: Path, final_name: str) -> Iterator[Path]:
             _LIVE.discard(path)
 
 
+@contextlib.contextmanager
+def tracked(path: Path) -> Iterator[Path]:
+    """A temporary named by its writer's own rule (e.g. a trainer checkpoint's `.tmp-step-N/` folder, which
+    every rank writes into): removed on SIGTERM while the block runs, like ours."""
+    install_signal_cleanup()
+    with _LOCK:
+        _LIVE.add(path)
+    try:
+        yield path
+    finally:
+        with _LOCK:
+            _LIVE.discard(path)
+
+
 def file_mode() -> int:
     """The mode `open()` gives a new file here (0666 less the umask), as ComfyUI's own saves have.
 

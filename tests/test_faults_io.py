@@ -455,3 +455,39 @@ def test_save_lora_over_the_api_formats_the_prefix_and_writes_mode_0644(server):
     umask = os.umask(0)
     os.umask(umask)
     assert saved[0].stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+_SLOW_CHECKPOINT = """
+import sys, time
+from pathlib import Path
+sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
+from hyperlora_core.comfy_bridge.boot import boot_comfy
+boot_comfy(cpu=True)
+import torch.distributed.checkpoint.filesystem as dcp_fs
+from test_train_checkpointing import _tiny_step
+from hyperlora_core import temporaries
+from hyperlora_core.train import checkpointing
+from hyperlora_core.train.distributed import init_distributed
+real, calls = dcp_fs._write_item, [0]
+def slow(*args):
+    calls[0] += 1
+    if calls[0] == 2:  # some tensors are on disk: the process is stopped mid-checkpoint
+        print("WRITING", flush=True)
+        time.sleep(120)
+    return real(*args)
+dcp_fs._write_item = slow
+temporaries.install_signal_cleanup()
+step, opt, sched = _tiny_step()
+checkpointing.save_checkpoint(Path(sys.argv[1]), 1, step, opt, sched, init_distributed(), {}, keep_last=2)
+"""
+
+
+def test_sigterm_during_a_trainer_checkpoint_leaves_no_temporary_folder(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_CHECKPOINT, str(tmp_path / "ckpts"), str(ROOT)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "WRITING"
+    assert [p.name for p in (tmp_path / "ckpts").iterdir()] == [".tmp-step-00000001"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    proc.stdout.close()
+    assert list((tmp_path / "ckpts").iterdir()) == []

@@ -4,12 +4,14 @@ A checkpoint is a folder `step-XXXXXXXX/` holding the DCP shards of {model, opti
 world size can read them), `trainer.json` (step, scheduler, config) and `rank-N.json` (that
 rank's torch / numpy / python RNG states). It is written under a hidden temporary name and
 renamed into place once every rank has finished, so a crash, a kill or a full disk never leaves
-a half-written checkpoint where resume would look. Only the newest `keep_last` are kept.
+a half-written checkpoint where resume would look (SIGTERM removes the temporary folder; one left by
+SIGKILL is removed when fit starts again). Only the newest `keep_last` are kept.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import os
@@ -30,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from .. import temporaries
 from ..errors import HyperLoRAError
 from .distributed import DistInfo, any_rank, barrier
 
@@ -104,6 +107,12 @@ def save_checkpoint(
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+    with temporaries.tracked(tmp) if info.is_main else contextlib.nullcontext():  # SIGTERM removes it
+        return _save_into(tmp, final, folder, step, model, optimizer, scheduler, info, trainer, keep_last)
+
+
+def _save_into(tmp: Path, final: Path, folder: Path, step: int, model: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler, info: DistInfo, trainer: dict, keep_last: int) -> Path:
     barrier(info)
     failure: BaseException | None = None
     try:
