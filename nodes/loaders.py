@@ -7,7 +7,7 @@ import torch
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher
-from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError
 from hyperlora_core.face.analyzer import PROVIDER_CHOICES
 from hyperlora_core.face.packs import DEFAULT_PACK, KNOWN_FILES, pack_name
 from hyperlora_core.model import HyperLoRA
@@ -69,6 +69,8 @@ def face_pack_problem(value: str) -> str | None:
     known = item_for(folders.INSIGHTFACE, value)
     try:
         folder = folders.find_face_pack(pack_name(value))
+    except DamagedFileError as err:  # there, but the server may not open its folder
+        return str(err)
     except HyperLoRAError as err:
         return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack") if known else str(err)
     if known and not is_standin_pack(folder) and not all(check_file(known, f, roots).ok for f in known.files):

@@ -356,6 +356,7 @@ except RuntimeError:
 from hyperlora_core.comfy_bridge import folders
 out = {"checkpoints": host.list_checkpoints(), "faces": folders.face_pack_choices(),
        "clip": folders.clip_vision_choices(), "problem": host.checkpoint_problem("locked/x.safetensors"),
+       "face_problem": pack_submodule("nodes.loaders").face_pack_problem("antelopev2/glintr100.onnx"),
        "log": [r for r in records if "HyperLoRA" in r]}
 print("RESULT " + json.dumps(out))
 """
@@ -407,6 +408,8 @@ def _list_as_another_user(base: Path) -> None:
     assert out["checkpoints"] == ["ok.safetensors"]  # not the dangling link, nothing from the closed folders
     assert out["faces"] == [] and "dangling.safetensors" not in out["clip"]
     assert out["problem"].startswith(f"{hl / 'locked'}: permission denied") and f"chmod a+rx '{hl / 'locked'}'" in out["problem"]
+    faces = base / "models" / "insightface" / "models"
+    assert out["face_problem"].startswith(f"{faces}: permission denied") and f"chmod a+rx '{faces}'" in out["face_problem"]
     for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models"):
         assert any(f"{closed}: permission denied" in line and "chmod a+rx" in line for line in out["log"]), out["log"]
 

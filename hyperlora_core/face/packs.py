@@ -21,8 +21,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import HyperLoRAError
-from ..walk import list_dir, walk
+from ..errors import DamagedFileError, HyperLoRAError
+from ..walk import list_dir, unreadable_message, unreadable_part, walk
 
 DEFAULT_PACK = "antelopev2"
 
@@ -128,6 +128,9 @@ def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Pa
     if folder is None:
         misplaced = [Path(r) / pack for r in roots if os.path.isdir(Path(r) / pack)]
         searched = "; ".join(str(c) for c in candidates) or "(no insightface folder is registered)"
+        blocked = next((b for r in roots if (b := unreadable_part(r, f"models/{pack}"))), None)
+        if blocked is not None and not direct.is_absolute():
+            raise DamagedFileError("unreadable", unreadable_message(*blocked))
         if misplaced:
             raise HyperLoRAError(
                 f'face model pack "{pack}" is at {misplaced[0]}, one level too high. Move it to '
