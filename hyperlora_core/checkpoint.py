@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from . import temporaries
 from .config import (
     DEFAULT_DIM_HEAD,
     PROJECTIONS,
@@ -154,7 +155,11 @@ def _label(src: _Source, part: str) -> str:
 def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
     """Architecture from shapes alone, validated part against part."""
     meta = src.metadata
-    dim_head = dim_head or int(meta.get("hyperlora.dim_head", DEFAULT_DIM_HEAD))
+    dim_head = dim_head or _metadata_int(src, "hyperlora.dim_head", DEFAULT_DIM_HEAD)
+    face_pack = meta.get("hyperlora.face_pack", "antelopev2")
+    if not face_pack.strip() or "/" in face_pack or "\\" in face_pack or face_pack.startswith("."):
+        raise HyperLoRAError(f"{src.files['resampler'][0]}: metadata 'hyperlora.face_pack' is {face_pack!r}, not a "
+                             "face pack folder name (e.g. 'antelopev2'). " + _REEXPORT)
     basis_size, rank, base_rank = infer_basis(_part_shapes(src, _BASIS_PART), src.modules, _label(src, _BASIS_PART))
     resampler = infer_resampler(_part_shapes(src, "resampler"), _label(src, "resampler"), dim_head)
     projector = (
@@ -175,7 +180,7 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
         id_projector=projector,
         base_rank=base_rank,
         base_resampler=base,
-        face_pack=meta.get("hyperlora.face_pack", "antelopev2"),
+        face_pack=face_pack,
         trigger_words=meta.get("hyperlora.trigger_words", TRIGGER_WORDS),
     )
     check_consistency(config, src.label)
@@ -185,6 +190,25 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
             "copy it from the checkpoint download."
         )
     return config
+
+
+_REEXPORT = ("The file's metadata is damaged or was edited: download the checkpoint again, or export your trained "
+             "one again.")
+
+
+def _metadata_int(src: _Source, key: str, default: int) -> int:
+    """A positive integer from the checkpoint's metadata (strings in a safetensors header), or our message."""
+    raw = src.metadata.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if str(raw).strip().lstrip("+").isdigit() else None
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise HyperLoRAError(f"{src.files['resampler'][0]}: metadata '{key}' is {raw!r}; it must be a positive "
+                             f"integer (the published value is {default}). " + _REEXPORT)
+    return value
 
 
 def _load_small_part(module: nn.Module, src: _Source, part: str) -> None:
@@ -307,9 +331,8 @@ def save_published(model: HyperLoRA, folder: str | os.PathLike, dtype: torch.dty
         module = getattr(model, part)
         if module is not None:
             save_tensors_atomic(_small_tensors(module, dtype), folder / name, meta)
-    tmp = folder / f".{MODULES_JSON}.tmp"
-    tmp.write_text(json.dumps(_module_table(model), indent=2), encoding="utf-8")
-    os.replace(tmp, folder / MODULES_JSON)
+    with temporaries.replacing(folder / MODULES_JSON) as tmp:
+        tmp.write_text(json.dumps(_module_table(model), indent=2), encoding="utf-8")
 
 
 def save_single_file(model: HyperLoRA, path: str | os.PathLike, dtype: torch.dtype | None = torch.float16) -> None:

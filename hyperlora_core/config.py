@@ -130,13 +130,26 @@ def parse_module_list(raw: object, source: str) -> tuple[ModuleSpec, ...]:
         )
     specs = []
     for name, info in raw.items():
-        if not isinstance(info, dict) or not isinstance(info.get("hidden_size"), int):
-            raise HyperLoRAError(f'{source}: entry "{name}" needs an integer "hidden_size"; found {info!r}.')
+        if not isinstance(info, dict) or not _is_int(info.get("hidden_size")):
+            raise HyperLoRAError(f'{source}: entry "{name}" needs an integer "hidden_size"; found {info!r}. '
+                                 + _FROM_DOWNLOAD)
         cross = info.get("cross_attention_dim")
-        if cross is not None and not isinstance(cross, int):
-            raise HyperLoRAError(f'{source}: entry "{name}" has a non-integer "cross_attention_dim": {cross!r}.')
+        if cross is not None and not _is_int(cross):
+            raise HyperLoRAError(f'{source}: entry "{name}" has a non-integer "cross_attention_dim": {cross!r}. '
+                                 + _FROM_DOWNLOAD)
+        for key, value in (("hidden_size", info["hidden_size"]), ("cross_attention_dim", cross)):
+            if value is not None and value < 1:
+                raise HyperLoRAError(f'{source}: entry "{name}" has "{key}" {value}; a layer width must be a '
+                                     "positive integer. " + _FROM_DOWNLOAD)
         specs.append(ModuleSpec(name=str(name), hidden_size=info["hidden_size"], cross_attention_dim=cross))
     return tuple(specs)
+
+
+_FROM_DOWNLOAD = "The file is damaged or edited: use the one that came with this checkpoint."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a width
 
 
 def _need(shapes: dict[str, tuple[int, ...]], key: str, source: str, ndim: int) -> tuple[int, ...]:
@@ -145,6 +158,9 @@ def _need(shapes: dict[str, tuple[int, ...]], key: str, source: str, ndim: int) 
     shape = shapes[key]
     if len(shape) != ndim:
         raise HyperLoRAError(f"{source}: '{key}' has shape {list(shape)}, expected {ndim} dimensions.")
+    if not all(n >= 1 for n in shape):
+        raise HyperLoRAError(f"{source}: '{key}' has shape {list(shape)}, with a zero-size dimension; the file is "
+                             "damaged or not a HyperLoRA checkpoint part. Download it again.")
     return shape
 
 
@@ -224,7 +240,7 @@ def infer_basis(
     basis_size, rank = first[0], first[2]
     base_first = basis_key(0, PROJECTIONS[0], "base", "down")
     has_base = base_first in shapes
-    base_rank = shapes[base_first][2] if has_base else None
+    base_rank = _need(shapes, base_first, source, 3)[2] if has_base else None
     for i, spec in enumerate(modules):
         for proj in PROJECTIONS:
             n_in, n_out = spec.in_features(proj), spec.out_features(proj)

@@ -14,7 +14,7 @@ class HyperLoRAError(Exception):
 
 class DamagedFileError(HyperLoRAError):
     """A model file that is there but unusable. `kind` says why, for reports that group problems:
-    "missing", "empty", "lfs_pointer", "web_page", "truncated" or "invalid"."""
+    "missing", "empty", "lfs_pointer", "web_page", "truncated", "invalid" or "unreadable" (permissions)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -34,7 +34,8 @@ def os_error_message(path: object, exc: OSError, action: str = "read") -> str:
         return (f"{path}: permission denied; the user running ComfyUI may not {action} it. Fix the owner or the "
                 f"permissions of the file and its folder (e.g. chmod a+r for reading, u+w on the folder for writing).")
     if code == errno.ENOSPC or code == getattr(errno, "EDQUOT", -1):
-        return f"{path}: the disk is full (or over quota); nothing was written. Free space on it and run again."
+        return (f"disk full writing {path}: the disk is full (or over quota); nothing was written there and the "
+                "partial file was removed. Free space on that disk (or choose a folder on another one) and run again.")
     if code == errno.EROFS:
         return f"{path}: the folder is on a read-only file system; nothing was written. Choose a writable folder."
     if code == errno.ENAMETOOLONG:

@@ -4,7 +4,7 @@ ComfyUI's execution cache keeps node outputs while a node's inputs are unchanged
 every loader node. This cache is for what a node loads by name inside its own run (One-Click, the
 published pack's loaders, the face analyzer behind them, the toy world's encoders), and it has
 one rule: an entry is reused only while its key is equal -- the resolved path, each file's name,
-size and modification time (a folder: its direct files) and the caller's extra key -- and each
+size, modification time and inode (a folder: its direct files) and the caller's extra key -- and each
 kind holds one entry, dropped before the next one loads, so switching models frees the old one.
 """
 
@@ -24,7 +24,7 @@ def file_signature(path: str | os.PathLike) -> tuple:
     stats = []
     for f in files:
         st = os.stat(f)
-        stats.append((f.name, st.st_size, st.st_mtime_ns))
+        stats.append((f.name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))  # a rename keeps size, not inode
     return (str(p.resolve()), tuple(stats))
 
 

@@ -2,14 +2,17 @@
 
 safetensors' own messages ("HeaderTooLarge", "invalid header") do not say that the file is a
 Git-LFS pointer or a half-finished download, the two usual causes. Writes go to a temporary file
-that is renamed into place (see `temporaries`), so an interrupted save never leaves a broken file.
+that is renamed into place (see `temporaries`), so an interrupted save never leaves a broken file
+nor a temporary behind (safetensors' own `.tmpXXXXXX` is made inside our temporary folder).
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -141,12 +144,29 @@ def save_tensors_first_free(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with temporaries.temporary(folder, first.name) as tmp:
-            save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            tmp.mkdir()  # safetensors writes its own temporary next to its target: inside ours
+            written = tmp / first.name
+            try:
+                save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(written), metadata=metadata)
+            except SafetensorError as exc:  # its write errors carry the OS reason as text only
+                raise _os_error(exc, written) from None
+            os.chmod(written, temporaries.file_mode())
             for path in itertools.chain([first], (Path(c) for c in names)):
-                if temporaries.publish(tmp, path, overwrite):
+                if temporaries.publish(written, path, overwrite):
                     return path
             return None
     except OSError as exc:
-        raise HyperLoRAError(os_error_message(getattr(exc, "filename", None) or folder, exc, "write")) from None
-    except SafetensorError as exc:  # its write errors carry the OS reason as text only
-        raise HyperLoRAError(f"{folder}: could not write the file ({exc}); check free space and permissions.") from None
+        where = getattr(exc, "filename", None)
+        where = first if where is None or temporaries.SUFFIX in str(where) else where
+        raise HyperLoRAError(os_error_message(where, exc, "write")) from None
+    except SafetensorError as exc:
+        raise HyperLoRAError(f"{first}: could not write the file ({exc}); check free space and permissions.") from None
+
+
+def _os_error(exc: SafetensorError, path: Path) -> Exception:
+    """safetensors reports a failed write as text ('... (os error 28)'): the OSError it was, if it says."""
+    found = re.search(r"os error (\d+)", str(exc))
+    if not found:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code) if code in errno.errorcode else str(exc), str(path))

@@ -3,7 +3,9 @@
 Users link model folders (`ln -s /data/models/hyper_lora ...`), so links must be followed; a link
 that points back up (`ln -s . loop`) must not make a listing endless or hang the server. Each
 real directory (device, inode) is read once, and a link that leads to one already seen is reported
-once in the log.
+once in the log. A link whose target is gone is not a file: it is never offered as a choice. A folder
+the server may not read (permissions) is left out of a drop-down with a warning in the log naming
+it and the fix (`list_dir`), never a PermissionError that takes the node off the menu.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import os_error_message
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,50 @@ def _report(path: Path, first: Path) -> None:
                 path, first, kind)
 
 
+def unreadable_message(folder: str | os.PathLike, exc: OSError) -> str:
+    """What a folder the server may not open means, and the fix."""
+    if isinstance(exc, PermissionError):
+        return (f"{folder}: permission denied; the user running ComfyUI may not open this folder. Give it read and "
+                f"search permission (chmod a+rx '{folder}', or fix its owner), then press 'r' (refresh) in ComfyUI.")
+    return os_error_message(folder, exc, "list")
+
+
+def report_unreadable(folder: str | os.PathLike, exc: OSError) -> None:
+    """Log once per folder that it could not be listed, and how to fix it."""
+    if str(folder) in _REPORTED:
+        return
+    _REPORTED.add(str(folder))
+    log.warning("HyperLoRA: cannot list a model folder; the models in it are not offered. %s",
+                unreadable_message(folder, exc))
+
+
+def unreadable_part(root: str | os.PathLike, name: str) -> tuple[Path, OSError] | None:
+    """The folder on the way from `root` to `root/name` that may not be opened, with the error, or None."""
+    here = Path(root)
+    for part in Path(name).parts:
+        try:
+            os.stat(here / part)
+        except PermissionError as exc:
+            return here, exc
+        except OSError:
+            return None
+        here = here / part
+    return None
+
+
+def list_dir(folder: str | os.PathLike) -> list[os.DirEntry]:
+    """A folder's entries sorted by name; [] if it is not there, and [] with a logged reason (naming
+    the folder and the fix) if it cannot be read."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        report_unreadable(folder, exc)
+        return []
+
+
 def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[Path, list[str], list[str]]]:
     """Like `os.walk(root, followlinks=True)`, top-down and sorted, but each real folder once and
     at most `max_depth` levels down. Prune by editing the yielded folder list in place."""
@@ -39,24 +87,25 @@ def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[
         here, depth = stack.pop()
         try:
             st = os.stat(here)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            report_unreadable(here, exc)
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen:
             _report(here, seen[key])
             continue
         seen[key] = here
-        try:
-            with os.scandir(here) as it:
-                entries = list(it)
-        except OSError:
-            continue
         dirs, files = [], []
-        for e in entries:
+        for e in list_dir(here):
             try:
-                (dirs if e.is_dir() else files).append(e.name)
-            except OSError:
-                files.append(e.name)
+                if e.is_dir():
+                    dirs.append(e.name)
+                elif e.is_file():  # a link to nothing is neither: not a choice
+                    files.append(e.name)
+            except OSError as exc:
+                report_unreadable(e.path, exc)
         dirs.sort()
         files.sort()
         yield here, dirs, files

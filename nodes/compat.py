@@ -9,6 +9,7 @@ are skipped with a warning (as published) but a batch without any face is an err
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hyperlora_core.comfy_bridge.model_management import unwrap
 from hyperlora_core.encode import analyze_photo, encode_base, encode_id
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.face.images import photo_list
+from hyperlora_core.walk import list_dir
 
 from . import host, types
 from .cache import cached
@@ -66,7 +68,7 @@ def _published(sub: str) -> list[Path]:
 
 
 def _folders_in(sub: str) -> list[str]:
-    names = sorted({p.name for base in _published(sub) if base.is_dir() for p in base.iterdir() if p.is_dir()})
+    names = sorted({e.name for base in _published(sub) for e in list_dir(base) if os.path.isdir(e.path)})
     return names or [host.NOT_FOUND]
 
 

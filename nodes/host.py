@@ -6,6 +6,7 @@ registration and the output-path rules live in one place.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
@@ -16,10 +17,10 @@ import folder_paths
 
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
 from hyperlora_core.comfy_bridge import folders
-from hyperlora_core.errors import HyperLoRAError, os_error_message
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError, os_error_message
 from hyperlora_core.models.check import FETCH_NODE, PUBLISHED_SUBFOLDER, check_file, item_for, missing_message
 from hyperlora_core.models.command import models_command
-from hyperlora_core.walk import walk
+from hyperlora_core.walk import unreadable_message, unreadable_part, walk
 
 log = logging.getLogger("HyperLoRA")
 
@@ -48,7 +49,7 @@ def list_checkpoints() -> list[str]:
     """
     found: set[str] = set()
     for root in hyper_lora_roots():
-        if not root.is_dir():
+        if not os.path.isdir(root):  # False, not PermissionError, for a root behind a closed folder
             continue
         for here, dirnames, filenames in walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here == root and d in _NOT_CHECKPOINTS)]
@@ -82,6 +83,10 @@ def resolve_in(roots: list[Path], name: str, what: str, where: str) -> Path:
         candidate = os.path.normpath(os.path.join(base, name))
         if os.path.commonpath([base, candidate]) == base and os.path.exists(candidate):
             return Path(candidate).resolve()
+    for root in roots:
+        blocked = unreadable_part(root, name) if not os.path.isabs(name) and ".." not in name else None
+        if blocked is not None:
+            raise DamagedFileError("unreadable", unreadable_message(*blocked))
     raise HyperLoRAError(f"{what} '{name}' not found in {where} ({', '.join(str(r) for r in roots)}).")
 
 
@@ -94,6 +99,12 @@ def resolve_checkpoint(name: str) -> Path:
     return resolve_in(roots + [r / PUBLISHED_SUBFOLDER for r in roots], name, "HyperLoRA checkpoint", "models/hyper_lora")
 
 
+def checkpoint_files(name: str) -> Path:
+    """What a Loader value loads from: a published folder (every part in it) or our single file."""
+    path = resolve_checkpoint(name)
+    return path.parent if path.name in _PART_NAMES or path.name == MODULES_JSON else path
+
+
 def checkpoint_problem(name: str) -> str | None:
     """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
     if not name or name == NOT_FOUND:
@@ -102,6 +113,8 @@ def checkpoint_problem(name: str) -> str | None:
                 "(refresh) in ComfyUI and pick it.")
     try:
         path = resolve_checkpoint(name)
+    except DamagedFileError as err:  # there, but the server may not open its folder
+        return str(err)
     except HyperLoRAError:
         return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint", folders.comfyui_folder())
     try:
@@ -137,6 +150,53 @@ def check_filename_prefix(prefix: str) -> str | None:
         return (f"filename_prefix: the name '{long[0][:40]}...' is {len(long[0].encode('utf-8'))} bytes long; "
                 f"each folder or file name may have at most {MAX_NAME_BYTES}. Use a shorter name.")
     return None
+
+
+_REPLACEMENT = re.compile(r"%([^%]+)%")
+_DATE_TOKEN = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
+_NOT_IN_NAMES = re.compile(r'[/?<>\\:*|"\x00-\x1f\x7f]')
+
+
+def _format_date(fmt: str, now: datetime.datetime) -> str:
+    """The frontend's `%date:FORMAT%`: d, M, h, m, s (doubled = two digits), yy, yyyy."""
+    fields = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}
+
+    def one(token: re.Match) -> str:
+        t = token.group(0)
+        if t in ("yy", "yyyy"):
+            return str(now.year)[-2:] if t == "yy" else str(now.year)
+        return str(fields[t[0]]).zfill(len(t)) if t[0] in fields else t
+
+    return _DATE_TOKEN.sub(one, fmt)
+
+
+def _widget_text(prompt: dict, node: str, widget: str) -> str | None:
+    """Widget `widget` of the first node whose type, else whose title, is `node` (None: no such value)."""
+    nodes = [n for n in prompt.values() if isinstance(n, dict)]
+    found = [n for n in nodes if n.get("class_type") == node] or \
+            [n for n in nodes if (n.get("_meta") or {}).get("title") == node]
+    value = (found[0].get("inputs") or {}).get(widget) if found else None
+    if value is None or isinstance(value, (list, dict)):  # absent, or a link: nothing to print
+        return None
+    text = str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    return _NOT_IN_NAMES.sub("_", text)
+
+
+def format_filename_prefix(prefix: str, prompt: dict | None, now: datetime.datetime | None = None) -> str:
+    """ComfyUI's frontend formatting of a `filename_prefix`, done here so the API gets it too:
+    `%date:yyyy-MM-dd%` and `%NodeName.widget%` (a node by its type, else its title; the value with
+    characters that cannot be in a name made `_`). Unknown patterns stay for ComfyUI's own
+    `%year%`, `%month%`, ... in `get_save_image_path`."""
+    now = now or datetime.datetime.now()
+
+    def one(match: re.Match) -> str:
+        parts = match.group(1).split(".")
+        if len(parts) != 2:
+            return _format_date(parts[0][5:], now) if parts[0].startswith("date:") else match.group(0)
+        text = _widget_text(prompt, *parts) if isinstance(prompt, dict) else None
+        return match.group(0) if text is None else text
+
+    return _REPLACEMENT.sub(one, prefix) if isinstance(prefix, str) else prefix
 
 
 def output_candidates(prefix: str, suffix: str = ".safetensors") -> Iterator[Path]:

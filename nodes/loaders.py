@@ -7,7 +7,7 @@ import torch
 from hyperlora_core.comfy_bridge import folders
 from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher
-from hyperlora_core.errors import HyperLoRAError
+from hyperlora_core.errors import DamagedFileError, HyperLoRAError
 from hyperlora_core.face.analyzer import PROVIDER_CHOICES
 from hyperlora_core.face.packs import DEFAULT_PACK, KNOWN_FILES, pack_name
 from hyperlora_core.model import HyperLoRA
@@ -48,7 +48,8 @@ LOADER = NodeDef(
         "is read from the weights."
     ),
     inputs=(
-        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem, tooltip=CHECKPOINT_TIP),
+        In("checkpoint", "COMBO", options=host.list_checkpoints, check=host.checkpoint_problem,
+           identity=host.checkpoint_files, tooltip=CHECKPOINT_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="Storage precision of the LoRA basis. auto: as stored in the file."),
     ),
@@ -68,11 +69,18 @@ def face_pack_problem(value: str) -> str | None:
     known = item_for(folders.INSIGHTFACE, value)
     try:
         folder = folders.find_face_pack(pack_name(value))
+    except DamagedFileError as err:  # there, but the server may not open its folder
+        return str(err)
     except HyperLoRAError as err:
         return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder()) if known else str(err)
     if known and not is_standin_pack(folder) and not all(check_file(known, f, roots).ok for f in known.files):
         return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder())
     return None
+
+
+def face_pack_folder(value: str):
+    """The folder a face-pack value loads from (its files' identity keys the node's cache)."""
+    return folders.find_face_pack(pack_name(value))
 
 
 def _load_faces(pack: str, provider: str):
@@ -91,7 +99,8 @@ FACE_LOADER = NodeDef(
         "ArcFace). The published checkpoints need antelopev2: another pack embeds faces differently."
     ),
     inputs=(
-        In("pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem, tooltip=FACE_PACK_TIP),
+        In("pack", "COMBO", options=face_packs, default=DEFAULT_FACE_CHOICE, check=face_pack_problem,
+           identity=face_pack_folder, tooltip=FACE_PACK_TIP),
         In("provider", "COMBO", options=list(PROVIDER_CHOICES), default="auto",
            tooltip="auto: CUDA when onnxruntime-gpu works, else CPU."),
     ),
@@ -137,7 +146,8 @@ CLIP_LOADER = NodeDef(
         "Load CLIP Vision."
     ),
     inputs=(
-        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, tooltip=CLIP_TIP),
+        In("clip_vision", "COMBO", options=clip_choices, check=clip_problem, identity=folders.resolve_clip_vision,
+           tooltip=CLIP_TIP),
         In("dtype", "COMBO", options=["auto", "fp16", "bf16", "fp32"], default="auto",
            tooltip="auto: ComfyUI's choice for vision encoders."),
     ),

@@ -12,8 +12,10 @@ from .loaders import DTYPES
 from .spec import In, NodeDef, Result
 
 
-def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "") -> dict:
-    """Write a new file (never overwriting, the name claimed atomically) and return ComfyUI's UI entry."""
+def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str = "", prompt: dict | None = None) -> dict:
+    """Write a new file (never overwriting, the name claimed atomically) and return ComfyUI's UI entry.
+    `filename_prefix` is formatted as ComfyUI's Save Image's is (`host.format_filename_prefix`)."""
+    filename_prefix = host.format_filename_prefix(filename_prefix, prompt)
     metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
     if notes:
         metadata["hyperlora.notes"] = notes
@@ -27,8 +29,8 @@ def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str =
     return {"filename": filename, "subfolder": subfolder, "type": "output"}
 
 
-def _save(lora, filename_prefix: str, dtype: str, notes: str = ""):
-    entry = save_to_output(lora, filename_prefix, dtype, notes or "")
+def _save(lora, filename_prefix: str, dtype: str, notes: str = "", prompt: dict | None = None):
+    entry = save_to_output(lora, filename_prefix, dtype, notes or "", prompt)
     return Result(values=(), ui={"loras": [entry], "text": [f"{entry['subfolder']}/{entry['filename']}".lstrip("/")]})
 
 
@@ -46,7 +48,8 @@ SAVE = NodeDef(
     inputs=(
         In("lora", types.LORA, tooltip="The LoRA to save."),
         In("filename_prefix", "STRING", default="hyperlora/id_lora",
-           tooltip="File name inside ComfyUI's output folder; sub-folders with '/'. A number is added."),
+           tooltip="File name inside ComfyUI's output folder; sub-folders with '/'. A number is added. As in Save "
+                   "Image: %date:yyyy-MM-dd%, %NodeName.widget% (a node's type or title), %year%, %month%, %day%."),
         In("dtype", "COMBO", options=list(DTYPES), default="fp16", tooltip="Precision of the saved weights (fp16: half the size)."),
         In("notes", "STRING", default="", multiline=True, optional=True,
            tooltip="Stored in the file's metadata (e.g. who, which photos)."),
@@ -55,6 +58,7 @@ SAVE = NodeDef(
     run=_save,
     validate=_check_prefix,
     output_node=True,
+    wants_prompt=True,
 )
 
 NODES = [SAVE]

@@ -16,6 +16,8 @@ from typing import Any
 
 from hyperlora_core.errors import HyperLoRAError
 
+from .cache import file_fingerprint
+
 CATEGORY = "HyperLoRA"
 
 WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
@@ -42,6 +44,10 @@ class In:
     from the API or an old workflow may name a file that is not there. Other COMBOs are checked against
     their options when the node runs (ComfyUI attributes a validator's message to every input it takes,
     so the validator takes only the file inputs)."""
+    identity: Callable[[Any], Any] | None = None
+    """COMBO naming a file or folder: the path a value names. ComfyUI caches a node's outputs by its inputs
+    (the name); with this, the file's identity (path, size, mtime, inode: `nodes.cache.file_fingerprint`) is
+    part of that key too, so a file replaced under the same name is loaded again."""
 
     def option_list(self) -> list[str]:
         opts = self.options() if callable(self.options) else self.options
@@ -94,8 +100,13 @@ class NodeDef:
     deprecated: bool = False
     always_run: bool = False
     """Run on every queue even if the inputs did not change (e.g. it reports on files on disk)."""
+    wants_prompt: bool = False
+    """`run` also gets `prompt=`, the whole API prompt (ComfyUI's hidden PROMPT input), e.g. for
+    `%NodeName.widget%` in a filename_prefix."""
 
     def call(self, kwargs: dict) -> Result:
+        if self.wants_prompt:
+            kwargs.setdefault("prompt", None)
         for i in self.inputs:
             if i.optional and i.name not in kwargs:
                 kwargs[i.name] = None
@@ -174,6 +185,21 @@ def _always_changed(cls, **kwargs) -> float:
     return float("nan")  # never equal to itself: ComfyUI runs the node on every queue
 
 
+def _changed(defn: NodeDef) -> classmethod | None:
+    """ComfyUI's IS_CHANGED / fingerprint_inputs: NaN for `always_run`, else the identity of the files the
+    inputs name (so a replaced file re-runs the node), else None (inputs alone decide)."""
+    if defn.always_run:
+        return classmethod(_always_changed)
+    named = [i for i in defn.inputs if i.identity is not None]
+    if not named:
+        return None
+
+    def fingerprint(cls, **kwargs) -> str:
+        return file_fingerprint([(i.identity, kwargs.get(i.name)) for i in named])
+
+    return classmethod(fingerprint)
+
+
 # -- classic (V1) -----------------------------------------------------------------------------------
 def _classic_input(i: In) -> tuple:
     if i.type == "COMBO":
@@ -199,6 +225,8 @@ def build_classic(defn: NodeDef) -> type:
         spec: dict[str, dict] = {"required": {}, "optional": {}}
         for i in defn.inputs:
             spec["optional" if i.optional else "required"][i.name] = _classic_input(i)
+        if defn.wants_prompt:
+            spec["hidden"] = {"prompt": "PROMPT"}
         return spec
 
     def run(self, **kwargs):
@@ -223,8 +251,8 @@ def build_classic(defn: NodeDef) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["VALIDATE_INPUTS"] = _validator_with_signature(check, "VALIDATE_INPUTS")
-    if defn.always_run:
-        attrs["IS_CHANGED"] = classmethod(_always_changed)
+    if _changed(defn) is not None:
+        attrs["IS_CHANGED"] = _changed(defn)
     return type(_class_name(defn), (), attrs)
 
 
@@ -280,9 +308,12 @@ def build_v3(defn: NodeDef, io) -> type:
             ],
             is_output_node=defn.output_node,
             is_deprecated=defn.deprecated,
+            hidden=[io.Hidden.prompt] if defn.wants_prompt else None,
         )
 
     def execute(cls, **kwargs):
+        if defn.wants_prompt:
+            kwargs["prompt"] = cls.hidden.prompt if cls.hidden is not None else None
         result = defn.call(kwargs)
         return io.NodeOutput(*result.values, ui=result.ui)
 
@@ -294,8 +325,8 @@ def build_v3(defn: NodeDef, io) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["validate_inputs"] = _validator_with_signature(check, "validate_inputs")
-    if defn.always_run:
-        attrs["fingerprint_inputs"] = classmethod(_always_changed)
+    if _changed(defn) is not None:
+        attrs["fingerprint_inputs"] = _changed(defn)
     return type(_class_name(defn), (io.ComfyNode,), attrs)
 
 

@@ -64,7 +64,7 @@ TOY_LOADER = NodeDef(
         "128 x 128 for its 16 x 16 latents (32 x 32 images); captions are attribute phrases such as "
         "'a face, red hair, smiling'."
     ),
-    inputs=(In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD,
+    inputs=(In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, identity=resolve_world,
                tooltip="The pack's own copy, or a folder in models/toy_world."),),
     outputs=(Out("MODEL", "model"), Out("CLIP", "clip"), Out("VAE", "vae"),
              Out(types.HYPERLORA, "hyper_lora", "The toy world's HyperLoRA (also loadable by the HyperLoRA Loader).")),

@@ -22,6 +22,7 @@ from ..errors import HyperLoRAError
 from ..face.analyzer import FaceAnalyzer
 from ..face.packs import find_pack, list_packs, pack_choices
 from ..file_cache import LOADED
+from ..walk import list_dir
 
 INSIGHTFACE = "insightface"
 HYPER_LORA = "hyper_lora"
@@ -96,20 +97,21 @@ def load_face_analyzer(pack: str = "antelopev2", providers: str = "auto") -> Fac
 
 
 def _is_hf_clip_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "model.safetensors").is_file()
+    try:
+        return path.is_dir() and (path / "model.safetensors").is_file()
+    except OSError:  # unreadable: Python < 3.12 raises from is_dir
+        return False
 
 
 def clip_vision_choices() -> list[str]:
     """CLIP vision files in models/clip_vision plus HF-format folders (hyper_lora/clip_vit/<name>)."""
-    names = [n for n in folder_paths.get_filename_list(CLIP_VISION) if n.lower().endswith((".safetensors", ".sft"))]
+    names = [n for n in folder_paths.get_filename_list(CLIP_VISION) if n.lower().endswith((".safetensors", ".sft"))
+             and folder_paths.get_full_path(CLIP_VISION, n)]  # a link to nothing is not a choice
     for root in hyper_lora_roots():
         for sub in CLIP_SUBFOLDERS:
-            base = root / sub
-            if base.is_dir():
-                names += [f"{sub}/{d.name}" for d in sorted(base.iterdir()) if _is_hf_clip_folder(d)]
+            names += [f"{sub}/{d.name}" for d in list_dir(root / sub) if _is_hf_clip_folder(Path(d.path))]
     for root in _paths(CLIP_VISION):
-        if root.is_dir():
-            names += [d.name for d in sorted(root.iterdir()) if _is_hf_clip_folder(d)]
+        names += [d.name for d in list_dir(root) if _is_hf_clip_folder(Path(d.path))]
     return list(dict.fromkeys(names))
 
 

@@ -21,8 +21,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import HyperLoRAError
-from ..walk import walk
+from ..errors import DamagedFileError, HyperLoRAError
+from ..walk import list_dir, unreadable_message, unreadable_part, walk
 
 DEFAULT_PACK = "antelopev2"
 
@@ -60,22 +60,31 @@ def _files_hint(name: str) -> str:
 
 
 def _onnx(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".onnx" and p.is_file())
-    except OSError:
-        return []
+    return [Path(e.path) for e in list_dir(folder) if e.name.lower().endswith(".onnx") and _is_file(e)]
 
 
 def list_packs(roots: Sequence[str | os.PathLike]) -> list[str]:
     """Pack folder names under every `<root>/models/` (for a node's drop-down)."""
     names: list[str] = []
     for root in roots:
-        models = Path(root) / "models"
-        if models.is_dir():
-            for child in sorted(models.iterdir()):
-                if child.is_dir() and child.name not in names and not child.name.startswith("."):
-                    names.append(child.name)
+        for child in list_dir(Path(root) / "models"):
+            if _is_dir(child) and child.name not in names and not child.name.startswith("."):
+                names.append(child.name)
     return names
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # False for a link to nothing
+    except OSError:
+        return False
 
 
 def main_file(folder: Path) -> str | None:
@@ -90,7 +99,7 @@ def pack_choices(roots: Sequence[str | os.PathLike]) -> list[str]:
     `<root>/models/` (a loader's drop-down: a file name, so ComfyUI's frontends can tell when it is missing)."""
     out = []
     for name in list_packs(roots):
-        folder = next(Path(r) / "models" / name for r in roots if (Path(r) / "models" / name).is_dir())
+        folder = next(Path(r) / "models" / name for r in roots if os.path.isdir(Path(r) / "models" / name))
         main = main_file(folder)
         if main:
             out.append(f"{name}/{main}")
@@ -115,10 +124,13 @@ def find_pack(name: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Pa
     else:
         pack = str(name)
         candidates = [Path(r) / "models" / pack for r in roots]
-    folder = next((c for c in candidates if c.is_dir()), None)
+    folder = next((c for c in candidates if os.path.isdir(c)), None)
     if folder is None:
-        misplaced = [Path(r) / pack for r in roots if (Path(r) / pack).is_dir()]
+        misplaced = [Path(r) / pack for r in roots if os.path.isdir(Path(r) / pack)]
         searched = "; ".join(str(c) for c in candidates) or "(no insightface folder is registered)"
+        blocked = next((b for r in roots if (b := unreadable_part(r, f"models/{pack}"))), None)
+        if blocked is not None and not direct.is_absolute():
+            raise DamagedFileError("unreadable", unreadable_message(*blocked))
         if misplaced:
             raise HyperLoRAError(
                 f'face model pack "{pack}" is at {misplaced[0]}, one level too high. Move it to '

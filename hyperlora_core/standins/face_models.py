@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import temporaries
 from ..face.packs import STANDIN_MARKER
 
 """Written next to the models so nobody mistakes the folder for a real pack."""
@@ -72,9 +73,8 @@ def _save(model, path: Path) -> None:
 
     model.ir_version = 8
     onnx.checker.check_model(model)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(model.SerializeToString())
-    os.replace(tmp, path)
+    with temporaries.replacing(path) as tmp:
+        tmp.write_bytes(model.SerializeToString())
 
 
 def _const(numpy_helper, name: str, value: np.ndarray):

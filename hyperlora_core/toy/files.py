@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import temporaries
 from ..errors import HyperLoRAError
 from ..safetensors_io import load_tensors, save_tensors_atomic
+from ..walk import list_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "models" / "toy"
@@ -82,9 +84,8 @@ def read_stats(folder: str | os.PathLike | None = None) -> dict:
 def write_stats(stats: dict, folder: str | os.PathLike | None = None) -> None:
     path = world_dir(folder) / STATS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with temporaries.replacing(path) as tmp:
+        tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
 
 
 # -- toy worlds ComfyUI can see ---------------------------------------------------------------------
@@ -101,7 +102,7 @@ def world_choices() -> dict[str, Path]:
     if part_path("unet", DEFAULT_DIR).is_file():
         found[BUILTIN_WORLD] = DEFAULT_DIR
     for root in toy_world_roots():
-        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        for folder in [root, *(Path(e.path) for e in list_dir(root) if e.is_dir())] if os.path.isdir(root) else []:
             if (folder / FILES["unet"]).is_file():
                 found.setdefault(f"{TOY_WORLD}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
     return found

@@ -4,12 +4,14 @@ A checkpoint is a folder `step-XXXXXXXX/` holding the DCP shards of {model, opti
 world size can read them), `trainer.json` (step, scheduler, config) and `rank-N.json` (that
 rank's torch / numpy / python RNG states). It is written under a hidden temporary name and
 renamed into place once every rank has finished, so a crash, a kill or a full disk never leaves
-a half-written checkpoint where resume would look. Only the newest `keep_last` are kept.
+a half-written checkpoint where resume would look (SIGTERM removes the temporary folder; one left by
+SIGKILL is removed when fit starts again). Only the newest `keep_last` are kept.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import os
@@ -30,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from .. import temporaries
 from ..errors import HyperLoRAError
 from .distributed import DistInfo, any_rank, barrier
 
@@ -104,6 +107,12 @@ def save_checkpoint(
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+    with temporaries.tracked(tmp) if info.is_main else contextlib.nullcontext():  # SIGTERM removes it
+        return _save_into(tmp, final, folder, step, model, optimizer, scheduler, info, trainer, keep_last)
+
+
+def _save_into(tmp: Path, final: Path, folder: Path, step: int, model: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler, info: DistInfo, trainer: dict, keep_last: int) -> Path:
     barrier(info)
     failure: BaseException | None = None
     try:
@@ -147,7 +156,7 @@ def _save_failure_message(final: Path, exc: BaseException | None, folder: Path) 
     text = str(exc) if exc is not None else "another rank failed"
     if isinstance(root, OSError) and root.errno == errno.ENOSPC or "No space left" in text:
         return (
-            f"could not write checkpoint {final}: no space left on the device. Free disk space (or lower "
+            f"disk full writing checkpoint {final}: no space left on the device. Free disk space (or lower "
             f"train.checkpoint.keep_last) and run fit again to resume. {keep} The partial write was removed."
         )
     return f"could not write checkpoint {final} ({text}). {keep} The partial write was removed."
@@ -202,7 +211,11 @@ def load_checkpoint(
     scheduler.load_state_dict(trainer["scheduler"])
     rank_file = path / f"rank-{info.rank}.json"
     if trainer.get("world") == info.world and rank_file.is_file():
-        _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
+        try:
+            _set_rng_state(json.loads(rank_file.read_text(encoding="utf-8"))["rng"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # empty or half-written after a crash
+            raise _unreadable(path, f"its file {rank_file.name} is empty or incomplete ({type(exc).__name__}: {exc}); "
+                                    "the write was cut short (a crash or power loss)") from None
     return trainer
 
 

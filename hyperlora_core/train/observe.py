@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import temporaries
 from ..pixels import uint8_pixels
 
 
@@ -85,7 +86,6 @@ def save_grid(rows: list[list[torch.Tensor]], path: Path, cell: int = 128) -> Pa
             arr = uint8_pixels(img)
             grid.paste(Image.fromarray(arr).resize((cell, cell), Image.BICUBIC), (x * cell, y * cell))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    grid.save(tmp, format="PNG")
-    tmp.replace(path)
+    with temporaries.replacing(path) as tmp:
+        grid.save(tmp, format="PNG")
     return path

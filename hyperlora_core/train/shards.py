@@ -19,6 +19,7 @@ dropout) live next to it in `dataset.safetensors`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import HyperLoRAError
+from .. import temporaries
+from ..errors import HyperLoRAError, os_error_message
 from ..safetensors_io import load_tensors, save_tensors_atomic
 
 INDEX_FILE = "index.json"
@@ -83,7 +85,8 @@ class ShardWriter:
 
     def _open(self) -> None:
         self._name = f"shard-{len(self.shards):06d}.tar"
-        self._tmp = self.folder / f".{self._name}.tmp"
+        self._temporary = contextlib.ExitStack()  # removed on close, on SIGTERM, or by a later sweep
+        self._tmp = self._temporary.enter_context(temporaries.temporary(self.folder, self._name))
         self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
         self.shards[self._name] = {}
         self._count = 0
@@ -93,11 +96,28 @@ class ShardWriter:
             return
         self._tar.close()
         final = self.folder / self._name
-        os.replace(self._tmp, final)
+        with self._temporary:
+            os.chmod(self._tmp, temporaries.file_mode())
+            os.replace(self._tmp, final)
         self.shards[self._name] = {"size": final.stat().st_size, "sha256": _sha256(final)}
         self._tar = None
 
+    def _failed(self, exc: OSError) -> HyperLoRAError:
+        """Drop the shard being written (its temporary too) and say which file could not be written."""
+        if self._tar is not None:
+            with contextlib.suppress(OSError):
+                self._tar.close()
+            self._tar = None
+            self._temporary.close()
+        return HyperLoRAError(os_error_message(self.folder / self._name, exc, "write"))
+
     def add(self, rec: SampleRecord) -> None:
+        try:
+            self._add(rec)
+        except OSError as exc:  # disk full, read-only: our message naming the shard, not tarfile's
+            raise self._failed(exc) from None
+
+    def _add(self, rec: SampleRecord) -> None:
         if self._tar is None or self._count >= self.per_shard:
             self._close()
             self._open()
@@ -123,12 +143,14 @@ class ShardWriter:
 
     def finish(self, tensors: dict[str, torch.Tensor], info: dict) -> Path:
         """Close the last shard, write dataset.safetensors and then the index (last, atomically)."""
-        self._close()
+        try:
+            self._close()
+        except OSError as exc:
+            raise self._failed(exc) from None
         save_tensors_atomic(tensors, self.folder / DATASET_TENSORS, {"hyperlora.dataset": json.dumps(info)})
         index = {"version": INDEX_VERSION, "info": info, "shards": self.shards, "samples": self.samples}
-        tmp = self.folder / f".{INDEX_FILE}.tmp"
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        os.replace(tmp, self.folder / INDEX_FILE)
+        with temporaries.replacing(self.folder / INDEX_FILE) as tmp:
+            tmp.write_text(json.dumps(index), encoding="utf-8")
         return self.folder / INDEX_FILE
 
 
