@@ -2,7 +2,7 @@
 (1.58.1, the PyPI wheel that scripts/setup_env.sh unzips into .frontend/, served with --front-end-root),
 in headless Chromium (Debian's `chromium`).
 
-Each frontend gets its own ComfyUI with no model weights at all (only photos in its input folder), as a
+Each frontend gets its own ComfyUI with no model weights at all and an empty input folder, as a
 new user has it: every template opens readably with no missing node, the frontend names the missing
 weights before Run, Run is refused with our message before anything executes, the template browser shows
 titles and pictures, the toy world runs from the Run button, and the nodes speak Chinese when asked.
@@ -22,7 +22,6 @@ import pytest
 from fixtures import published_ui, workflows
 from fixtures.pack import ROOT
 
-from hyperlora_core import standins
 from scripts.comfy_server import ComfyServer, write_extra_model_paths
 from workflows import library
 
@@ -47,6 +46,12 @@ VIEW_JS = """() => {
             size: Array.from(n.size), x: (n.pos[0] + ox) * s, y: (n.pos[1] + oy) * s,
             titleTop: (n.pos[1] - 30 + oy) * s}))};
 }"""
+
+PHOTOS_JS = """() => window.app.graph._nodes.filter(n => n.type === 'LoadImage').map(n => {
+    const w = n.widgets.find(w => w.name === 'image');
+    const values = typeof w.options.values === 'function' ? w.options.values() : w.options.values;
+    return [w.value, values.includes(w.value)];
+})"""
 
 
 class Editor:
@@ -103,9 +108,7 @@ def editor(request, comfyui_path, artifacts_dir):
     models = base / "models"  # no weights at all
     for name in ("hyper_lora", "insightface", "clip_vision", "checkpoints", "controlnet", "loras"):
         (models / name).mkdir(parents=True)
-    (base / "input").mkdir()
-    for k, name in enumerate(library.PHOTOS):
-        (standins.pose_picture(k) if name.startswith("pose") else standins.face_photo(k)).save(base / "input" / name)
+    (base / "input").mkdir()  # empty, as on a fresh install: the pack places the templates' sample photos
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({
         "Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": True,
@@ -120,12 +123,15 @@ def editor(request, comfyui_path, artifacts_dir):
         page = browser.new_page(viewport=VIEW)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        not_found: list[str] = []
+        page.on("response", lambda r: not_found.append(r.url) if r.status == 404 else None)
         page.goto(server.url)
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
                                "&& window.LiteGraph.registered_node_types['HyperLoRAEncodeID']", timeout=180_000)
         page.wait_for_timeout(1500)
         ed = Editor(page, server, version, root is not None)
         ed.errors = errors
+        ed.not_found = not_found
         ed.models = models
         yield ed
         browser.close()
@@ -153,9 +159,15 @@ def test_a_workflow_with_an_unknown_node_is_reported_missing(editor):
 
 @pytest.mark.parametrize("name", workflows.names())
 def test_template_opens_readably(editor, name, artifacts_dir):
+    editor.not_found.clear()
     wf = editor.open_template(name)
     state = editor.state()
     assert state["missing"] == [] and sorted(state["nodes"]) == sorted(n["type"] for n in wf["nodes"])
+    # No missing input on a fresh install: every photo a Load Image names is among its choices (the sample photos
+    # the pack placed into the empty input folder) and its preview loads (no 404 in the console).
+    photos = editor.page.evaluate(PHOTOS_JS)
+    assert all(listed for _, listed in photos) and len(photos) == sum(n["type"] == "LoadImage" for n in wf["nodes"]), photos
+    assert editor.not_found == [], editor.not_found
     # The frontend's API export of the loaded graph is exactly our API file: widget order and links agree.
     exported = editor.page.evaluate("async () => (await window.app.graphToPrompt()).output")
     expected = workflows.api(name)
