@@ -24,6 +24,7 @@ from fixtures.pack import ROOT
 
 from scripts.comfy_server import ComfyServer, write_extra_model_paths
 from workflows import library
+from workflows.graph import NOTE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,6 +52,12 @@ PHOTOS_JS = """() => window.app.graph._nodes.filter(n => n.type === 'LoadImage')
     const w = n.widgets.find(w => w.name === 'image');
     const values = typeof w.options.values === 'function' ? w.options.values() : w.options.values;
     return [w.value, values.includes(w.value)];
+})"""
+
+NOTE_JS = """() => Array.from(document.querySelectorAll('.comfy-markdown .tiptap')).filter(e => e.offsetParent && e.querySelector('h2')).map(e => {
+    const line = e.querySelector('h2');
+    const px = line.getBoundingClientRect().height / line.offsetHeight * parseFloat(getComputedStyle(line).fontSize);
+    return {px, fits: e.scrollHeight <= e.clientHeight + 1, text: e.innerText};
 })"""
 
 
@@ -168,6 +175,11 @@ def test_template_opens_readably(editor, name, artifacts_dir):
     photos = editor.page.evaluate(PHOTOS_JS)
     assert all(listed for _, listed in photos) and len(photos) == sum(n["type"] == "LoadImage" for n in wf["nodes"]), photos
     assert editor.not_found == [], editor.not_found
+    # The note is readable where the template opens: its text drawn at 9 px or more on screen, none of it scrolled away.
+    (note,) = editor.page.evaluate(NOTE_JS)
+    assert note["px"] >= 9 and note["fits"], note
+    written = next(n for n in library.template(name).build() if n.type == NOTE).inputs["text"].replace("`", "")
+    assert note["text"].split() == written.split()  # shown as written (no character taken for Markdown)
     # The frontend's API export of the loaded graph is exactly our API file: widget order and links agree.
     exported = editor.page.evaluate("async () => (await window.app.graphToPrompt()).output")
     expected = workflows.api(name)
@@ -180,7 +192,7 @@ def test_template_opens_readably(editor, name, artifacts_dir):
     # "control after generate" for an input named seed) would shift the saved values and show here.
     held = editor.page.evaluate("() => Object.fromEntries(window.app.graph.serialize().nodes.map(n => [n.id, n.widgets_values]))")
     for node in wf["nodes"]:
-        if node["type"] not in ("Note", "PreviewAny"):
+        if node["type"] not in (NOTE, "PreviewAny"):
             assert (held[str(node["id"])] or []) == node.get("widgets_values", []), (node["type"], node["id"])
     view = editor.page.evaluate(VIEW_JS)
     saved = {str(n["id"]): n["size"] for n in wf["nodes"]}
@@ -337,6 +349,38 @@ def test_published_pack_workflow_loads_on_the_compatibility_nodes(editor, artifa
         published_ui.PUBLISHED_NODE_TYPES
     editor.shot(artifacts_dir, "published_pack_workflow")
     editor.page.keyboard.press("Escape")
+
+
+SEARCH_JS = """() => Array.from(document.querySelectorAll(
+    '.comfy-vue-node-search-box li, [role=listbox] [role=option], .p-autocomplete-option'))
+    .map(e => e.innerText.replace(/\\s+/g, ' ').trim()).filter(t => t)"""
+
+
+def test_node_search_lists_our_nodes_before_the_compatibility_ones(editor, artifacts_dir):
+    """The published pack's names are deprecated: both frontends leave them out of node search (they still load in
+    old workflows, see the test above), so "HyperLoRA ..." finds our own nodes first."""
+    page = editor.page
+    editor.close_dialogs()
+    page.evaluate("() => window.app.graph.clear()")
+    info = editor.server.get_json("/object_info")
+    ours = {v["display_name"] for v in info.values() if v.get("category") == "HyperLoRA"}
+    published = {v["display_name"] for v in info.values() if v.get("category") == "HyperLoRA/published pack"}
+    assert published and all(v["deprecated"] for v in info.values() if v.get("category") == "HyperLoRA/published pack")
+    for query in ("HyperLoRA Loader", "HyperLoRA"):
+        page.mouse.dblclick(800, 500)  # an empty canvas: the node search box
+        page.wait_for_timeout(800)
+        page.keyboard.type(query)
+        page.wait_for_timeout(1500)
+        listed = page.evaluate(SEARCH_JS)
+        editor.shot(artifacts_dir, "search_" + query.replace(" ", "_"))
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+        names = [next((n for n in sorted(ours | published, key=len, reverse=True) if item.startswith(n)), item)
+                 for item in listed]
+        assert names and names[0] in ours, listed
+        assert not set(names) & published, listed
+        if query == "HyperLoRA Loader":
+            assert names[0] == "HyperLoRA Loader", listed
 
 
 def test_the_nodes_speak_chinese(editor, artifacts_dir):

@@ -118,7 +118,7 @@ SDXL_NOTE = ("Opens with sample photos ({photos}): pick or upload your own in Lo
 
 
 def sdxl_note(i: int, what: str, photos: str) -> N:
-    return note(i, f"{what}\n\n" + SDXL_NOTE.format(photos=photos), MODELS, 0, width=540, height=190)
+    return note(i, f"{what}\n" + SDXL_NOTE.format(photos=photos), MODELS, 0, width=540)
 
 
 def sdxl(nodes: list[N], model: L, prefix: str, what: str, photos: str, sample_col: int, prompt_col: int,
@@ -183,7 +183,7 @@ def save_lora() -> list[N]:
         note(30, "Two photos of one person -> an ID-LoRA saved as a kohya .safetensors file in output/hyperlora/, "
              "for any LoRA loader.\n\nOpens with two sample photos of one person: pick or upload your own in Load Image. "
              "`python -m hyperlora_core.models fetch` downloads the HyperLoRA checkpoint and CLIP ViT-L/14; "
-             "antelopev2 goes into models/insightface/models/ by hand.", MODELS, 0, width=540, height=190),
+             "antelopev2 goes into models/insightface/models/ by hand.", MODELS, 0, width=540),
         *hyperlora_models(1),
         load(4, ASTRONAUT, 1, 0, "Photo 1"), load(5, ASTRONAUT_2, 1, 1, "Photo 2"),
         N(6, "ImageBatch", {"image1": L(4), "image2": L(5)}, 2, 0, "Both photos"),
@@ -212,14 +212,14 @@ def with_controlnet() -> list[N]:
         load(9, ASTRONAUT, 1, 0, "Photo of the person"), load(14, POSE, 1, 20, "Pose picture"),
         *encode_generate(10, L(9), 6, 1, 2, preview=False),
         apply(13, L(1), L(11), 2, row=11),
-        N(15, "ControlNetLoader", {"control_net_name": CONTROLNET.main.target}, MODELS, 22, "ControlNet (pose)",
+        N(15, "ControlNetLoader", {"control_net_name": CONTROLNET.main.target}, 3, 3, "ControlNet (pose)",
           models=[download_entry(CONTROLNET)]),
         N(16, "ControlNetApplyAdvanced", {"positive": L(3), "negative": L(4), "control_net": L(15), "image": L(14),
                                           "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}, 2, 21,
           "Apply the ControlNet"),
     ], L(13), "hyperlora/controlnet",
-        "HyperLoRA for the face + a ControlNet (OpenPose) for the pose: the LoRA changes the model's weights, the "
-        "ControlNet the conditioning. The sample pose is an OpenPose skeleton: pick your own in the Pose picture node.",
+        "HyperLoRA for the face (weights) + an OpenPose ControlNet for the pose (conditioning); the sample pose is a "
+        "skeleton, pick yours in Pose picture.",
         "a public-domain portrait", sample_col=3, prompt_col=2, positive=L(16, 0), negative=L(16, 1))
 
 
@@ -240,7 +240,7 @@ def model_check() -> list[N]:
         note(3, "Run this to see which files HyperLoRA needs, where each is or should go, and what is wrong "
              "(missing, nested folder, Git-LFS pointer, truncated download, wrong face pack).\n\nThe same report "
              "in a terminal: `python -m hyperlora_core.models check`; `... fetch` downloads what is missing.",
-             0, 0, width=400, height=190),
+             0, 0, width=400),
         N(1, "HyperLoRAModelCheck", {}, 0, 6, "HyperLoRA model check", width=400),
         N(2, "PreviewAny", {"source": L(1)}, 1, 0, "Report", width=900, height=560),
     ]
@@ -263,14 +263,14 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
         note(20, "The toy world (models/toy): a tiny synthetic SDXL-architecture world trained on CPU, shipped "
              "with the pack. Press Run: a never-seen identity's photo -> its ID-LoRA -> four samples with it "
              "(top) and the same seeds without it (bottom). The caption stays empty so only the LoRA carries "
-             "identity. Change 'identity' for another person.", 0, 0, height=230),
+             "identity. Change 'identity' for another person.", 0, 0),
         N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 6, "Toy world"),
     ]
     if photos is None:
         nodes += [
             N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 10,
               "Reference photo"),
-            N(3, "PreviewImage", {"images": L(2)}, 1, 0, "The person"),
+            N(3, "PreviewImage", {"images": L(2)}, 5, 0, "The person (reference)"),  # right of the results
         ]
         source = L(2)
     else:
@@ -289,9 +289,9 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
           "Generate ID-LoRA"),
         N(16, "HyperLoRAApply", {"model": L(1), "lora": L(6), "strength": strength, "base_strength": 0.0}, 1, 13,
           "Apply the LoRA"),
-        N(7, "CLIPTextEncode", {"text": prompt, "clip": L(1, 1)}, 2, 0, "Caption (empty)"),
-        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 4, "Negative caption"),
-        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 2, 8, "Latent 16 x 16"),
+        N(7, "CLIPTextEncode", {"text": prompt, "clip": L(1, 1)}, 1, 20, "Caption (empty)"),
+        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 1, 24, "Negative caption"),
+        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 1, 28, "Latent 16 x 16"),
         N(10, "KSampler", {"model": L(16), **sampler}, 3, 0, "With the ID-LoRA"),
     ]
     branches = [(10, TOY_SAVE_WITH, "with_lora", 0)]
@@ -341,12 +341,13 @@ def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] 
         note(20, "Toy world: ID-LoRA and Base-LoRA from one photo. Press Run. Top: ID + Base, empty caption: the "
              "photo's person, background and shirt. Below: the ID-LoRA alone with the editing caption: the same "
              "person in the shirt and background the caption names. Try '<colour> shirt, <colour> "
-             "plain|striped|dotted background'.", 0, 0, height=200),
+             "plain|striped|dotted background'.", 0, 0),
         N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 1, "Toy world"),
     ]
     if photos is None:
-        nodes.append(N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
-                       "Reference photo"))
+        nodes += [N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
+                    "Reference photo"),
+                  N(3, "PreviewImage", {"images": L(2)}, 3, -1, "The person (reference)")]  # left of the results
     else:
         if len(photos) != 1:
             raise ValueError("the edit graph takes one reference photo (a name inside ComfyUI's input folder)")
