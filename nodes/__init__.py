@@ -11,10 +11,12 @@ from .registry import classic_mappings, node_defs, v3_entrypoint, v3_io
 
 # Model folders (models/hyper_lora, models/insightface) are registered with folder_paths on first
 # use (listing or loading), not here: importing the pack changes no global state of the host, with
-# one exception: a SIGTERM handler (set from the main thread, which runs this import; saves run in
+# two exceptions: a SIGTERM handler (set from the main thread, which runs this import; saves run in
 # the worker thread, which may not set one) that removes our half-written temporaries and then
-# does whatever the host had set.
+# does whatever the host had set; and, only inside a running server, the templates' sample photos
+# copied into its input folder where no file has their name (so no template opens with a missing photo).
 temporaries.install_signal_cleanup()
+host.place_sample_photos()
 DEFS = node_defs()
 API = "classic"
 _v3 = v3_io()

@@ -367,7 +367,10 @@ UNI_GENERATE = NodeDef(
 )
 
 COMPAT_CATEGORY = f"{CATEGORY}/published pack"
-NODES = [replace(n, category=COMPAT_CATEGORY)
+# Deprecated: both frontends leave deprecated nodes out of node search and the node library (unless the user turns on
+# "Show deprecated nodes in search"), so a search for "HyperLoRA ..." lists our own nodes; workflows that use these
+# names still load and run.
+NODES = [replace(n, category=COMPAT_CATEGORY, deprecated=True)
          for n in (CONFIG, LOADER, ID_COND, BASE_COND, GEN_ID, GEN_BASE, APPLY, SAVE, FACE_ATTR, UNI_LOADER, UNI_GENERATE)]
 
 ORDER = 1000  # place in the node listing (registry.declaring_modules)

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import folder_paths
 
 from hyperlora_core.checkpoint import BASIS_FILE, MODULES_JSON, PART_FILES, read_config
-from hyperlora_core.comfy_bridge import folders
+from hyperlora_core.comfy_bridge import folders, input_photos
 from hyperlora_core.errors import DamagedFileError, HyperLoRAError, os_error_message
 from hyperlora_core.models.check import FETCH_NODE, PUBLISHED_SUBFOLDER, check_file, item_for, missing_message
 from hyperlora_core.models.command import models_command
@@ -250,3 +250,16 @@ def custom_node_dirs() -> list[Path]:
     except KeyError:
         return []
 
+
+
+# -- sample photos --------------------------------------------------------------------------------
+SAMPLE_PHOTOS = Path(__file__).resolve().parents[1] / "workflows" / "photos"
+"""The templates' sample photos (made by `workflows/sample_photos.py`), shipped with the pack."""
+
+
+def place_sample_photos() -> list[str]:
+    """Inside a running ComfyUI server, put the templates' sample photos into its input folder (where LoadImage
+    finds them), never over a file of the same name; returns the names placed."""
+    if not input_photos.serving() or not SAMPLE_PHOTOS.is_dir():
+        return []
+    return input_photos.place_input_photos(sorted(p for p in SAMPLE_PHOTOS.iterdir() if p.is_file()))

@@ -145,6 +145,8 @@ def main() -> int:
                 inp.update(width=args.size, height=args.size)
             elif kind == "KSampler" and args.steps:
                 inp["steps"] = args.steps
+            elif kind == "LoadImage":
+                inp["image"] = "face_1.png"  # the given photo, not the template's sample
         yaml_path = server_mod.write_extra_model_paths(base / "extra_model_paths.yaml", comfy / "models", {
             name: name for name in ("checkpoints", "clip_vision", "hyper_lora", "insightface", "vae", "loras")})
         server = server_mod.ComfyServer(comfy, base, extra_model_paths=yaml_path, packs={"comfyui-hyperlora": ROOT},

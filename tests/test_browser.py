@@ -2,7 +2,7 @@
 (1.58.1, the PyPI wheel that scripts/setup_env.sh unzips into .frontend/, served with --front-end-root),
 in headless Chromium (Debian's `chromium`).
 
-Each frontend gets its own ComfyUI with no model weights at all (only photos in its input folder), as a
+Each frontend gets its own ComfyUI with no model weights at all and an empty input folder, as a
 new user has it: every template opens readably with no missing node, the frontend names the missing
 weights before Run, Run is refused with our message before anything executes, the template browser shows
 titles and pictures, the toy world runs from the Run button, a node's help panel shows its page (web/docs/),
@@ -23,9 +23,9 @@ import pytest
 from fixtures import published_ui, workflows
 from fixtures.pack import ROOT, pack_submodule
 
-from hyperlora_core import standins
 from scripts.comfy_server import ComfyServer, write_extra_model_paths
 from workflows import library
+from workflows.graph import NOTE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,6 +48,18 @@ VIEW_JS = """() => {
             size: Array.from(n.size), x: (n.pos[0] + ox) * s, y: (n.pos[1] + oy) * s,
             titleTop: (n.pos[1] - 30 + oy) * s}))};
 }"""
+
+PHOTOS_JS = """() => window.app.graph._nodes.filter(n => n.type === 'LoadImage').map(n => {
+    const w = n.widgets.find(w => w.name === 'image');
+    const values = typeof w.options.values === 'function' ? w.options.values() : w.options.values;
+    return [w.value, values.includes(w.value)];
+})"""
+
+NOTE_JS = """() => Array.from(document.querySelectorAll('.comfy-markdown .tiptap')).filter(e => e.offsetParent && e.querySelector('h2')).map(e => {
+    const line = e.querySelector('h2');
+    const px = line.getBoundingClientRect().height / line.offsetHeight * parseFloat(getComputedStyle(line).fontSize);
+    return {px, fits: e.scrollHeight <= e.clientHeight + 1, text: e.innerText};
+})"""
 
 
 class Editor:
@@ -110,9 +122,7 @@ def editor(request, comfyui_path, artifacts_dir, declared):
     models = base / "models"  # no weights at all
     for name in ("hyper_lora", "insightface", "clip_vision", "checkpoints", "controlnet", "loras"):
         (models / name).mkdir(parents=True)
-    (base / "input").mkdir()
-    for k, name in enumerate(library.PHOTOS):
-        (standins.pose_picture(k) if name.startswith("pose") else standins.face_photo(k)).save(base / "input" / name)
+    (base / "input").mkdir()  # empty, as on a fresh install: the pack places the templates' sample photos
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({
         "Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": True,
@@ -127,12 +137,15 @@ def editor(request, comfyui_path, artifacts_dir, declared):
         page = browser.new_page(viewport=VIEW)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        not_found: list[str] = []
+        page.on("response", lambda r: not_found.append(r.url) if r.status == 404 else None)
         page.goto(server.url)
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph "
                                "&& window.LiteGraph.registered_node_types['HyperLoRAEncodeID']", timeout=180_000)
         page.wait_for_timeout(1500)
         ed = Editor(page, server, version, root is not None)
         ed.errors = errors
+        ed.not_found = not_found
         ed.models = models
         yield ed
         browser.close()
@@ -160,9 +173,20 @@ def test_a_workflow_with_an_unknown_node_is_reported_missing(editor):
 
 @pytest.mark.parametrize("name", workflows.names())
 def test_template_opens_readably(editor, name, artifacts_dir):
+    editor.not_found.clear()
     wf = editor.open_template(name)
     state = editor.state()
     assert state["missing"] == [] and sorted(state["nodes"]) == sorted(n["type"] for n in wf["nodes"])
+    # No missing input on a fresh install: every photo a Load Image names is among its choices (the sample photos
+    # the pack placed into the empty input folder) and its preview loads (no 404 in the console).
+    photos = editor.page.evaluate(PHOTOS_JS)
+    assert all(listed for _, listed in photos) and len(photos) == sum(n["type"] == "LoadImage" for n in wf["nodes"]), photos
+    assert editor.not_found == [], editor.not_found
+    # The note is readable where the template opens: its text drawn at 9 px or more on screen, none of it scrolled away.
+    (note,) = editor.page.evaluate(NOTE_JS)
+    assert note["px"] >= 9 and note["fits"], note
+    written = next(n for n in library.template(name).build() if n.type == NOTE).inputs["text"].replace("`", "")
+    assert note["text"].split() == written.split()  # shown as written (no character taken for Markdown)
     # The frontend's API export of the loaded graph is exactly our API file: widget order and links agree.
     exported = editor.page.evaluate("async () => (await window.app.graphToPrompt()).output")
     expected = workflows.api(name)
@@ -175,7 +199,7 @@ def test_template_opens_readably(editor, name, artifacts_dir):
     # "control after generate" for an input named seed) would shift the saved values and show here.
     held = editor.page.evaluate("() => Object.fromEntries(window.app.graph.serialize().nodes.map(n => [n.id, n.widgets_values]))")
     for node in wf["nodes"]:
-        if node["type"] not in ("Note", "PreviewAny"):
+        if node["type"] not in (NOTE, "PreviewAny"):
             assert (held[str(node["id"])] or []) == node.get("widgets_values", []), (node["type"], node["id"])
     view = editor.page.evaluate(VIEW_JS)
     saved = {str(n["id"]): n["size"] for n in wf["nodes"]}
@@ -373,6 +397,38 @@ def test_a_node_help_page_opens(editor, artifacts_dir):
     editor.close_dialogs()
     if not editor.newest:
         editor.page.locator(".node-library-tab-button").first.click()  # close the node library again
+
+
+SEARCH_JS = """() => Array.from(document.querySelectorAll(
+    '.comfy-vue-node-search-box li, [role=listbox] [role=option], .p-autocomplete-option'))
+    .map(e => e.innerText.replace(/\\s+/g, ' ').trim()).filter(t => t)"""
+
+
+def test_node_search_lists_our_nodes_before_the_compatibility_ones(editor, artifacts_dir):
+    """The published pack's names are deprecated: both frontends leave them out of node search (they still load in
+    old workflows, see the test above), so "HyperLoRA ..." finds our own nodes first."""
+    page = editor.page
+    editor.close_dialogs()
+    page.evaluate("() => window.app.graph.clear()")
+    info = editor.server.get_json("/object_info")
+    ours = {v["display_name"] for v in info.values() if v.get("category") == "HyperLoRA"}
+    published = {v["display_name"] for v in info.values() if v.get("category") == "HyperLoRA/published pack"}
+    assert published and all(v["deprecated"] for v in info.values() if v.get("category") == "HyperLoRA/published pack")
+    for query in ("HyperLoRA Loader", "HyperLoRA"):
+        page.mouse.dblclick(800, 500)  # an empty canvas: the node search box
+        page.wait_for_timeout(800)
+        page.keyboard.type(query)
+        page.wait_for_timeout(1500)
+        listed = page.evaluate(SEARCH_JS)
+        editor.shot(artifacts_dir, "search_" + query.replace(" ", "_"))
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+        names = [next((n for n in sorted(ours | published, key=len, reverse=True) if item.startswith(n)), item)
+                 for item in listed]
+        assert names and names[0] in ours, listed
+        assert not set(names) & published, listed
+        if query == "HyperLoRA Loader":
+            assert names[0] == "HyperLoRA Loader", listed
 
 
 def test_the_nodes_speak_chinese(editor, artifacts_dir):

@@ -58,3 +58,27 @@ def test_a_damaged_known_model_is_refused_with_the_fix_first(tmp_path, monkeypat
     message = loaders.clip_problem("clip_vit_large_patch14.safetensors")
     assert message.startswith("CLIP vision model 'clip_vit_large_patch14.safetensors' is not usable (Git-LFS pointer, "
                               "not the file): run the node HyperLoRA Fetch Models"), message
+
+
+def test_sample_photos_never_replace_a_users_file_and_only_a_server_places_them(tmp_path, caplog):
+    host = pack_submodule("nodes.host")
+    from hyperlora_core.comfy_bridge import input_photos
+
+    samples = sorted(host.SAMPLE_PHOTOS.iterdir())
+    assert len(samples) >= 5 and sum(p.stat().st_size for p in samples) < 400_000  # small enough to ship
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / samples[0].name).write_bytes(b"the user's own photo")
+    placed = input_photos.place_input_photos(samples, inputs)
+    assert placed == [p.name for p in samples[1:]]
+    assert (inputs / samples[0].name).read_bytes() == b"the user's own photo"  # never overwritten
+    assert all((inputs / p.name).read_bytes() == p.read_bytes() for p in samples[1:])
+    assert sorted(p.name for p in inputs.iterdir()) == sorted(p.name for p in samples)  # no temporary left
+    assert input_photos.place_input_photos(samples, inputs) == []  # the second start places nothing
+    # imported as a library (scripts, tests, the workflow builder) the pack writes nothing into the host's input folder
+    assert not input_photos.serving() and host.place_sample_photos() == []
+    blocked = tmp_path / "a_file"
+    blocked.write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        assert input_photos.place_input_photos(samples, blocked / "input") == []  # logged, never raised
+    assert "could not place the sample photo" in caplog.text

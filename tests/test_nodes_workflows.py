@@ -11,7 +11,7 @@ from fixtures.pack import ROOT
 from hyperlora_core.config import TRIGGER_WORDS
 from hyperlora_core.models import items
 from workflows import build, library, ui
-from workflows.graph import NOTE, api_format
+from workflows.graph import NOTE, L, api_format
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,12 @@ def test_every_template_has_its_picture(template):
     assert ImageStat.Stat(picture.convert("L")).stddev[0] > 10  # a picture, not a blank (they measure 25-50)
     extra = {p.stem for p in (ROOT / "workflows").glob("*.jpg")} - {t.title for t in library.TEMPLATES}
     assert not extra, f"pictures of no template: {extra}"
+
+
+@pytest.mark.parametrize("slug", ["hyperlora_toy_world", "hyperlora_toy_world_edit"])
+def test_the_toy_templates_show_the_reference_photo_beside_the_results(slug):
+    nodes = library.template(slug).build()
+    photos = next(n for n in nodes if n.type == "HyperLoRAToyPhotos")
+    shown = [n for n in nodes if n.type == "PreviewImage" and n.inputs["images"] == L(photos.id)]
+    results = {n.col for n in nodes if n.type == "SaveImage"}
+    assert len(shown) == 1 and min(abs(shown[0].col - col) for col in results) == 1  # the column next to them

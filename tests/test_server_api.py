@@ -54,6 +54,21 @@ def test_workflows_are_served_as_templates(server):
         assert server.get_json(f"/api/workflow_templates/comfyui-hyperlora/{title}.json") == workflows.ui(name)
 
 
+def test_every_template_photo_is_in_the_fresh_input_folder(server):
+    """The fixture writes no file under the sample photos' names: the pack placed them when the server loaded it,
+    so LoadImage lists every photo a template names (and `/prompt` accepts it) with nothing copied by the user."""
+    from workflows import library, sample_photos
+
+    assert not set(library.PHOTOS) & set(comfy_session.INPUT_PHOTOS)
+    listed = server.get_json("/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]
+    for name in workflows.names():
+        for node in workflows.nodes_of(workflows.api(name), "LoadImage"):
+            photo = workflows.api(name)[node]["inputs"]["image"]
+            assert photo in listed, (name, photo)
+            assert (server.input_dir / photo).read_bytes() == (sample_photos.PHOTOS_DIR / photo).read_bytes()
+    assert "sample photos for the templates placed in" in server.log()
+
+
 @pytest.mark.parametrize("name", workflows.names())
 def test_every_api_workflow_runs(server, name):
     prompt = prompt_for(server, name)

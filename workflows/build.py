@@ -3,6 +3,7 @@
     .venv/bin/python -m workflows.build               # rewrite workflows/*.json
     .venv/bin/python -m workflows.build --check       # exit 1 if a file is out of date
     .venv/bin/python -m workflows.build --thumbnails  # also redraw the template pictures (runs the toy world)
+    .venv/bin/python -m workflows.build --photos      # also redraw the sample photos in workflows/photos/
 
 `<title>.json` is the graph-editor format ComfyUI serves as a template (its file name is the title the
 template browser shows; `<title>.jpg` its picture); `api/<slug>.json` is the API format for
@@ -59,6 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check that the files are up to date")
     parser.add_argument("--thumbnails", action="store_true", help="also redraw the template pictures")
+    parser.add_argument("--photos", action="store_true", help="also redraw the templates' sample photos")
     args = parser.parse_args()
     from hyperlora_core.comfy_bridge.boot import boot_comfy
 
@@ -76,6 +78,11 @@ def main() -> int:
     for path in extra:
         path.unlink()
     print(f"wrote {len(files)} files ({len(stale)} changed, {len(extra)} removed) in {HERE.relative_to(ROOT)}/")
+    if args.photos:
+        from .sample_photos import draw_all as draw_photos
+
+        for path in draw_photos():
+            print(f"drew {path.relative_to(ROOT)}")
     if args.thumbnails:
         from .thumbnails import draw_all
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NOTE = "Note"
-"""The frontend's note node: shown in the editor, never sent to the server."""
+NOTE = "MarkdownNote"
+"""The frontends' Markdown note: shown in the editor, never sent to the server. Its text is the user's note font
+(10 px by default, ~7 px on screen at the zoom a template opens with); both frontends draw a `##` heading at 1.5x,
+so `ui.py` writes each line of a note as one (see `ui.note_markdown`)."""
 
 
 @dataclass(frozen=True)

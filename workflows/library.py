@@ -18,6 +18,7 @@ from hyperlora_core.models import download_entry, item
 from hyperlora_core.models.check import FETCH_NODE
 
 from .graph import L, N, note
+from .sample_photos import ASTRONAUT, ASTRONAUT_2, ASTRONAUT_3, HOPPER, POSE
 
 POSITIVE = TRIGGER_WORDS + "a portrait photo of a person, upper body, soft natural light, detailed skin, 85mm lens"
 NEGATIVE = "lowres, blurry, bad anatomy, bad hands, watermark, text, jpeg artifacts, deformed"
@@ -115,12 +116,12 @@ MODELS_HOWTO = (f"Models: the node {FETCH_NODE} (template *HyperLoRA model check
                 "checkpoint and CLIP ViT-L/14 once you accept their licences, and shows the step for antelopev2, "
                 "which goes into models/insightface/models/ by hand. Run names anything missing, with the exact "
                 "command for this install.")
-SDXL_NOTE = ("Put a face photo into ComfyUI's input folder as {photos} (or pick yours in Load Image).\n"
+SDXL_NOTE = ("Opens with sample photos ({photos}): pick or upload your own in Load Image.\n"
              + MODELS_HOWTO + "\nKeep the trigger words at the start of the prompt; LoRA strength 0.75-0.9.")
 
 
 def sdxl_note(i: int, what: str, photos: str) -> N:
-    return note(i, f"{what}\n\n" + SDXL_NOTE.format(photos=photos), MODELS, 0, width=540, height=190)
+    return note(i, f"{what}\n" + SDXL_NOTE.format(photos=photos), MODELS, 0, width=540)
 
 
 def sdxl(nodes: list[N], model: L, prefix: str, what: str, photos: str, sample_col: int, prompt_col: int,
@@ -133,41 +134,41 @@ def sdxl(nodes: list[N], model: L, prefix: str, what: str, photos: str, sample_c
 
 # -- the templates ------------------------------------------------------------------------------
 def one_photo() -> list[N]:
-    return sdxl([load(9, "face_1.png", 1, 0, "Photo of the person"),
+    return sdxl([load(9, ASTRONAUT, 1, 0, "Photo of the person"),
                  *encode_generate(10, L(9), 6, 1, 2), apply(13, L(1), L(11), 2)],
                 L(13), "hyperlora/one_photo", "One face photo -> an ID-LoRA -> a new portrait of that person.",
-                "face_1.png", sample_col=3, prompt_col=2)
+                "a public-domain portrait", sample_col=3, prompt_col=2)
 
 
 def several_photos() -> list[N]:
     return sdxl([
-        load(9, "face_1.png", 1, 0, "Photo 1"), load(10, "face_2.png", 1, 1, "Photo 2"),
-        load(11, "face_3.png", 2, 0, "Photo 3"),
+        load(9, ASTRONAUT, 1, 0, "Photo 1"), load(10, ASTRONAUT_2, 1, 1, "Photo 2"),
+        load(11, ASTRONAUT_3, 2, 0, "Photo 3"),
         N(12, "ImageBatch", {"image1": L(9), "image2": L(10)}, 2, 1, "Photos 1 + 2"),
         N(13, "ImageBatch", {"image1": L(12), "image2": L(11)}, 2, 2, "Photos 1 + 2 + 3"),
         *encode_generate(14, L(13), 6, 2, 3, weights="1, 1, 1", title="Encode (weights)", preview=False),
         apply(17, L(1), L(15), 3),
     ], L(17), "hyperlora/several_photos",
         "Three photos of one person -> one ID-LoRA (averaged; a weight per photo in Encode).",
-        "face_1.png, face_2.png, face_3.png", sample_col=4, prompt_col=3)
+        "three photos of one astronaut", sample_col=4, prompt_col=3)
 
 
 def two_people() -> list[N]:
     return sdxl([
-        load(9, "person_a.png", 1, 0, "Person A"), load(10, "person_b.png", 1, 1, "Person B"),
+        load(9, ASTRONAUT, 1, 0, "Person A"), load(10, HOPPER, 1, 1, "Person B"),
         *encode_generate(11, L(9), 6, 2, 3, row=-2, title="Encode person A", preview=False),
         *encode_generate(14, L(10), 6, 2, 3, row=-1, title="Encode person B", preview=False),
         N(17, "HyperLoRAInterpolate", {"lora_a": L(12), "lora_b": L(15), "t": 0.5, "mode": "factors"}, 3, 15,
           "A -> B"),
         apply(18, L(1), L(17), 3),
     ], L(18), "hyperlora/interpolated",
-        "Two people -> two ID-LoRAs -> a face halfway between them (t = 0: A, 1: B).", "person_a.png, person_b.png",
+        "Two people -> two ID-LoRAs -> a face halfway between them (t = 0: A, 1: B).", "two public-domain portraits",
         sample_col=4, prompt_col=2, latent_col=3)
 
 
 def concept_slider() -> list[N]:
     return sdxl([
-        load(9, "slider_a.png", 1, 0, "Neutral photo"), load(10, "slider_b.png", 1, 1, "Smiling photo"),
+        load(9, HOPPER, 1, 0, "Neutral photo"), load(10, ASTRONAUT, 1, 1, "Smiling photo"),
         *encode_generate(12, L(9), 6, 2, 3, row=-2, title="Encode neutral", preview=False),
         *encode_generate(15, L(10), 6, 2, 3, row=-1, title="Encode smiling", preview=False),
         N(21, "HyperLoRAConceptSlider", {"lora_a": L(13), "lora_b": L(16), "scale": 1.0}, 3, 15, "Slider"),
@@ -175,17 +176,18 @@ def concept_slider() -> list[N]:
         apply(23, L(22), L(21), 3, row=21, strength=0.7, title="Apply the slider"),
     ], L(23), "hyperlora/slider",
         "Two photos of one person (neutral, smiling): the ID-LoRA from the neutral one, and a slider "
-        "scale x (smiling - neutral) on top; scale < 0 goes the other way.", "slider_a.png, slider_b.png",
+        "scale x (smiling - neutral) on top; scale < 0 goes the other way. (The samples are two different people, "
+        "so their slider moves between them: for a smile, give two photos of one person.)", "two portraits",
         sample_col=4, prompt_col=2, latent_col=3)
 
 
 def save_lora() -> list[N]:
     return [
         note(30, "Two photos of one person -> an ID-LoRA saved as a kohya .safetensors file in output/hyperlora/, "
-             "for any LoRA loader.\n\nPut the photos into ComfyUI's input folder as face_1.png and face_2.png.\n"
-             + MODELS_HOWTO, MODELS, 0, width=540, height=190),
+             "for any LoRA loader.\n\nOpens with two sample photos of one person: pick or upload your own in "
+             "Load Image.\n" + MODELS_HOWTO, MODELS, 0, width=540),
         *hyperlora_models(1),
-        load(4, "face_1.png", 1, 0, "Photo 1"), load(5, "face_2.png", 1, 1, "Photo 2"),
+        load(4, ASTRONAUT, 1, 0, "Photo 1"), load(5, ASTRONAUT_2, 1, 1, "Photo 2"),
         N(6, "ImageBatch", {"image1": L(4), "image2": L(5)}, 2, 0, "Both photos"),
         *encode_generate(7, L(6), 1, 2, 3),
         N(10, "HyperLoRASave", {"lora": L(8), "filename_prefix": "hyperlora/my_face", "dtype": "fp16",
@@ -196,12 +198,12 @@ def save_lora() -> list[N]:
 def one_click() -> list[N]:
     return [
         sdxl_note(30, "The whole HyperLoRA chain in one node: model + photos + strength -> the personalised model.",
-                  "face_1.png"),
+                  "a public-domain portrait"),
         N(7, "HyperLoRAOneClick", {"model": L(1), "photos": L(6), "strength": 0.85, "checkpoint": CHECKPOINT,
                                    "clip_vision": CLIP_L.main.target, "face_pack": FACE_PACK}, MODELS, 10, "HyperLoRA",
           models=[download_entry(CLIP_L)]),
         *sdxl_base(1, 2),
-        load(6, "face_1.png", 1, 0, "Photo of the person"),
+        load(6, ASTRONAUT, 1, 0, "Photo of the person"),
         N(8, "PreviewImage", {"images": L(7, 2)}, 1, 1, "What CLIP saw"),
         *sample_and_save(40, L(7), L(3), L(4), L(5), L(1, 2), "hyperlora/one_click", 3),
     ]
@@ -209,30 +211,30 @@ def one_click() -> list[N]:
 
 def with_controlnet() -> list[N]:
     return sdxl([
-        load(9, "face_1.png", 1, 0, "Photo of the person"), load(14, "pose.png", 1, 20, "Pose picture"),
+        load(9, ASTRONAUT, 1, 0, "Photo of the person"), load(14, POSE, 1, 20, "Pose picture"),
         *encode_generate(10, L(9), 6, 1, 2, preview=False),
         apply(13, L(1), L(11), 2, row=11),
-        N(15, "ControlNetLoader", {"control_net_name": CONTROLNET.main.target}, MODELS, 22, "ControlNet (pose)",
+        N(15, "ControlNetLoader", {"control_net_name": CONTROLNET.main.target}, 3, 3, "ControlNet (pose)",
           models=[download_entry(CONTROLNET)]),
         N(16, "ControlNetApplyAdvanced", {"positive": L(3), "negative": L(4), "control_net": L(15), "image": L(14),
                                           "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}, 2, 21,
           "Apply the ControlNet"),
     ], L(13), "hyperlora/controlnet",
-        "HyperLoRA for the face + a ControlNet (OpenPose) for the pose: the LoRA changes the model's weights, the "
-        "ControlNet the conditioning. Put a pose picture (an OpenPose skeleton) into the input folder as pose.png.",
-        "face_1.png", sample_col=3, prompt_col=2, positive=L(16, 0), negative=L(16, 1))
+        "HyperLoRA for the face (weights) + an OpenPose ControlNet for the pose (conditioning); the sample pose is a "
+        "skeleton, pick yours in Pose picture.",
+        "a public-domain portrait", sample_col=3, prompt_col=2, positive=L(16, 0), negative=L(16, 1))
 
 
 def with_style_lora() -> list[N]:
     return sdxl([
-        load(9, "face_1.png", 1, 0, "Photo of the person"),
+        load(9, ASTRONAUT, 1, 0, "Photo of the person"),
         *encode_generate(10, L(9), 6, 1, 2, preview=False),
         apply(13, L(1), L(11), 2, row=11),
         N(14, "LoraLoaderModelOnly", {"model": L(13), "lora_name": STYLE_LORA, "strength_model": 0.8}, 2, 12,
           "Style LoRA"),
     ], L(14), "hyperlora/style",
         f"HyperLoRA for the face + any SDXL style LoRA: both are weight patches and add up. Pick your style "
-        f"LoRA (models/loras) in place of {STYLE_LORA}.", "face_1.png", sample_col=3, prompt_col=2)
+        f"LoRA (models/loras) in place of {STYLE_LORA}.", "a public-domain portrait", sample_col=3, prompt_col=2)
 
 
 def model_check() -> list[N]:
@@ -241,7 +243,7 @@ def model_check() -> list[N]:
              "(missing, nested folder, Git-LFS pointer, truncated download, wrong face pack).\n\n"
              f"To download what is missing: read the licences in {FETCH_NODE}'s report, set accept_licences to "
              "true and run again. The face pack antelopev2 is placed by hand (the report gives the step). The "
-             "report also prints the same command for a terminal.", 0, 0, width=400, height=220),
+             "report also prints the same command for a terminal.", 0, 0, width=400),
         N(1, "HyperLoRAModelCheck", {}, 0, 6, "HyperLoRA model check", width=400),
         N(2, "PreviewAny", {"source": L(1)}, 1, 0, "Report", width=900, height=560),
         N(4, "HyperLoRAFetchModels", {"models": "required", "accept_licences": False}, 0, 7, FETCH_NODE, width=400),
@@ -266,14 +268,14 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
         note(20, "The toy world (models/toy): a tiny synthetic SDXL-architecture world trained on CPU, shipped "
              "with the pack. Press Run: a never-seen identity's photo -> its ID-LoRA -> four samples with it "
              "(top) and the same seeds without it (bottom). The caption stays empty so only the LoRA carries "
-             "identity. Change 'identity' for another person.", 0, 0, height=230),
+             "identity. Change 'identity' for another person.", 0, 0),
         N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 6, "Toy world"),
     ]
     if photos is None:
         nodes += [
             N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 10,
               "Reference photo"),
-            N(3, "PreviewImage", {"images": L(2)}, 1, 0, "The person"),
+            N(3, "PreviewImage", {"images": L(2)}, 5, 0, "The person (reference)"),  # right of the results
         ]
         source = L(2)
     else:
@@ -292,9 +294,9 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
           "Generate ID-LoRA"),
         N(16, "HyperLoRAApply", {"model": L(1), "lora": L(6), "strength": strength, "base_strength": 0.0}, 1, 13,
           "Apply the LoRA"),
-        N(7, "CLIPTextEncode", {"text": prompt, "clip": L(1, 1)}, 2, 0, "Caption (empty)"),
-        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 4, "Negative caption"),
-        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 2, 8, "Latent 16 x 16"),
+        N(7, "CLIPTextEncode", {"text": prompt, "clip": L(1, 1)}, 1, 20, "Caption (empty)"),
+        N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 1, 24, "Negative caption"),
+        N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 1, 28, "Latent 16 x 16"),
         N(10, "KSampler", {"model": L(16), **sampler}, 3, 0, "With the ID-LoRA"),
     ]
     branches = [(10, TOY_SAVE_WITH, "with_lora", 0)]
@@ -344,12 +346,13 @@ def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] 
         note(20, "Toy world: ID-LoRA and Base-LoRA from one photo. Press Run. Top: ID + Base, empty caption: the "
              "photo's person, background and shirt. Below: the ID-LoRA alone with the editing caption: the same "
              "person in the shirt and background the caption names. Try '<colour> shirt, <colour> "
-             "plain|striped|dotted background'.", 0, 0, height=200),
+             "plain|striped|dotted background'.", 0, 0),
         N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 1, "Toy world"),
     ]
     if photos is None:
-        nodes.append(N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
-                       "Reference photo"))
+        nodes += [N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
+                    "Reference photo"),
+                  N(3, "PreviewImage", {"images": L(2)}, 3, -1, "The person (reference)")]  # left of the results
     else:
         if len(photos) != 1:
             raise ValueError("the edit graph takes one reference photo (a name inside ComfyUI's input folder)")
@@ -407,9 +410,9 @@ TEMPLATES = (
     Template("hyperlora_style_lora", "HyperLoRA with a style LoRA", with_style_lora),
     Template("hyperlora_model_check", "HyperLoRA model check", model_check),
 )
-PHOTOS = ("face_1.png", "face_2.png", "face_3.png", "person_a.png", "person_b.png", "slider_a.png", "slider_b.png",
-          "pose.png")
-"""Every image name the templates load (put your own photos under these names, or pick others)."""
+PHOTOS = (ASTRONAUT, ASTRONAUT_2, ASTRONAUT_3, HOPPER, POSE)
+"""Every image name the templates load: the sample photos the pack places into ComfyUI's input folder
+(`workflows/sample_photos.py`)."""
 
 
 def template(slug: str) -> Template:

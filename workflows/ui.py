@@ -10,6 +10,7 @@ window at a zoom where the editor still draws text (see `fit_scale`).
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -59,7 +60,43 @@ class NodeInfo:
     display_name: str
 
 
-NOTE_INFO = NodeInfo([("text", "STRING", {"multiline": True})], [], "Note")
+NOTE_INFO = NodeInfo([("text", "STRING", {"multiline": True})], [], "Markdown Note")
+NOTE_FONT = 15
+"""CSS px of a note's `##` line in both frontends (1.5 x the default 10 px note font): ~10 px on screen when opened."""
+NOTE_CHAR = 9.4
+NOTE_LINE = 18
+NOTE_PARAGRAPH = 10
+NOTE_CHROME = 32
+"""Measured in the frontends (bold sans at NOTE_FONT): character width (a little above the average, so that
+`note_height` errs on the large side and a note never scrolls), line height, the margin between two lines of the
+note's text, and the node body's height around its text area (22 px) plus room to spare."""
+
+
+def note_markdown(text: str) -> str:
+    """A note's text as the Markdown the note shows: each line a `##` heading (drawn at NOTE_FONT); `code` stays code,
+    and Markdown's own characters elsewhere are shown as written (`<colour>` would otherwise vanish as a tag)."""
+    def plain(part: str) -> str:
+        return re.sub(r"([\\*_<>\[\]#|])", r"\\\1", part)
+
+    def line_md(line: str) -> str:
+        parts = line.strip().split("`")
+        return "## " + "`".join(part if k % 2 else plain(part) for k, part in enumerate(parts))
+
+    return "\n\n".join(line_md(line) for line in text.split("\n") if line.strip())
+
+
+def note_height(text: str, width: int) -> int:
+    """Body height that shows the whole note (no scroll bar) at `width`: its lines word-wrapped at NOTE_CHAR."""
+    room = (width - 24) / NOTE_CHAR
+    lines = [line.split() for line in text.split("\n") if line.strip()]
+    wrapped = 0
+    for words in lines:
+        wrapped, used = wrapped + 1, -1
+        for word in words:
+            if used + 1 + len(word) > room and used > 0:
+                wrapped, used = wrapped + 1, -1
+            used += 1 + len(word)
+    return wrapped * NOTE_LINE + len(lines) * NOTE_PARAGRAPH + NOTE_CHROME
 
 
 def node_info(cls, display_name: str) -> NodeInfo:
@@ -88,7 +125,8 @@ def _widget_count(n: N, info: NodeInfo) -> int:
 def size(n: N, info: NodeInfo) -> tuple[int, int]:
     """Width and body height in the editor (the title bar sits above the body)."""
     if n.type == NOTE:
-        return n.width or WIDTH, n.height or 150
+        width = n.width or WIDTH
+        return width, n.height or note_height(n.inputs["text"], width)
     sockets = sum(1 for name, k, o in info.inputs if not _is_widget(k, o) or isinstance(n.inputs.get(name), L))
     widgets = _widget_count(n, info)
     multiline = sum(1 for name, k, o in info.inputs if k == "STRING" and o.get("multiline")
@@ -172,6 +210,8 @@ def ui_format(name: str, nodes: list[N], infos: dict[str, NodeInfo], models: lis
             if _is_widget(kind, opts) and not isinstance(value, L):
                 if inp_name not in n.inputs:
                     value = opts.get("default")
+                if n.type == NOTE:
+                    value = note_markdown(value)
                 widgets.append(value)
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")
