@@ -171,3 +171,113 @@ def test_toy_encoders_refuse_what_is_not_a_comfyui_image(pack, node, bad, expect
     with pytest.raises(HyperLoRAError, match=expected):
         run_node(pack[node], photos=bad(good), world=BUILTIN_WORLD, weights="")
 
+
+
+# -- LoRA space: LoRAs of two checkpoints ------------------------------------------------------------------
+def _generated(path, seed: int):
+    """An ID-LoRA of the tiny checkpoint at `path` (as the Loader loads it) for one random photo condition."""
+    from hyperlora_core.model import HyperLoRA
+    from hyperlora_core.standins.models import TINY_VISION_WIDTH
+
+    model = HyperLoRA.from_pretrained(path)
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.randn(1, 257, TINY_VISION_WIDTH, generator=g)
+    face = torch.nn.functional.normalize(torch.randn(1, 512, generator=g), dim=-1)
+    return model.generate_id_lora(clip, face)
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """LoRAs of two checkpoints of one architecture (same shapes; the campaign's silent LoRA-space case)."""
+    from hyperlora_core import standins
+
+    root = tmp_path_factory.mktemp("spaces")
+    a = standins.write_tiny_checkpoint(root / "person_a.safetensors", seed=1)
+    b = standins.write_tiny_checkpoint(root / "person_b.safetensors", seed=2)
+    copy_of_a = root / "copy" / "person_a_copy.safetensors"
+    copy_of_a.parent.mkdir()
+    copy_of_a.write_bytes(a.read_bytes())
+    return {"a1": _generated(a, 0), "a2": _generated(a, 1), "b": _generated(b, 2), "copy": _generated(copy_of_a, 3)}
+
+
+@pytest.mark.parametrize("node,inputs,what", [
+    ("HyperLoRAMix", {"mode": "factors", "normalize": True, "weight_1": 1.0, "weight_2": 1.0, "weight_3": 1.0,
+                      "weight_4": 1.0}, "'factors' mixing"),
+    ("HyperLoRAInterpolate", {"t": 0.5, "mode": "factors"}, "interpolating"),
+    ("HyperLoRAInterpolate", {"t": 0.5, "mode": "delta"}, "interpolating"),
+    ("HyperLoRAConceptSlider", {"scale": 1.0}, "a concept slider"),
+])
+def test_lora_space_operations_refuse_loras_of_two_checkpoints_naming_both(pack, two_checkpoints, node, inputs, what):
+    from fixtures.nodes_env import run_node
+
+    a, b = ("lora_1", "lora_2") if node == "HyperLoRAMix" else ("lora_a", "lora_b")
+    loras = two_checkpoints
+    run_node(pack[node], **inputs, **{a: loras["a1"], b: loras["a2"]})  # one checkpoint: fine
+    run_node(pack[node], **inputs, **{a: loras["a1"], b: loras["copy"]})  # a copy of that file is that checkpoint
+    with pytest.raises(HyperLoRAError) as err:
+        run_node(pack[node], **inputs, **{a: loras["a1"], b: loras["b"]})
+    message = str(err.value)
+    assert message.startswith(f"{what}: LoRA 1 was made by the HyperLoRA checkpoint person_a.safetensors (")
+    assert "but LoRA 2 by person_b.safetensors (" in message
+
+
+def test_delta_mixing_takes_loras_of_any_checkpoint_and_saved_loras_say_which_made_them(pack, two_checkpoints,
+                                                                                         tmp_path):
+    from fixtures.nodes_env import output_folder, run_node
+    from safetensors import safe_open
+
+    loras = two_checkpoints
+    (mixed,), _ = run_node(pack["HyperLoRAMix"], mode="delta", normalize=True, lora_1=loras["a1"], lora_2=loras["b"],
+                           weight_1=1.0, weight_2=1.0, weight_3=1.0, weight_4=1.0)
+    assert mixed  # the exact sum of two updates means something for any LoRAs
+    with output_folder(tmp_path):
+        _, ui = run_node(pack["HyperLoRASave"], lora=loras["a1"], filename_prefix="space/a", dtype="fp16", notes="")
+    entry = ui["loras"][0]
+    with safe_open(str(tmp_path / entry["subfolder"] / entry["filename"]), "pt") as f:
+        meta = f.metadata()
+    assert meta["hyperlora.source"] == "person_a.safetensors"
+    assert meta["hyperlora.space"] == loras["a1"].space.digest == loras["copy"].space.digest != loras["b"].space.digest
+
+
+def test_factors_mixing_refuses_loras_of_other_modules(two_checkpoints):
+    """A module one LoRA lacks was mixed from the others alone (its factor weights then square); refused."""
+    from hyperlora_core.lora import mix_loras
+
+    a = dict(two_checkpoints["a1"])
+    b = {k: v for k, v in two_checkpoints["a2"].items() if not k.startswith(next(iter(a)).split(".")[0])}
+    with pytest.raises(HyperLoRAError, match=r"'factors' mixing needs the same modules in every LoRA, but module .* "
+                                             r"is missing from LoRA 2"):
+        mix_loras([a, b], [0.5, 0.5], "factors")
+    assert mix_loras([a, b], [0.5, 0.5], "delta")
+
+
+# -- zero and empty LoRAs ----------------------------------------------------------------------------------
+def test_a_slider_at_scale_0_is_a_zero_lora_that_saves(pack, two_checkpoints, tmp_path):
+    from fixtures.nodes_env import output_folder, run_node
+
+    from hyperlora_core.lora import delta_weight, lora_modules
+
+    loras = two_checkpoints
+    (zero,), _ = run_node(pack["HyperLoRAConceptSlider"], lora_a=loras["a1"], lora_b=loras["a2"], scale=0.0)
+    assert set(lora_modules(zero)) == set(lora_modules(loras["a1"]))
+    assert all(not delta_weight(zero, p).any() for p in lora_modules(zero))
+    with output_folder(tmp_path):
+        _, ui = run_node(pack["HyperLoRASave"], lora=zero, filename_prefix="slider/zero", dtype="fp16", notes="")
+    assert (tmp_path / ui["loras"][0]["subfolder"] / ui["loras"][0]["filename"]).is_file()
+
+
+@pytest.mark.parametrize("which", ["lora", "base_lora"])
+def test_applying_an_empty_lora_is_a_named_error_not_a_silent_no_op(pack, two_checkpoints, which):
+    from fixtures.nodes_env import run_node
+
+    from hyperlora_core.comfy_bridge.backbone import tiny_backbone
+
+    model = tiny_backbone(0).unet
+    lora = two_checkpoints["a1"]
+    inputs = {"model": model, "lora": lora, "strength": 0.8, "base_lora": None, "base_strength": 0.0}
+    inputs.update({which: {}, "base_strength": 0.5} if which == "base_lora" else {which: {}})
+    what = "Base-LoRA" if which == "base_lora" else "ID-LoRA"
+    with pytest.raises(HyperLoRAError, match=rf"{what}: the LoRA is empty \(no '.lora_down.weight' keys\), so applying "
+                                             "it would change nothing"):
+        run_node(pack["HyperLoRAApply"], **inputs)
+
