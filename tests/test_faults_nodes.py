@@ -281,3 +281,41 @@ def test_applying_an_empty_lora_is_a_named_error_not_a_silent_no_op(pack, two_ch
                                              "it would change nothing"):
         run_node(pack["HyperLoRAApply"], **inputs)
 
+
+
+# -- a large batch leaves nothing behind ---------------------------------------------------------------------
+def _large_arrays() -> set[int]:
+    import gc
+
+    import numpy as np
+
+    gc.collect()
+    return {id(o) for o in gc.get_objects()
+            if (isinstance(o, torch.Tensor) and o.numel() * o.element_size() >= 2**20)
+            or (isinstance(o, np.ndarray) and o.nbytes >= 2**20)}
+
+
+def test_a_large_batch_keeps_only_its_outputs_and_those_small(pack, tmp_path):
+    """ComfyUI keeps a node's outputs after the prompt ends (its cache): Encode ID's crop preview is at the
+    224 px CLIP sees (a 64-photo batch kept 201 MB of 512 px previews), shared with the condition, not
+    copied; and once the outputs go, nothing the encoding made stays alive (no cache of ours holds photos)."""
+    import numpy as np
+    from fixtures.nodes_env import model_folder, run_node
+
+    from hyperlora_core import standins
+
+    count = 16
+    photos = torch.stack([torch.from_numpy(np.asarray(standins.face_photo(200 + k).convert("RGB"))).float() / 255
+                          for k in range(count)])
+    standins.write_tiny_face_pack(tmp_path / "insightface" / "models" / "antelopev2")
+    with model_folder("insightface", tmp_path / "insightface"):
+        (faces,), _ = run_node(pack["HyperLoRAFaceAnalysisLoader"], pack="antelopev2/tiny_2d106.onnx", provider="cpu")
+        clip = standins.build_tiny_clip_vision(0)
+        before = _large_arrays()
+        (cond, crops), _ = run_node(pack["HyperLoRAEncodeID"], photos=photos, face_analysis=faces, clip_vision=clip,
+                                    weights="", remove_background=True, grayscale=False, face_index=-1,
+                                    on_no_face="error")
+        assert tuple(crops.shape) == (count, 224, 224, 3)
+        assert crops.untyped_storage().data_ptr() == cond.face_crops.untyped_storage().data_ptr()
+        del cond, crops
+        assert _large_arrays() - before == set()
