@@ -101,10 +101,13 @@ def test_bad_widget_values_are_refused_when_queued_under_their_own_node_and_inpu
     prompt = _prompt(name)
     node = workflows.nodes_of(prompt, kind)[0]
     prompt[node]["inputs"][field] = value
+    logged = len(server.log())
     errors = _rejected(server, prompt, node)
     assert [e["extra_info"]["input_name"] for e in errors] == [field], errors
     assert all(text in errors[0]["details"] for text in expected), errors[0]
     assert "inf" not in errors[0]["details"].replace("insightface", "")
+    log = server.log()[logged:]
+    assert expected[0] in log and "Traceback" not in log  # the server's log says it in words, no stack trace
 
 
 @pytest.mark.parametrize("field,value,expected,other", [
