@@ -48,7 +48,8 @@ class In:
         return list(opts or [])
 
     def problem(self, value: Any) -> str | None:
-        """Why a COMBO value is refused at queue time, or None."""
+        """Why a value is refused (its check, or for a COMBO its list), or None; `NodeDef.call` asks it
+        again for COMBOs, for callers that skip the host's queue check."""
         if self.check is not None:
             return self.check(value)
         options = self.option_list()
