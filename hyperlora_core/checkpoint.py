@@ -15,6 +15,7 @@ the remaining settings in the header metadata. Both load through the same shape 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from .config import (
     parse_module_list,
 )
 from .errors import HyperLoRAError, os_error_message
+from .lora import LoRASpace
 from .model import HyperLoRA
 from .safetensors_io import load_tensors, read_metadata, read_shapes, save_tensors_atomic
 
@@ -263,10 +265,34 @@ def load_hyperlora(
         if part in src.files:
             _load_small_part(getattr(model, part), src, part)
     _load_basis(model, basis_path, basis_prefix)
+    model.space = lora_space(src)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     return model
+
+
+SPACE_SAMPLE = 1 << 20
+"""Bytes of tensor data read from each end of the basis file for its digest."""
+
+
+def lora_space(src: _Source) -> LoRASpace:
+    """The checkpoint's `LoRASpace`: its name and a digest of its basis file's header and of the first and
+    last MiB of its tensor data -- the same file gives the same digest on every machine and whatever dtype
+    the Loader converts to; another training gives another (without reading a gigabyte basis twice)."""
+    path, _ = src.files[_BASIS_PART]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            header = int.from_bytes(f.read(8), "little")
+            digest.update(f.read(header))
+            digest.update(f.read(SPACE_SAMPLE))
+            f.seek(max(8 + header, size - SPACE_SAMPLE))
+            digest.update(f.read(SPACE_SAMPLE))
+    except OSError as exc:
+        raise HyperLoRAError(os_error_message(path, exc)) from None
+    return LoRASpace(name=Path(src.label).name, digest=digest.hexdigest()[:12])
 
 
 def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:

@@ -81,7 +81,7 @@ class IDCondition(PhotoRows):
     weights: torch.Tensor | None
     """[N] per-photo weights as given (normalised later by the model), or None for equal weights."""
     face_crops: torch.Tensor
-    """[N, 512, 512, 3] float 0..1: the crops CLIP saw, for a preview IMAGE output."""
+    """[N, 224, 224, 3] float 0..1: the crops CLIP saw, for a preview IMAGE output."""
     photo_indices: tuple[int, ...]
     """For each row, the 0-based index of the input photo it came from."""
     face_counts: tuple[int, ...]
@@ -114,7 +114,7 @@ class BaseCondition(PhotoRows):
     """[N, 257, 1024] CLIP penultimate-layer tokens of the face-blurred crops."""
     weights: torch.Tensor | None
     crops: torch.Tensor
-    """[N, 512, 512, 3] float 0..1: the part of each blurred crop CLIP saw (preview)."""
+    """[N, 224, 224, 3] float 0..1: the part of each blurred crop CLIP saw (preview)."""
     photo_indices: tuple[int, ...]
     face_counts: tuple[int, ...]
     warnings: tuple[str, ...] = field(default=())

@@ -149,7 +149,7 @@ class PreparedPhotos:
     """Per kept photo: CLIP input pixels, preview, (ArcFace embedding); per input photo: face counts."""
 
     pixels: np.ndarray  # [N, S, S, 3] uint8
-    previews: np.ndarray  # [N, 512, 512, 3] uint8
+    previews: np.ndarray  # [N, PREVIEW_SIZE, PREVIEW_SIZE, 3] uint8
     id_embeds: np.ndarray | None  # [N, 512] float32 (ID branch only)
     photo_indices: tuple[int, ...]
     face_counts: tuple[int, ...]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,46 @@ def sample_scales(count: int, strength: float = 1.0, alpha_scale: float = LORA_S
     applies to a LoRA file loaded at `strength` (HyperLoRA's LoRAs: alpha/rank = `LORA_SCALE`).
     The per-sample LoRA hooks (training, batched evaluation) take it as `LoRASet.scale`."""
     return torch.full((count,), alpha_scale * strength, device=device)
+
+
+@dataclass(frozen=True)
+class LoRASpace:
+    """Which HyperLoRA checkpoint made a LoRA: its name (for messages) and a digest of its basis file (for
+    comparing). Mixing factors, interpolating and sliders only mean something inside one checkpoint's
+    LoRA space; two checkpoints of one architecture give LoRAs of the same shapes, so shapes cannot tell."""
+
+    name: str
+    digest: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.digest})"
+
+
+class GeneratedLoRA(dict):
+    """A kohya state dict (what every LoRA loader reads) that also carries the `LoRASpace` it was made in;
+    a plain dict (a LoRA from elsewhere) has none and is never refused for it."""
+
+    def __init__(self, tensors: LoRA, space: LoRASpace | None = None) -> None:
+        super().__init__(tensors)
+        self.space = space
+
+
+def lora_space(lora: LoRA) -> LoRASpace | None:
+    return getattr(lora, "space", None)
+
+
+def check_same_space(loras: list[LoRA], what: str, fix: str) -> LoRASpace | None:
+    """The one LoRA space of `loras` (None if none is known), or an error naming the first two checkpoints
+    that differ: `what` is the operation, `fix` what to do instead."""
+    known = [(i + 1, lora_space(x)) for i, x in enumerate(loras) if lora_space(x) is not None]
+    for i, space in known[1:]:
+        if space.digest != known[0][1].digest:
+            j, first = known[0]
+            raise HyperLoRAError(
+                f"{what}: LoRA {j} was made by the HyperLoRA checkpoint {first} but LoRA {i} by {space}. This only "
+                f"means something for LoRAs of one checkpoint (its LoRA space); {fix}"
+            )
+    return known[0][1] if known and len(known) == len(loras) else None
 
 
 def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
@@ -69,13 +110,13 @@ def _update_shape(module: tuple[torch.Tensor, torch.Tensor, float]) -> tuple[int
     return (up.shape[0], *down.shape[1:])
 
 
-def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]) -> LoRA:
+def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]], space: LoRASpace | None = None) -> LoRA:
     out: LoRA = {}
     for prefix, (down, up, alpha) in modules.items():
         out[f"{prefix}.lora_down.weight"] = down
         out[f"{prefix}.lora_up.weight"] = up
         out[f"{prefix}.alpha"] = torch.tensor(float(alpha))
-    return out
+    return GeneratedLoRA(out, space) if space is not None else out
 
 
 def delta_weight(lora: LoRA, prefix: str) -> torch.Tensor:
@@ -86,15 +127,25 @@ def delta_weight(lora: LoRA, prefix: str) -> torch.Tensor:
 
 def scale_lora(lora: LoRA, scale: float) -> LoRA:
     """Every update multiplied by `scale` (applied to the up factor)."""
-    return _build({p: (d, u * scale, a) for p, (d, u, a) in lora_modules(lora).items()})
+    return _build({p: (d, u * scale, a) for p, (d, u, a) in lora_modules(lora).items()}, lora_space(lora))
 
 
-def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> LoRA:
-    """Weighted combination of LoRAs; see the module docstring for the two modes."""
+FACTORS_FIX = "make them with one checkpoint, or use mode 'delta' (the exact sum of the updates, any LoRAs)."
+
+
+def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta", same_space: str | None = None) -> LoRA:
+    """Weighted combination of LoRAs; see the module docstring for the two modes. `factors` (and any mode
+    when `same_space` names the operation) refuses LoRAs made by different checkpoints."""
     if not loras:
         raise HyperLoRAError("no LoRAs to mix.")
     if len(weights) != len(loras):
         raise HyperLoRAError(f"got {len(weights)} weights for {len(loras)} LoRAs; give one weight per LoRA.")
+    if mode == "factors" or same_space:
+        space = check_same_space(loras, same_space or "'factors' mixing", FACTORS_FIX if mode == "factors" else
+                                 "make both with one checkpoint.")
+    else:
+        spaces = {lora_space(x) for x in loras}
+        space = spaces.pop() if len(spaces) == 1 else None
     parsed = [lora_modules(x) for x in loras]
     prefixes = list(dict.fromkeys(p for mods in parsed for p in mods))
     for p in prefixes:
@@ -118,9 +169,18 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> L
             if downs:
                 down, up = torch.cat(downs, 0), torch.cat(ups, 1)
                 out[p] = (down, up, float(down.shape[0]))
+            else:  # every weight 0 (a slider at scale 0): a zero update, still a LoRA of these modules
+                d, u, a = next(mods[p] for mods in parsed if p in mods)
+                out[p] = (d.float(), torch.zeros_like(u, dtype=torch.float32), a)
     elif mode == "factors":
         for p in prefixes:
-            present = [(w, mods[p]) for w, mods in zip(weights, parsed) if p in mods]
+            missing = [i + 1 for i, mods in enumerate(parsed) if p not in mods]
+            if missing:
+                raise HyperLoRAError(
+                    f"'factors' mixing needs the same modules in every LoRA, but module '{p}' is missing from LoRA "
+                    f"{missing[0]} (a LoRA of other layers, or trimmed); {FACTORS_FIX}"
+                )
+            present = [(w, mods[p]) for w, mods in zip(weights, parsed)]
             shapes = {(tuple(d.shape), tuple(u.shape), a) for _, (d, u, a) in present}
             if len(shapes) != 1:
                 raise HyperLoRAError(
@@ -132,7 +192,7 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta") -> L
             out[p] = (down, up, present[0][1][2])
     else:
         raise HyperLoRAError(f"unknown mix mode '{mode}'; use 'delta' or 'factors'.")
-    return _build(out)
+    return _build(out, space)
 
 
 def add_loras(a: LoRA, b: LoRA) -> LoRA:
@@ -141,13 +201,14 @@ def add_loras(a: LoRA, b: LoRA) -> LoRA:
 
 
 def interpolate_loras(a: LoRA, b: LoRA, t: float, mode: str = "factors") -> LoRA:
-    """`(1 - t) * a + t * b`: t=0 gives a, t=1 gives b."""
-    return mix_loras([a, b], [1.0 - t, t], mode)
+    """`(1 - t) * a + t * b`: t=0 gives a, t=1 gives b (two identities of one checkpoint's LoRA space)."""
+    return mix_loras([a, b], [1.0 - t, t], mode, same_space="interpolating")
 
 
 def slider_lora(a: LoRA, b: LoRA, scale: float) -> LoRA:
-    """Concept slider `scale * (b - a)`: the change from photo a to photo b, as a LoRA."""
-    return mix_loras([a, b], [-scale, scale], "delta")
+    """Concept slider `scale * (b - a)`: the change from photo a to photo b, as a LoRA (both made by one
+    checkpoint: across two, the difference would be mostly the checkpoints')."""
+    return mix_loras([a, b], [-scale, scale], "delta", same_space="a concept slider")
 
 
 def lora_file(
@@ -172,8 +233,11 @@ def lora_file(
         "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
         "hyperlora.modules": str(len(mods)),
     }
-    if source:
-        meta["hyperlora.source"] = source
+    space = lora_space(lora)
+    if source or space:
+        meta["hyperlora.source"] = source or space.name
+    if space:
+        meta["hyperlora.space"] = space.digest
     if trigger_words:
         meta["hyperlora.trigger_words"] = trigger_words
         meta["ss_tag_frequency"] = json.dumps({"hyperlora": {trigger_words.strip(" ,"): 1}})

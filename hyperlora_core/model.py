@@ -19,7 +19,7 @@ from .basis import LoRABasis
 from .coefficients import photo_weights, pool_photos
 from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
-from .lora import check_finite
+from .lora import GeneratedLoRA, LoRASpace, check_finite
 from .resampler import IDProjector, Resampler
 
 
@@ -46,6 +46,8 @@ class HyperLoRA(nn.Module):
         """`dtype` is the basis storage; `small_dtype` the resampler/projector (fp32 by default)."""
         super().__init__()
         self.config = config
+        self.space: LoRASpace | None = None
+        """Which checkpoint this is (set when loaded from a file); every LoRA it makes carries it."""
         shapes = config.layer_shapes()
         small = {"device": device, "dtype": small_dtype or torch.float32}
         with torch.device(device or "cpu"):
@@ -181,11 +183,12 @@ class HyperLoRA(nn.Module):
                 out[f"{key}.lora_down.weight"] = downs[layer]
                 out[f"{key}.lora_up.weight"] = ups[layer]
                 layer += 1
-        return check_finite(
+        check_finite(
             out, f"generated {kind.upper() if kind == 'id' else 'Base'}-LoRA",
             "The checkpoint and the photos' conditions are finite, so the computation overflowed: load the "
             "HyperLoRA checkpoint with dtype fp32.",
         )
+        return GeneratedLoRA(out, self.space)
 
     def id_factors(
         self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from hyperlora_core.comfy_bridge.clip_vision import ComfyClipEncoder
 from hyperlora_core.encode import encode_base, encode_id
 from hyperlora_core.errors import HyperLoRAError
@@ -16,25 +18,69 @@ FACE_TIP = "-1: the largest face in each photo; 0, 1, 2...: the n-th face from t
 NO_FACE_TIP = "error: stop and name the photo without a face. skip: leave it out (at least one must have a face)."
 
 
+WEIGHT_MAX = 1_000_000.0
+"""Weights are relative ('2, 1, 1': the first photo counts twice); the bound keeps their sum a float32 number."""
+
+
 def parse_weights(text: str | None) -> list[float] | None:
-    """'2, 1, 1' -> [2.0, 1.0, 1.0]; empty -> None (equal weights)."""
+    """'2, 1, 1' -> [2.0, 1.0, 1.0]; empty -> None (equal weights). What no photo count makes right (not a
+    number, negative, too large, all zero) is refused here, so at queue time, naming the widget and echoing
+    the text as typed."""
     if text is None or not str(text).strip():
         return None
-    try:
-        return [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise HyperLoRAError(f"weights '{text}' are not comma-separated numbers; write e.g. '2, 1, 1' or leave empty.") from None
+    given = str(text)
+    values = []
+    for item in (v.strip() for v in given.replace(";", ",").split(",")):
+        if not item:
+            continue
+        what = f"weights '{given}'" + (f": '{item}'" if item != given.strip() else "")
+        try:
+            value = float(item)
+        except ValueError:
+            raise HyperLoRAError(f"{what} is not a number; write one number per photo, e.g. "
+                                 "'2, 1, 1', or leave it empty for equal weights.") from None
+        if not 0.0 <= value <= WEIGHT_MAX:  # NaN fails too
+            raise HyperLoRAError(f"{what} is not a weight from 0 to {WEIGHT_MAX:,.0f}; weights "
+                                 "are relative, e.g. '2, 1, 1' (the first photo counts twice).")
+        values.append(value)
+    if not float(torch.tensor(values, dtype=torch.float32).sum()) > 0:
+        raise HyperLoRAError(f"weights '{given}' are all zero; give at least one photo a positive weight, e.g. '1'.")
+    return values
 
 
-def check_widgets(weights: str = "", crop_scale_LRTB: str | None = None):  # noqa: N803 - the published widget name
-    """The encode nodes' one validator: True, or the message ComfyUI shows before running."""
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def weights_for(text: str | None, photos) -> list[float] | None:
+    """`parse_weights`, and one weight per photo of the batch (known only when the node runs)."""
+    values = parse_weights(text)
+    if values is None:
+        return None
+    count = photos.shape[0] if hasattr(photos, "shape") else len(photos)
+    if len(values) != count:
+        example = ", ".join(["1"] * count) if count <= 8 else f"{count} numbers separated by commas"
+        raise HyperLoRAError(f"weights '{text}' give {_count(len(values), 'weight')} but the batch has "
+                             f"{_count(count, 'photo')}; give one weight per photo, e.g. '{example}', or leave it empty.")
+    return values
+
+
+def weights_problem(text: str | None) -> str | None:
+    """The queue-time check of a `weights` widget."""
     try:
-        parse_weights(weights)
-        if crop_scale_LRTB is not None:
-            check_crop_scales(crop_scale_LRTB)
+        parse_weights(text)
     except HyperLoRAError as err:
         return str(err)
-    return True
+    return None
+
+
+def crop_scales_problem(text: str | None) -> str | None:
+    """The queue-time check of Encode Base's `crop_scale_LRTB` widget."""
+    try:
+        check_crop_scales(text or "")
+    except HyperLoRAError as err:
+        return f"crop_scale_LRTB: {err}"
+    return None
 
 
 def _face_index(value: int | None) -> int | None:
@@ -46,7 +92,7 @@ def encode_photos(encode, photos, face_analysis, clip_vision, weights: str | Non
     """The encode step of every node that encodes photos (`encode` = `encode_id` or `encode_base`):
     ComfyUI's CLIP_VISION wrapped for the core, widgets parsed, the node's progress bar fed.
     Returns (condition, the crops CLIP saw)."""
-    cond = encode(photos, face_analysis, ComfyClipEncoder(clip_vision), weights=parse_weights(weights),
+    cond = encode(photos, face_analysis, ComfyClipEncoder(clip_vision), weights=weights_for(weights, photos),
                   face_index=_face_index(face_index), progress=host.Progress(), **options)
     return cond, cond.preview
 
@@ -55,7 +101,7 @@ PHOTO_INPUTS = (
     In("photos", "IMAGE", tooltip=PHOTOS_TIP),
     In("face_analysis", types.FACE_ANALYSIS, tooltip="From HyperLoRA Face Analysis Loader (antelopev2)."),
     In("clip_vision", "CLIP_VISION", tooltip="CLIP ViT-L/14, from a CLIP vision loader."),
-    In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+    In("weights", "STRING", default="", tooltip=WEIGHTS_TIP, check=weights_problem),
 )
 """The first inputs of both encode nodes: the photos, the models that read them, their weights."""
 FACE_CHOICE = (
@@ -86,7 +132,6 @@ ENCODE_ID = NodeDef(
     ),
     outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "face_crops")),
     run=_encode_id,
-    validate=check_widgets,
 )
 
 
@@ -105,13 +150,13 @@ ENCODE_BASE = NodeDef(
     ),
     inputs=(
         *PHOTO_INPUTS,
-        In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom."),
+        In("crop_scale_LRTB", "STRING", default="1,1,1,1", tooltip="Crop extent around the face: left,right,top,bottom.",
+           check=crop_scales_problem),
         In("clamp_to_image", "BOOLEAN", default=True, tooltip="Keep the crop inside the photo (published default)."),
         *FACE_CHOICE,
     ),
     outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops")),
     run=_encode_base,
-    validate=check_widgets,
 )
 
 NODES = [ENCODE_ID, ENCODE_BASE]

@@ -63,9 +63,17 @@ def face_packs() -> list[str]:
 
 
 def face_pack_problem(value: str) -> str | None:
-    """Why a face-pack value cannot be loaded (checked when the prompt is queued), or None."""
-    value = DEFAULT_FACE_CHOICE if value == host.NOT_FOUND else value
+    """Why a face-pack value cannot be loaded (checked when the prompt is queued), or None.
+
+    `(none found)` is what the list shows while no pack is installed: it names the default pack's
+    download while that is missing, and the packs there are once one is installed."""
     roots = folders.model_roots()
+    if value == host.NOT_FOUND:
+        installed = folders.face_pack_choices()
+        if not installed:
+            return missing_message(folders.INSIGHTFACE, DEFAULT_FACE_CHOICE, roots, "Face model pack")
+        return (f"'{value}' is not a face model pack (the list shows it while models/insightface/models has "
+                f"none); pick one that is there now: {', '.join(installed)} (press 'r' to refresh the list).")
     known = item_for(folders.INSIGHTFACE, value)
     try:
         folder = folders.find_face_pack(pack_name(value))

@@ -8,6 +8,7 @@ turn it into one or the other. Node files never touch either API directly.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -39,11 +40,10 @@ class In:
     multiline: bool = False
     tooltip: str | None = None
     check: Callable[[Any], str | None] | None = None
-    """COMBO of model files: checks a value when a prompt is queued (None = fine, else the message: what is
-    missing or damaged, where it goes, how to get it). ComfyUI does not check V3 combos itself, and a value
-    from the API or an old workflow may name a file that is not there. Other COMBOs are checked against
-    their options when the node runs (ComfyUI attributes a validator's message to every input it takes,
-    so the validator takes only the file inputs)."""
+    """Checks this widget's value when a prompt is queued: None = fine, else the message, which names the
+    input and echoes the value as given. For COMBOs of model files (what is missing or damaged, where it
+    goes, how to get it) and free-text widgets (e.g. `weights`). A COMBO without `check` is checked
+    against its list by ComfyUI itself (see `_v3_combo`), under that input alone."""
     identity: Callable[[Any], Any] | None = None
     """COMBO naming a file or folder: the path a value names. ComfyUI caches a node's outputs by its inputs
     (the name); with this, the file's identity (path, size, mtime, inode: `nodes.cache.file_fingerprint`) is
@@ -54,7 +54,8 @@ class In:
         return list(opts or [])
 
     def problem(self, value: Any) -> str | None:
-        """Why a COMBO value is refused at queue time, or None."""
+        """Why a value is refused (its check, or for a COMBO its list), or None; `NodeDef.call` asks it
+        again for COMBOs, for callers that skip the host's queue check."""
         if self.check is not None:
             return self.check(value)
         options = self.option_list()
@@ -124,16 +125,22 @@ class NodeDef:
 
 
 def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
-    """The node's validator and its model-file inputs' checks, as one function of the inputs they read."""
-    combos = [i for i in defn.inputs if i.type == "COMBO" and i.check is not None]
+    """The inputs' own checks and the node's validator, as one function of the inputs they read.
+
+    ComfyUI (v0.3.75 and later) calls one validator per node and files its message under every input
+    that validator takes; so it takes only the inputs that have a check, and the other widgets keep
+    ComfyUI's own per-input checks (ranges, choice lists). A node with two checked widgets (Encode
+    Base's `weights` and `crop_scale_LRTB`) cannot be told apart by the host: each message names its
+    widget and echoes its value, so the one that is wrong is clear."""
+    checked = [i for i in defn.inputs if i.check is not None]
     own = list(inspect.signature(defn.validate).parameters) if defn.validate else []
-    if not combos and defn.validate is None:
+    if not checked and defn.validate is None:
         return None
 
     def validate(**kwargs):
-        for i in combos:
+        for i in checked:
             if kwargs.get(i.name) is not None:
-                message = i.problem(kwargs[i.name])
+                message = i.check(kwargs[i.name])
                 if message:
                     return message
         if defn.validate is not None:
@@ -142,7 +149,7 @@ def _queue_check(defn: NodeDef) -> Callable[..., bool | str] | None:
 
     params = list(inspect.signature(defn.validate).parameters.values()) if defn.validate else []
     params += [inspect.Parameter(i.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-               for i in combos if i.name not in own]
+               for i in checked if i.name not in own]
     validate.__signature__ = inspect.Signature(params)
     return validate
 
@@ -276,11 +283,25 @@ def _v3_type(io, type_name: str):
     return builtin.get(type_name) or io.Custom(type_name)
 
 
+@functools.cache
+def _v3_combo(io) -> type:
+    """`io.Combo.Input` whose type is its option list, as a classic combo's is. ComfyUI v0.3.75 checks a
+    value against the list only in that form (it lets a V3 "COMBO" value through to the node), and then
+    names the node, the input, the value and the choices, under that input alone; frontends read both
+    forms as a drop-down."""
+
+    class ListedCombo(io.Combo.Input):
+        def get_io_type(self):
+            return list(self.options)
+
+    return ListedCombo
+
+
 def _v3_input(io, i: In):
     kind = _v3_type(io, i.type)
     common = {"optional": i.optional, "tooltip": i.tooltip}
     if i.type == "COMBO":
-        return io.Combo.Input(i.name, options=i.option_list(), default=i.default, **common)
+        return _v3_combo(io)(i.name, options=i.option_list(), default=i.default, **common)
     if i.type in ("INT", "FLOAT"):
         extra = {"round": i.step} if i.type == "FLOAT" and i.step is not None else {}
         return kind.Input(i.name, default=i.default, min=i.min, max=i.max, step=i.step, **extra, **common)

@@ -14,14 +14,14 @@ import torch
 
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.toy import files, world
-from hyperlora_core.toy.conditions import encode_toy_base, encode_toy_photos
+from hyperlora_core.toy.conditions import check_image_batch, encode_toy_base, encode_toy_photos
 from hyperlora_core.toy.files import BUILTIN_WORLD, resolve_world
 from hyperlora_core.toy.files import world_choices as toy_world_choices
 from hyperlora_core.toy.install import heldout_photos
 from hyperlora_core.toy.models import load_toy_models
 
 from . import types
-from .encode import WEIGHTS_TIP, parse_weights
+from .encode import WEIGHTS_TIP, weights_for, weights_problem
 from .loaders import load_checkpoint
 from .spec import In, NodeDef, Out
 
@@ -46,12 +46,12 @@ def _photos(identity: int, photos: int, variation: int, scale: int):
 
 
 def _encode(photos, world: str, weights: str = ""):
-    cond = encode_toy_photos(photos, resolve_world(world), weights=parse_weights(weights))
+    cond = encode_toy_photos(photos, resolve_world(world), weights=weights_for(weights, check_image_batch(photos)))
     return cond, cond.face_crops
 
 
 def _encode_base(photos, world: str, weights: str = ""):
-    cond = encode_toy_base(photos, resolve_world(world), weights=parse_weights(weights))
+    cond = encode_toy_base(photos, resolve_world(world), weights=weights_for(weights, check_image_batch(photos)))
     return cond, cond.crops
 
 
@@ -81,7 +81,7 @@ TOY_ENCODE = NodeDef(
     inputs=(
         In("photos", "IMAGE", tooltip="Photos of one toy identity (from Toy Reference Photos)."),
         In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, tooltip="The toy world whose encoders to use."),
-        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP, check=weights_problem),
     ),
     outputs=(Out(types.ID_COND, "id_cond"), Out("IMAGE", "crops", "What the CLIP analogue saw (background greyed).")),
     run=_encode,
@@ -119,7 +119,7 @@ TOY_ENCODE_BASE = NodeDef(
     inputs=(
         In("photos", "IMAGE", tooltip="Photos whose background and clothing the Base-LoRA should carry."),
         In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, tooltip="The toy world whose encoders to use."),
-        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP),
+        In("weights", "STRING", default="", tooltip=WEIGHTS_TIP, check=weights_problem),
     ),
     outputs=(Out(types.BASE_COND, "base_cond"), Out("IMAGE", "crops", "What the CLIP analogue saw (face blurred).")),
     run=_encode_base,

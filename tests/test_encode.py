@@ -60,7 +60,7 @@ def test_encode_id_shapes_counts_and_previews(analyzer):
     assert cond.id_embeds.shape == (2, 512)
     assert torch.allclose(cond.id_embeds.norm(dim=1), torch.ones(2), atol=1e-5)
     assert not torch.allclose(cond.id_embeds[0], cond.id_embeds[1])  # different faces, different embeddings
-    assert cond.face_crops.shape == (2, 512, 512, 3) and 0 <= cond.face_crops.min() and cond.face_crops.max() <= 1
+    assert cond.face_crops.shape == (2, 224, 224, 3) and 0 <= cond.face_crops.min() and cond.face_crops.max() <= 1
     assert cond.face_counts == (1, 1) and cond.photo_indices == (0, 1) and cond.has_face == (True, True)
     assert cond.weights is None and cond.embedding_space == "standin:antelopev2"
     assert progress == [(1, 3), (2, 3), (3, 3)]
@@ -159,7 +159,7 @@ def test_mixed_sizes_list_and_base(analyzer):
     cond = encode_id(photos, analyzer, PixelEncoder())
     assert len(cond) == 2
     base = encode_base(photos, analyzer, PixelEncoder(), crop_scales="1,1,1,1", weights=[1, 2])
-    assert base.clip_tokens.shape == (2, 257, 1024) and base.crops.shape == (2, 512, 512, 3)
+    assert base.clip_tokens.shape == (2, 257, 1024) and base.crops.shape == (2, 224, 224, 3)
     assert base.weights.tolist() == [1.0, 2.0]
     with pytest.raises(HyperLoRAError, match="crop scales"):
         encode_base(photos, analyzer, PixelEncoder(), crop_scales="1,1,x,1")

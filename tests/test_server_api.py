@@ -182,7 +182,7 @@ def test_invalid_prompts_are_rejected_with_our_message(server):
     prompt[encode]["inputs"]["weights"] = "two, one"
     with pytest.raises(PromptRejected) as err:
         server.queue(prompt)
-    assert any("not comma-separated numbers" in m for m in err.value.messages())
+    assert any("weights 'two, one': 'two' is not a number" in m for m in err.value.messages()), err.value.body
 
 
 def test_a_photo_without_a_face_is_named_in_the_error(server):

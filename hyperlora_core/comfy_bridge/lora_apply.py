@@ -39,6 +39,11 @@ def _patches_for(model, lora: dict[str, torch.Tensor], what: str) -> dict:
     key_map = unet_lora_key_map(model)
     lora = comfy.lora_convert.convert_lora(lora)
     names = lora_module_names(lora)
+    if not names:
+        raise HyperLoRAError(
+            f"{what}: the LoRA is empty (no '.lora_down.weight' keys), so applying it would change nothing. Connect "
+            "the LoRA output of Generate ID LoRA, Mix, Interpolate or Concept Slider, or a kohya LoRA file."
+        )
     unmapped = sorted(n for n in names if n not in key_map)
     if unmapped:
         shown = ", ".join(unmapped[:8]) + (f" and {len(unmapped) - 8} more" if len(unmapped) > 8 else "")

@@ -33,7 +33,9 @@ MASK_BLUR = 15
 FACE_BLUR = 45
 ID_MASK_SCALE = 1.0
 BASE_MASK_SCALE = 1.4
-PREVIEW_SIZE = 512
+PREVIEW_SIZE = 224
+"""Side of the crop previews: what CLIP ViT-L/14 sees, no more. ComfyUI keeps a node's outputs after the
+prompt (float32): at 512 px a 64-photo batch's preview alone held 201 MB; at 224 px, 38.5 MB."""
 
 Box = tuple[float, float, float, float]
 
@@ -133,21 +135,21 @@ def blur_face(image: Image.Image, landmarks: np.ndarray) -> Image.Image:
 
 
 def check_crop_scales(scales: Sequence[float] | str) -> tuple[float, float, float, float]:
-    """Parse and check the Base-LoRA crop scales (left, right, top, bottom), e.g. "1,1,1,1"."""
+    """Parse and check the Base-LoRA crop scales (left, right, top, bottom), e.g. "1,1,1,1"; messages echo
+    the text as given (not its parsed numbers, where 1e400 would read 'inf')."""
+    shown = f'"{scales}"' if isinstance(scales, str) else str(list(scales))
     if isinstance(scales, str):
         try:
             scales = [float(v) for v in scales.replace(" ", "").split(",")]
         except ValueError:
             raise HyperLoRAError(
-                f'crop scales "{scales}" are not 4 comma-separated numbers (left,right,top,bottom), e.g. "1,1,1,1".'
+                f'crop scales {shown} are not 4 comma-separated numbers (left,right,top,bottom), e.g. "1,1,1,1".'
             ) from None
     values = tuple(float(v) for v in scales)
     if len(values) != 4 or not all(np.isfinite(values)) or min(values) < 0 or max(values) > 20:
-        raise HyperLoRAError(
-            f"crop scales must be 4 numbers (left, right, top, bottom) between 0 and 20; got {list(values)}."
-        )
+        raise HyperLoRAError(f"crop scales must be 4 numbers (left, right, top, bottom) between 0 and 20; got {shown}.")
     if values[0] + values[1] <= 0 or values[2] + values[3] <= 0:
-        raise HyperLoRAError(f"crop scales {list(values)} give an empty crop; make left+right and top+bottom > 0.")
+        raise HyperLoRAError(f"crop scales {shown} give an empty crop; make left+right and top+bottom > 0.")
     return values  # type: ignore[return-value]
 
 

@@ -12,6 +12,7 @@ import os
 import torch
 
 from ..errors import HyperLoRAError
+from ..face.images import FLOAT_MAX
 from ..file_cache import LOADED
 from . import files, world
 from .encoders import Conditioner, ToyArcFace, ToyCLIP, masked_reference
@@ -23,11 +24,33 @@ def load_conditioner(folder: str | os.PathLike | None = None) -> Conditioner:
         files.load_module(ToyArcFace(), "arcface", folder), files.load_module(ToyCLIP(), "clip_vision", folder)))
 
 
+def check_image_batch(images: torch.Tensor) -> torch.Tensor:
+    """`images` as they are if they are a ComfyUI IMAGE (`[B, H, W, 3 or 4]` float 0..1), else an error
+    saying what they look like instead: a channels-first tensor or 0..255 values would otherwise be
+    resized and clamped into a LoRA of nothing the user meant."""
+    shape = list(getattr(images, "shape", []))
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise HyperLoRAError(f"photos: expected a ComfyUI IMAGE batch [batch, height, width, channels]; got "
+                             f"{shape or type(images).__name__}. Connect an IMAGE output (e.g. Toy Reference Photos).")
+    if images.shape[-1] not in (3, 4):
+        first = " It looks channels-first: move the channel axis last." if images.shape[1] in (1, 3, 4) else ""
+        raise HyperLoRAError(f"photos: the IMAGE batch {shape} has {images.shape[-1]} channels in its last axis; a "
+                             f"ComfyUI IMAGE is [batch, height, width, 3].{first}")
+    if not images.is_floating_point():
+        raise HyperLoRAError(f"photos: the IMAGE batch holds {str(images.dtype).replace('torch.', '')} values; a "
+                             "ComfyUI IMAGE holds floats 0..1 (divide 0..255 pixels by 255).")
+    if images.numel() and not torch.isfinite(images).all():
+        raise HyperLoRAError("photos: the IMAGE batch has NaN or infinite pixel values; fix the node that made it.")
+    low, top = (float(images.min()), float(images.max())) if images.numel() else (0.0, 0.0)
+    if top > FLOAT_MAX or low < 1.0 - FLOAT_MAX:
+        raise HyperLoRAError(f"photos: the IMAGE batch has pixel values from {low:g} to {top:g}, but ComfyUI images "
+                             "hold 0..1" + (": it looks like a 0..255 image; divide it by 255." if top > FLOAT_MAX else "."))
+    return images
+
+
 def to_toy_size(images: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE `[B, H, W, 3]` 0..1 -> `[B, 3, 32, 32]` (area-resized when larger)."""
-    if images.ndim != 4 or images.shape[-1] < 3:
-        raise HyperLoRAError(f"expected an IMAGE batch [B, H, W, 3]; got {list(images.shape)}.")
-    x = images[..., :3].permute(0, 3, 1, 2).float()
+    x = check_image_batch(images)[..., :3].permute(0, 3, 1, 2).float()
     if x.shape[-2:] != (world.IMAGE_SIZE, world.IMAGE_SIZE):
         x = torch.nn.functional.interpolate(x, size=(world.IMAGE_SIZE, world.IMAGE_SIZE), mode="area")
     return x.clamp(0, 1)
