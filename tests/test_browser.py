@@ -12,16 +12,21 @@ Screenshots go to test-artifacts/browser_<frontend>_<what>.png.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures import published_ui, workflows
 from fixtures.pack import ROOT, pack_submodule
+from PIL import Image
 
 from scripts.comfy_server import ComfyServer, write_extra_model_paths
 from workflows import library
@@ -347,8 +352,22 @@ def test_the_toy_world_runs_from_the_run_button(editor, artifacts_dir):
             break
         page.wait_for_timeout(1000)
     assert shown and set(shown) == {256}, shown  # 32 px pictures, shown 8x (nearest neighbour)
+    # the pictures with the LoRA are not those without it (same seeds): the LoRA reached the sampler
+    saved = {tag: [saved_image(editor.server, i) for out in entry["outputs"].values() for i in out.get("images", [])
+                   if f"toy_{tag}_" in i["filename"]] for tag in ("with", "without")}
+    assert len(saved["with"]) == len(saved["without"]) >= 1, {k: len(v) for k, v in saved.items()}
+    for with_lora, without in zip(saved["with"], saved["without"]):
+        assert with_lora.shape == without.shape
+        assert np.abs(with_lora.astype(int) - without.astype(int)).mean() > 2, "the LoRA changed nothing"
     page.wait_for_timeout(1000)
     editor.shot(artifacts_dir, "toy_world_result")
+
+
+def saved_image(server, image: dict) -> np.ndarray:
+    """A picture the prompt saved, fetched as the editor fetches it (GET /view)."""
+    query = urllib.parse.urlencode({k: image.get(k, "") for k in ("filename", "subfolder", "type")})
+    with urllib.request.urlopen(f"{server.url}/view?{query}", timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
 
 
 def test_published_pack_workflow_loads_on_the_compatibility_nodes(editor, artifacts_dir):
