@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import PeakRSS, Stat, gib, interleaved  # noqa: E402
 from _models import PerLayerReference, hyperlora_config, random_hyperlora  # noqa: E402
 
-from hyperlora_core.coefficients import normalize  # noqa: E402
+from hyperlora_core.coefficients import pool_photos  # noqa: E402
 from hyperlora_core.model import HyperLoRA  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> None:
     scale = max(v.abs().max().item() for k, v in ours_lora.items() if not k.endswith("alpha"))
     print(f"max |ours - reference| = {worst:.2e} (largest weight {scale:.2e}; the reference rounds to fp16)")
 
-    ours_tokens = normalize(hl.id_tokens(clip, ids).mean(0, keepdim=True))
+    ours_tokens = pool_photos(hl.id_tokens(clip, ids))
     r = interleaved({
         "ref_resampler": lambda: ref.tokens(clip, ids),
         "ref_mix": lambda: ref.mix(ref_tokens),

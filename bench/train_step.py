@@ -150,7 +150,8 @@ class StepBench:
     def lora_step(self, batch) -> float:
         """A plain LoRA trainer's step: the same UNet, batch, hooks and loss weighting, one fixed LoRA."""
         from hyperlora_core.comfy_bridge.lora_hooks import LoRASet
-        from hyperlora_core.train.objective import LORA_SCALE, autocast_for, loss_weights
+        from hyperlora_core.lora import sample_scales
+        from hyperlora_core.train.objective import autocast_for, loss_weights
 
         den = self.denoiser
         sigma = den.sigmas.to(self.device)[batch.timesteps]
@@ -161,7 +162,7 @@ class StepBench:
         with autocast_for(self.device, self.cfg.train.precision):
             self.state.sets = [LoRASet([d.expand(b, -1, -1) for d in self.lora_down],
                                        [u.expand(b, -1, -1) for u in self.lora_up],
-                                       torch.full((b,), LORA_SCALE, device=self.device))]
+                                       sample_scales(b, device=self.device))]
             pred = den.denoise(x, sigma, batch.context, adm).float()
         err = (pred - x0.float()).pow(2).mean(dim=tuple(range(1, pred.ndim)))
         loss = (loss_weights(sigma, self.cfg.train.loss) * err).mean()

@@ -30,11 +30,18 @@ def photo_weights(weights: torch.Tensor | list[float] | None, count: int) -> tor
 
 
 def weighted_mean(tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of `[B, Q, K]` tokens over photos (weighted if given) -> `[1, Q, K]`."""
+    """Mean of `[..., B, Q, K]` tokens over the B photos (weighted if given) -> `[..., 1, Q, K]`."""
     if weights is None:
-        return tokens.mean(dim=0, keepdim=True)
+        return tokens.mean(dim=-3, keepdim=True)
     w = weights.to(device=tokens.device, dtype=tokens.dtype).view(-1, 1, 1)
-    return (tokens * w).sum(dim=0, keepdim=True)
+    return (tokens * w).sum(dim=-3, keepdim=True)
+
+
+def pool_photos(tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """One person's coefficient tokens from their photos': `[..., B, Q, K]` -> `[..., 1, Q, K]`, the
+    (weighted) mean over the B photos, L2-normalised. Every LoRA HyperLoRA makes for a user goes
+    through here (one person, or many at once in the toy study)."""
+    return normalize(weighted_mean(tokens, weights))
 
 
 def group_mean(tokens: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:

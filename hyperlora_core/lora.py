@@ -17,10 +17,19 @@ from pathlib import Path
 
 import torch
 
+from .config import LORA_SCALE
 from .errors import HyperLoRAError
 from .safetensors_io import save_tensors_atomic
 
 LoRA = dict[str, torch.Tensor]
+
+
+def sample_scales(count: int, strength: float = 1.0, alpha_scale: float = LORA_SCALE, *,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """Per-sample factor `[count]` on a LoRA's update `up @ down`: alpha/rank x strength, what ComfyUI
+    applies to a LoRA file loaded at `strength` (HyperLoRA's LoRAs: alpha/rank = `LORA_SCALE`).
+    The per-sample LoRA hooks (training, batched evaluation) take it as `LoRASet.scale`."""
+    return torch.full((count,), alpha_scale * strength, device=device)
 
 
 def lora_modules(lora: LoRA) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .basis import LoRABasis
-from .coefficients import normalize, photo_weights, weighted_mean
+from .coefficients import photo_weights, pool_photos
 from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
 from .errors import HyperLoRAError
 from .lora import check_finite
@@ -187,6 +187,24 @@ class HyperLoRA(nn.Module):
             "HyperLoRA checkpoint with dtype fp32.",
         )
 
+    def id_factors(
+        self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Many people's ID-LoRA factors at once: conditions of R photos each (`clip_tokens [I, R, T, C]`,
+        `id_embeds [I, R, E]`) -> per-layer `downs [I, r, in]`, `ups [I, out, r]`; person i's are
+        `generate_id_lora`'s for their R photos (equal weights)."""
+        count, refs = clip_tokens.shape[:2]
+        embeds = id_embeds.flatten(0, 1) if id_embeds is not None else None
+        tokens = self.id_tokens(clip_tokens.flatten(0, 1), embeds).float()
+        return self.lora_factors(pool_photos(tokens.view(count, refs, *tokens.shape[1:]))[:, 0], "id")
+
+    def base_factors(self, clip_tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Many people's Base-LoRA factors at once from `[I, R, T, C]` CLIP tokens of their face-blurred
+        crops; person i's are `generate_base_lora`'s for their R crops (equal weights)."""
+        count, refs = clip_tokens.shape[:2]
+        tokens = self.base_tokens(clip_tokens.flatten(0, 1)).float()
+        return self.lora_factors(pool_photos(tokens.view(count, refs, *tokens.shape[1:]))[:, 0], "base")
+
     @staticmethod
     def _per_photo(
         run: Callable[[slice], torch.Tensor], count: int, progress: Callable[[int, int], object] | None
@@ -219,7 +237,7 @@ class HyperLoRA(nn.Module):
         def run(sel: slice) -> torch.Tensor:
             return self.id_tokens(clip_tokens[sel], id_embeds[sel] if id_embeds is not None else None)
 
-        lora = self.lora_state_dict(normalize(weighted_mean(self._per_photo(run, batch, progress), w)), "id")
+        lora = self.lora_state_dict(pool_photos(self._per_photo(run, batch, progress), w), "id")
         if progress is not None:
             progress(batch + 1, batch + 1)
         return lora
@@ -237,7 +255,7 @@ class HyperLoRA(nn.Module):
             raise HyperLoRAError("no photos: give the CLIP tokens of at least one face-blurred crop.")
         w = photo_weights(weights, count) if weights is not None else None
         tokens = self._per_photo(lambda sel: self.base_tokens(clip_tokens[sel]), count, progress)
-        lora = self.lora_state_dict(normalize(weighted_mean(tokens, w)), "base")
+        lora = self.lora_state_dict(pool_photos(tokens, w), "base")
         if progress is not None:
             progress(count + 1, count + 1)
         return lora

@@ -24,9 +24,8 @@ import torch
 
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
-from ..config import LORA_SCALE
+from ..lora import sample_scales
 from ..model import HyperLoRA
-from ..train.objective import Conditions, HyperStep
 from . import world
 from .encoders import AttributeJudge, Conditioner, to_tensor
 from .models import SIZES
@@ -124,17 +123,11 @@ class HookedSampler:
         empty caption, CFG 1."""
         if hl is None:
             return self.sample(None)
-        held, step = self.held, HyperStep(hl)
+        held = self.held
 
         def loras(rows: slice) -> list[LoRASet]:
-            b = rows.stop - rows.start
-            tokens = held.clip_tokens[rows, :refs].flatten(0, 1)
-            embeds = held.id_embeds[rows, :refs].flatten(0, 1) if face else None
-            groups = torch.arange(b).repeat_interleave(refs)
-            downs, ups = step(Conditions(tokens, embeds, None, groups, b), "same_identity")["id"]
-            first = torch.arange(0, b * refs, refs)  # one row per identity
-            scale = torch.full((b,), LORA_SCALE * strength)
-            return [LoRASet([d[first] for d in downs], [u[first] for u in ups], scale)]
+            downs, ups = hl.id_factors(held.clip_tokens[rows, :refs], held.id_embeds[rows, :refs] if face else None)
+            return [LoRASet(downs, ups, sample_scales(rows.stop - rows.start, strength))]
 
         return self.sample(loras)
 

@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..coefficients import normalize
 from ..comfy_bridge.lora_hooks import LoRASet
 from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
-from ..lora import lora_modules
+from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
 from . import files, world
 from .base_judge import BaseJudge
@@ -114,25 +113,20 @@ class Loras:
     def set(self, strength: float, rows: slice | None = None) -> LoRASet:
         sel = rows or slice(None)
         downs, ups = [d[sel] for d in self.downs], [u[sel] for u in self.ups]
-        return LoRASet(downs, ups, torch.full((downs[0].shape[0],), self.alpha_scale * strength))
+        return LoRASet(downs, ups, sample_scales(downs[0].shape[0], strength, self.alpha_scale))
 
 
 @torch.no_grad()
 def id_loras(hl: HyperLoRA, study: StudySet, refs: int) -> Loras:
-    """Each identity's ID-LoRA from its first `refs` photos: tokens averaged over the photos, then
-    normalised (what `HyperLoRA.generate_id_lora` does, for all identities at once)."""
-    n = len(study)
-    tokens = hl.id_tokens(study.clip_tokens[:, :refs].flatten(0, 1), study.id_embeds[:, :refs].flatten(0, 1)).float()
-    coeffs = normalize(tokens.view(n, refs, *tokens.shape[1:]).mean(1))
-    downs, ups = hl.lora_factors(coeffs, "id")
-    return Loras(downs, ups, LORA_SCALE)
+    """Each identity's ID-LoRA from its first `refs` photos (`HyperLoRA.generate_id_lora`, for all
+    identities at once)."""
+    return Loras(*hl.id_factors(study.clip_tokens[:, :refs], study.id_embeds[:, :refs]), LORA_SCALE)
 
 
 @torch.no_grad()
 def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
     """Each identity's Base-LoRA from its first photo, face blurred (`HyperLoRA.generate_base_lora`)."""
-    downs, ups = hl.lora_factors(normalize(hl.base_tokens(study.base_tokens).float()), "base")
-    return Loras(downs, ups, LORA_SCALE)
+    return Loras(*hl.base_factors(study.base_tokens[:, None]), LORA_SCALE)
 
 
 def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:

@@ -26,8 +26,9 @@ from ..comfy_bridge.backbone import Backbone, backbone_kind
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..comfy_bridge.sdxl import attention_module_specs
-from ..config import LORA_SCALE, HyperLoRAConfig
+from ..config import HyperLoRAConfig
 from ..errors import HyperLoRAError
+from ..lora import sample_scales
 from ..model import HyperLoRA
 from . import checkpointing
 from .config import STAGE, STAGE_ORDER, FitConfig, prerequisite
@@ -310,7 +311,7 @@ def sample_grid(session: Session, wrapped: torch.nn.Module, stage: str, step: in
     prompts = cond.shape[0]
     pick = torch.arange(n).repeat_interleave(prompts)  # sample k = identity k // P, prompt k % P
     which = torch.arange(prompts).repeat(n)
-    one = torch.full((n * prompts,), LORA_SCALE, device=dev)
+    one = sample_scales(n * prompts, device=dev)
     sets = []
     for downs, ups in factors.values():  # the LoRA the stage trains: the ID-LoRA, or the Base-LoRA alone
         sets.append(LoRASet([d[pick.to(d.device)] for d in downs], [u[pick.to(u.device)] for u in ups], one))

@@ -17,8 +17,8 @@ from ..coefficients import group_mean, normalize
 from ..comfy_bridge.backbone import Backbone
 from ..comfy_bridge.diffusion import Denoiser
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet
-from ..config import LORA_SCALE
 from ..errors import HyperLoRAError
+from ..lora import sample_scales
 from ..model import HyperLoRA
 from .config import STAGE, FitConfig, LossConfig, StageSpec
 from .data import Batch
@@ -137,9 +137,9 @@ class StepRunner:
     def _base_scale(self, batch: Batch) -> torch.Tensor:
         """Base-LoRA scale per sample: full when the stage trains it alone; strength x (not dropped) beside an ID-LoRA."""
         if self.spec.base_lora == "trained":
-            return torch.full((batch.size,), LORA_SCALE, device=self.device)
+            return sample_scales(batch.size, device=self.device)
         keep = (~batch.drop_base).float().to(self.device)
-        return LORA_SCALE * self.stage_cfg.base_strength * keep
+        return sample_scales(batch.size, self.stage_cfg.base_strength, device=self.device) * keep
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         cond = self.conditions(batch)
@@ -149,7 +149,7 @@ class StepRunner:
         x0 = den.latent_in(batch.latents)
         x = den.noisy(sigma, batch.noise, x0)
         adm = den.adm(batch.pooled, batch.sizes).to(self.device)
-        full = torch.full((batch.size,), LORA_SCALE, device=self.device)
+        full = sample_scales(batch.size, device=self.device)
         references = self.cfg.train.references
         with autocast:
             if self.spec.teacher:  # the student is the ID-LoRA alone; the teacher adds a Base-LoRA fraction
@@ -158,7 +158,7 @@ class StepRunner:
                     t = self.teacher(cond, references)
                     self.state.sets = [
                         LoRASet(*t["id"], scale=full),
-                        LoRASet(*t["base"], scale=full * self.stage_cfg.base_fraction),
+                        LoRASet(*t["base"], scale=sample_scales(batch.size, self.stage_cfg.base_fraction, device=self.device)),
                     ]
                     target = den.denoise(x, sigma, batch.context, adm).float()
                 self.state.sets = [LoRASet(*factors["id"], scale=full)]
