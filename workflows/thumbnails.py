@@ -150,8 +150,8 @@ def toy_picture(identities: int = 4) -> Image.Image:
 def toy_edit_picture(identities: int = 4) -> Image.Image:
     """Photo / ID + Base (empty caption) / ID-LoRA with the edit template's caption / that caption without a
     LoRA, for held-out identities, from the shipped toy world (the study's batched sampler, same noise)."""
-    import torch
 
+    from hyperlora_core.pixels import uint8_pixels
     from hyperlora_core.toy import study
     from hyperlora_core.toy.evaluate import HookedSampler
     from hyperlora_core.toy.world_loader import ToyWorld
@@ -165,7 +165,7 @@ def toy_edit_picture(identities: int = 4) -> Image.Image:
     with HookedSampler(toy, held) as sampler:
         samples = [sampler.sample(study.lora_sets([(one, 1.0), (base, 1.0)])),
                    sampler.sample(study.lora_sets([(one, 1.0)]), captions), sampler.sample(None, captions)]
-    rows = [held.photos[:, 0], *((s.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy() for s in samples)]
+    rows = [held.photos[:, 0], *(uint8_pixels(s.permute(0, 2, 3, 1)) for s in samples)]
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
     cell, left, top = 84, 150, TOP_BAND

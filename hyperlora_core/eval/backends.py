@@ -15,11 +15,8 @@ import torch
 from ..comfy_bridge import apply_lora
 from ..errors import HyperLoRAError
 from ..model import HyperLoRA
+from ..pixels import uint8_pixels
 from .harness import Person
-
-
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def _patched(model, loras: list[tuple[dict, float]]):
@@ -68,7 +65,7 @@ class ToyBackend:
     def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
         images = self.toy.generate(None, self.toy.noise(1, seed), prompt, seed=seed, steps=self.steps, cfg=self.cfg,
                                    model=_patched(self.toy.unet, loras))
-        return _uint8(images)[0]
+        return uint8_pixels(images)[0]
 
     @torch.no_grad()
     def face_embedding(self, image: np.ndarray) -> np.ndarray:
@@ -143,7 +140,7 @@ class SDXLBackend:
         out = ksample(_patched(self.unet, loras), encode_prompt(self.clip, self.prefix + prompt),
                       encode_prompt(self.clip, self.negative), latent, seed, self.steps, self.cfg, self.sampler,
                       self.scheduler)
-        return _uint8(self.vae.decode(out).float())[0]
+        return uint8_pixels(self.vae.decode(out).float())[0]
 
     def face_embedding(self, image: np.ndarray) -> np.ndarray | None:
         from ..encode import analyze_photo

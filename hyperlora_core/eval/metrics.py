@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import HyperLoRAError
+from ..pixels import uint8_pixels
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -33,7 +34,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     if img.ndim != 3 or img.shape[-1] < 3:
         raise HyperLoRAError(f"expected an RGB image [H, W, 3]; got shape {list(img.shape)}.")
     if img.dtype != np.uint8:
-        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8) if img.dtype.kind == "f" else img.astype(np.uint8)
+        img = uint8_pixels(img) if img.dtype.kind == "f" else img.astype(np.uint8)
     return np.ascontiguousarray(img[..., :3])
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..comfy_bridge.backbone import Backbone, BackboneKind, register_backbone
+from ..pixels import uint8_pixels
 from . import files, world
 from .conditions import to_toy_size
 from .encoders import CLIP_WIDTH, ToyArcFace, ToyCLIP, masked_reference, to_tensor
@@ -70,7 +71,7 @@ def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_f
     x = to_tensor(renders.images)
     latents = backbone.encode_images(torch.from_numpy(renders.images).float() / 255.0)
     embeds = torch.cat([arcface(x[s : s + 512]) for s in range(0, len(x), 512)])
-    faces = (masked_reference(x).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    faces = uint8_pixels(masked_reference(x).permute(0, 2, 3, 1))
     bases = world.face_blurred(renders.images)
     captions = [", ".join(world.base_phrases(f)) for f in renders.base_factors]
     unique = sorted(set(captions))

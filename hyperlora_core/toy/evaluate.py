@@ -26,6 +26,7 @@ from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..lora import sample_scales
 from ..model import HyperLoRA
+from ..pixels import uint8_pixels
 from . import world
 from .encoders import AttributeJudge, Conditioner, to_tensor
 from .models import SIZES
@@ -194,10 +195,6 @@ class ToyEval:
         return path
 
 
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
 @torch.no_grad()
 def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 20, refs: tuple[int, ...] = (1, 4),
              strengths: tuple[float, ...] = (1.0,), log=None) -> ToyEval:
@@ -209,7 +206,7 @@ def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 2
     images: dict[str, np.ndarray] = {}
     base = toy.generate(None, noise, seed=seed, steps=steps)
     rows.append(Row("no LoRA", 0, 0.0, match(toy.judge, base.permute(0, 3, 1, 2), held.attributes)))
-    images["no LoRA"] = _uint8(base)
+    images["no LoRA"] = uint8_pixels(base)
     for k in refs:
         loras = [toy.lora_for(held.clip_tokens[i, :k], held.id_embeds[i, :k]) for i in range(n)]
         for s in strengths:
@@ -218,7 +215,7 @@ def evaluate(toy: ToyWorld, identities: int = 32, seed: int = 11, steps: int = 2
             m = match(toy.judge, out.permute(0, 3, 1, 2), held.attributes)
             rows.append(Row("ID-LoRA", k, s, m))
             if s == 1.0:
-                images[f"ID-LoRA x{k}"] = _uint8(out)
+                images[f"ID-LoRA x{k}"] = uint8_pixels(out)
             if log:
                 log(f"ID-LoRA refs={k} strength={s}: mean match {m.mean():.3f}")
-    return ToyEval(rows, held.identities, images, _uint8(held.references[:, 0].permute(0, 2, 3, 1)))
+    return ToyEval(rows, held.identities, images, uint8_pixels(held.references[:, 0].permute(0, 2, 3, 1)))

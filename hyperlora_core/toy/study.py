@@ -38,6 +38,7 @@ from ..comfy_bridge.lora_hooks import LoRASet
 from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
 from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
+from ..pixels import uint8_pixels
 from . import files, world
 from .base_judge import BaseJudge
 from .recipe import CONFIG_FILE
@@ -179,10 +180,6 @@ class StudyResult:
         return "toy_eval " + " ".join(f"{k}={self.numbers[k]:.3f}" if k in self.numbers else f"{k}=n/a" for k in keys)
 
 
-def _uint8(images: torch.Tensor) -> np.ndarray:
-    return (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
 def finetune_loras(toy, hl: HyperLoRA, study: StudySet, count: int, cfg, steps: int = FINETUNE_STEPS,
                    lr: float = FINETUNE_LR, log: Log | None = None) -> tuple[list[dict], float]:
     """`train.finetune` from each of the first `count` identities' 4-photo ID-LoRA on those photos
@@ -249,7 +246,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         j0 = judged(plain)
         n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
         n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
-        result.images["no LoRA"] = _uint8(plain)
+        result.images["no LoRA"] = uint8_pixels(plain.permute(0, 2, 3, 1))
         for label, lo in (("1ref", one), ("4ref", four)):
             imgs = sampler.sample(lora_sets([(lo, 1.0)]))
             j = judged(imgs)
@@ -259,14 +256,14 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 result.per_factor["leakage"] = list((j.factors == study.reference_factors).mean(0))
                 result.per_factor["no_lora_leakage"] = list((j0.factors == study.reference_factors).mean(0))
                 result.per_factor["id_match_1ref"] = list(j.identity.mean(0))
-                result.images["ID-LoRA"] = _uint8(imgs)
+                result.images["ID-LoRA"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
             log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
         if base is not None:
             imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
             j = judged(imgs)
             n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
             result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
-            result.images["ID + Base"] = _uint8(imgs)
+            result.images["ID + Base"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
             imgs = sampler.sample(lora_sets([(base, 1.0)]))
             j = judged(imgs)
             n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
@@ -284,7 +281,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 row[f"{label}_id_match"] = j.id_match
                 row[f"{label}_leakage"] = j.factor_rate(study.reference_factors)
                 if c == edit_cfg:
-                    result.images[f"edit {label}"] = _uint8(imgs)
+                    result.images[f"edit {label}"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
                     result.per_factor[f"{label}_edit_follow"] = list((j.factors == study.edits).mean(0))
             result.cfg_rows.append(row)
             log(f"CFG {c:g}: {row}")

@@ -256,6 +256,8 @@ def face_blurred(images: np.ndarray | None = None, *, tensor=None, sigma: float 
     import torch
     import torch.nn.functional as F
 
+    from ..pixels import uint8_pixels
+
     x = tensor if tensor is not None else torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     radius = int(3 * sigma)
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
@@ -271,7 +273,7 @@ def face_blurred(images: np.ndarray | None = None, *, tensor=None, sigma: float 
     out = x * (1 - mask) + blurred * mask
     if tensor is not None:
         return out
-    return (out.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return uint8_pixels(out.permute(0, 2, 3, 1))
 
 
 def caption(attributes, keep=None, base=None) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..pixels import uint8_pixels
+
 
 class StageLogger:
     def __init__(self, stage_dir: Path, stage: str, total: int, start: int, enabled: bool, progress: bool, tensorboard: bool):
@@ -80,7 +82,7 @@ def save_grid(rows: list[list[torch.Tensor]], path: Path, cell: int = 128) -> Pa
     grid = Image.new("RGB", (ncols * cell, len(rows) * cell), (127, 127, 127))
     for y, row in enumerate(rows):
         for x, img in enumerate(row):
-            arr = (img.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            arr = uint8_pixels(img)
             grid.paste(Image.fromarray(arr).resize((cell, cell), Image.BICUBIC), (x * cell, y * cell))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -15,6 +15,7 @@ import torch
 
 from ..comfy_bridge.backbone import Backbone
 from ..config import TRIGGER_WORDS
+from ..pixels import uint8_pixels
 from .shards import SampleRecord, ShardWriter
 
 CROP = 224
@@ -32,7 +33,7 @@ def _photo(rng: np.random.Generator, colours: np.ndarray, freq: float, size: int
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(img).permute(2, 0, 1)[None]
     out = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    return (out[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    return uint8_pixels(out[0].permute(1, 2, 0))
 
 
 def write_synthetic_dataset(
