@@ -25,7 +25,7 @@ from .safetensors_io import save_tensors_atomic
 LoRA = dict[str, torch.Tensor]
 
 
-def sample_scales(count: int, strength: float = 1.0, alpha_scale: float = LORA_SCALE,
+def sample_scales(count: int, strength: float = 1.0, alpha_scale: float = LORA_SCALE, *,
                   device: torch.device | str | None = None) -> torch.Tensor:
     """Per-sample factor `[count]` on a LoRA's update `up @ down`: alpha/rank x strength, what ComfyUI
     applies to a LoRA file loaded at `strength` (HyperLoRA's LoRAs: alpha/rank = `LORA_SCALE`).

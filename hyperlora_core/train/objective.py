@@ -158,7 +158,7 @@ class StepRunner:
                     t = self.teacher(cond, references)
                     self.state.sets = [
                         LoRASet(*t["id"], scale=full),
-                        LoRASet(*t["base"], scale=sample_scales(batch.size, self.stage_cfg.base_fraction, self.device)),
+                        LoRASet(*t["base"], scale=sample_scales(batch.size, self.stage_cfg.base_fraction, device=self.device)),
                     ]
                     target = den.denoise(x, sigma, batch.context, adm).float()
                 self.state.sets = [LoRASet(*factors["id"], scale=full)]
