@@ -208,24 +208,6 @@ class HyperLoRA(nn.Module):
         tokens = self.base_tokens(clip_tokens.flatten(0, 1)).float()
         return self.lora_factors(pool_photos(tokens.view(count, refs, *tokens.shape[1:]))[:, 0], "base")
 
-    def id_factors(
-        self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor | None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Many people's ID-LoRA factors at once: conditions of R photos each (`clip_tokens [I, R, T, C]`,
-        `id_embeds [I, R, E]`) -> per-layer `downs [I, r, in]`, `ups [I, out, r]`; person i's are
-        `generate_id_lora`'s for their R photos (equal weights)."""
-        count, refs = clip_tokens.shape[:2]
-        embeds = id_embeds.flatten(0, 1) if id_embeds is not None else None
-        tokens = self.id_tokens(clip_tokens.flatten(0, 1), embeds).float()
-        return self.lora_factors(pool_photos(tokens.view(count, refs, *tokens.shape[1:]))[:, 0], "id")
-
-    def base_factors(self, clip_tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Many people's Base-LoRA factors at once from `[I, R, T, C]` CLIP tokens of their face-blurred
-        crops; person i's are `generate_base_lora`'s for their R crops (equal weights)."""
-        count, refs = clip_tokens.shape[:2]
-        tokens = self.base_tokens(clip_tokens.flatten(0, 1)).float()
-        return self.lora_factors(pool_photos(tokens.view(count, refs, *tokens.shape[1:]))[:, 0], "base")
-
     @staticmethod
     def _per_photo(
         run: Callable[[slice], torch.Tensor], count: int, progress: Callable[[int, int], object] | None
