@@ -293,9 +293,11 @@ def _large_arrays() -> set[int]:
     import numpy as np
 
     gc.collect()
+    # type() rather than isinstance(): isinstance asks deprecated module proxies (torch.distributed.reduce_op)
+    # for their class, which warns
     return {id(o) for o in gc.get_objects()
-            if (isinstance(o, torch.Tensor) and o.numel() * o.element_size() >= 2**20)
-            or (isinstance(o, np.ndarray) and o.nbytes >= 2**20)}
+            if (issubclass(type(o), torch.Tensor) and o.numel() * o.element_size() >= 2**20)
+            or (issubclass(type(o), np.ndarray) and o.nbytes >= 2**20)}
 
 
 def test_a_large_batch_keeps_only_its_outputs_and_those_small(pack, tmp_path):
@@ -308,7 +310,7 @@ def test_a_large_batch_keeps_only_its_outputs_and_those_small(pack, tmp_path):
     from hyperlora_core import standins
 
     count = 16
-    photos = torch.stack([torch.from_numpy(np.asarray(standins.face_photo(200 + k).convert("RGB"))).float() / 255
+    photos = torch.stack([torch.from_numpy(np.array(standins.face_photo(200 + k).convert("RGB"))).float() / 255
                           for k in range(count)])
     standins.write_tiny_face_pack(tmp_path / "insightface" / "models" / "antelopev2")
     with model_folder("insightface", tmp_path / "insightface"):
