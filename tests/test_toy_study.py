@@ -71,17 +71,30 @@ BOUNDS = {"id_match_1ref": 0.57, "no_lora": 0.31, "leakage_over_floor": 0.05, "e
 
 
 @pytest.fixture(scope="module")
-def study(toy):
+def result(toy):
     from hyperlora_core.toy.study import run_study
 
-    return run_study(identities=STUDY_IDENTITIES, finetune_count=0, cfgs=()).numbers
+    return run_study(identities=STUDY_IDENTITIES, finetune_count=0, cfgs=())
 
 
-def test_id_lora_carries_identity_to_people_it_never_saw(study):
-    """ID fidelity (empty caption): far above no LoRA, and 4 photos at least as good as 1."""
+@pytest.fixture(scope="module")
+def study(result):
+    return result.numbers
+
+
+def test_id_lora_carries_identity_to_people_it_never_saw(study, result):
+    """ID fidelity (empty caption): far above no LoRA, the lift's paired 95 % interval far from zero (measured
+    +0.359 [+0.306, +0.410] on these 96 identities). 4 photos against 1 are not distinguishable here (+0.003,
+    paired 95 % CI [-0.009, +0.017]), so the test asserts only that averaging 4 photos loses at most 0.06."""
+    from hyperlora_core.eval.intervals import difference_interval
+
+    judged = result.judged
     assert study["id_match_1ref"] >= BOUNDS["id_match_1ref"], study
-    assert study["id_match_4ref"] >= study["id_match_1ref"] - 0.05, study
     assert study["no_lora"] <= BOUNDS["no_lora"], study
+    lift = difference_interval(judged["ID-LoRA x1"].identity, judged["no LoRA"].identity)
+    assert lift.low > 0.2, f"lift of the 1-photo ID-LoRA over no LoRA {lift}"
+    four = difference_interval(judged["ID-LoRA x4"].identity, judged["ID-LoRA x1"].identity)
+    assert four.low > -0.06, f"4 photos lose more than 0.06 against 1: {four}"
 
 
 def test_id_lora_leaves_background_and_clothes_to_the_prompt(study):

@@ -172,6 +172,9 @@ class StudyResult:
     per_factor: dict[str, list[float]] = field(default_factory=dict)
     cfg_rows: list[dict] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # label -> [I, 32, 32, 3] uint8
+    judged: dict[str, Judged] = field(default_factory=dict)
+    """Per-identity judgements of each empty-caption setting ("no LoRA", "ID-LoRA x1", "ID-LoRA x4", "ID + Base"),
+    the same identities in the same order: what `eval.intervals` resamples."""
     seconds: float = 0.0
 
     def summary_line(self) -> str:
@@ -243,13 +246,13 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     edits = study.edit_captions
     with HookedSampler(toy, study, seed=seed, steps=steps, batch=128) as sampler:
         plain = sampler.sample(None)
-        j0 = judged(plain)
+        j0 = result.judged["no LoRA"] = judged(plain)
         n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
         n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
         result.images["no LoRA"] = uint8_pixels(plain.permute(0, 2, 3, 1))
         for label, lo in (("1ref", one), ("4ref", four)):
             imgs = sampler.sample(lora_sets([(lo, 1.0)]))
-            j = judged(imgs)
+            j = result.judged[f"ID-LoRA x{label[0]}"] = judged(imgs)
             n[f"id_match_{label}"], n[f"all6_{label}"] = j.id_match, j.all6
             if label == "1ref":
                 n["leakage"] = j.factor_rate(study.reference_factors)
@@ -260,7 +263,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
             log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
         if base is not None:
             imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
-            j = judged(imgs)
+            j = result.judged["ID + Base"] = judged(imgs)
             n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
             result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
             result.images["ID + Base"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
