@@ -53,6 +53,22 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     lora = toy.lora_for(*toy.conditioner(photos))
     assert len(lora) == 22 * 4 * 3
 
+    # the trainer trained: the LoRA basis' up factors start at zero (a fresh HyperLoRA's LoRA changes nothing) and
+    # the exported model's are not
+    ups = [v for k, v in lora.items() if k.endswith(".lora_up.weight")]
+    assert sum(float(u.abs().sum()) for u in ups) > 0, "the exported HyperLoRA's LoRA is still zero: nothing trained"
+    # what the build recorded is what its world does: the same measurement through the KSampler path, re-run on
+    # the files it wrote with the build's one thread, gives the recorded numbers
+    from hyperlora_core.toy.evaluate import evaluate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        again = evaluate(toy, identities=ev["identities"], steps=4)
+    finally:
+        torch.set_num_threads(threads)
+    assert abs(again.with_lora - ev["with_lora_1ref"]) < 1e-6 and abs(again.without - ev["without"]) < 1e-6
+
 
 def test_unknown_stage_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
