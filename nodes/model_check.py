@@ -115,7 +115,7 @@ FETCH_MODELS = NodeDef(
         "face pack cannot be downloaded for you (its licence is accepted by each user): the report gives the step."
     ),
     inputs=(
-        In("models", "COMBO", options=_choices, default=REQUIRED,
+        In("models", "COMBO", options=_choices(), default=REQUIRED,
            tooltip="required: the HyperLoRA checkpoint, CLIP ViT-L/14 (and the face pack's step); one model by "
                    "its id; all: every model, SDXL base and the OpenPose ControlNet included."),
         In("accept_licences", "BOOLEAN", default=False,
