@@ -112,3 +112,22 @@ def test_id_plus_base_lora_reproduces_the_photos_background_and_clothes(study):
     assert study["base_match"] >= BOUNDS["base_match"], study
     assert study["base_match"] >= study["leakage"] + 0.1, study
     assert study["id_match_id_base"] >= BOUNDS["id_match_1ref"] - 0.05, study
+
+
+def test_interval_tables_give_every_number_its_interval_and_verdicts_only_past_zero():
+    """The tables `eval --toy --summary` prints and the model card shows, on made-up per-identity values: each
+    measure with its interval, and a claim confirmed only when the paired difference's interval excludes zero."""
+    from hyperlora_core.toy.study import StudyResult, interval_tables
+
+    rng = np.random.default_rng(0)
+    no_lora = rng.random((64, 6)) < 0.3
+    result = StudyResult(64)
+    result.per_identity = {"no_lora": no_lora.mean(1), "id_match_1ref": (rng.random((64, 6)) < 0.7).mean(1),
+                           "id_match_4ref": (rng.random((64, 6)) < 0.7).mean(1)}
+    text = interval_tables(result)
+    one = result.interval("id_match_1ref")
+    assert f"| ID match, ID-LoRA from 1 photo | {one.mean:.3f} | [{one.low:.3f}, {one.high:.3f}] |" in text
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-1].strip(" |") for line in text.splitlines()}
+    assert rows["the ID-LoRA carries identity (1 photo vs no LoRA)"] == "confirmed"
+    assert rows["more photos help (4 vs 1)"] == "not distinguishable"  # both drawn at 0.7
+    assert "leakage" not in text  # nothing measured, nothing shown

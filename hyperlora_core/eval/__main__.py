@@ -139,7 +139,7 @@ def toy_summary(args) -> int:
     """`--toy --summary`: `toy.study.run_study` on the toy world, its tables, the summary line last."""
     import json
 
-    from ..toy.study import run_study, study_tables
+    from ..toy.study import interval_tables, run_study, study_tables
 
     result = run_study(args.toy_world, args.hyperlora, identities=args.identities or 128, steps=args.steps,
                        finetune_count=args.finetune, edit_cfg=args.cfg or 1.0, log=print)
@@ -149,11 +149,14 @@ def toy_summary(args) -> int:
                                                       "cfg_rows": result.cfg_rows, "identities": result.identities,
                                                       "seconds": result.seconds}, indent=1))
     tables = study_tables(result)
+    intervals = interval_tables(result)
     if args.ablation_work:
         from ..toy.ablation import SHIPPED, write_result
 
         print(f"ablation row: {write_result(Path(args.ablation_work), SHIPPED, result)}")
     print(tables)
+    print()
+    print(intervals)
     print(f"{out / 'toy_summary.json'} ({result.seconds:.0f}s)")
     if args.record:
         import torch
@@ -162,7 +165,7 @@ def toy_summary(args) -> int:
         from ..toy.card import write_card
 
         stats = files.read_stats(args.toy_world)
-        stats["study"] = {"tables": tables, "summary_line": result.summary_line(), "numbers": result.numbers,
+        stats["study"] = {"tables": tables, "intervals": intervals, "summary_line": result.summary_line(), "numbers": result.numbers,
                           "identities": result.identities, "minutes": round(result.seconds / 60, 1),
                           "threads": torch.get_num_threads()}
         files.write_stats(stats, args.toy_world)

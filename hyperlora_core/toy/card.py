@@ -207,6 +207,10 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         lines += ["## The paper's claims, measured", "",
                   f"`python -m hyperlora_core.eval --toy --summary` ({study.get('minutes', '?')} min, "
                   f"{study.get('threads', '?')} thread(s)):", "", study["tables"], "", f"`{study['summary_line']}`", ""]
+        if study.get("intervals"):
+            lines += [f"With 95 % intervals (bootstrap over the {study.get('identities', '?')} identities; a verdict is "
+                      "confirmed or refuted only when the interval of the difference excludes zero):", "",
+                      study["intervals"], ""]
     ablation = stats.get("ablation")
     if ablation:
         lines += ["## Ablations", "", ablation.get("note", ""), "", ablation["table"], ""]

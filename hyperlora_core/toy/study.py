@@ -36,6 +36,7 @@ import torch
 
 from ..comfy_bridge.lora_hooks import LoRASet
 from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
+from ..eval.intervals import Interval, difference_interval, mean_interval, per_identity, verdict
 from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
 from ..pixels import uint8_pixels
@@ -172,10 +173,19 @@ class StudyResult:
     per_factor: dict[str, list[float]] = field(default_factory=dict)
     cfg_rows: list[dict] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # label -> [I, 32, 32, 3] uint8
+    per_identity: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each number's per-identity values (`numbers[k]` is their mean): what its 95 % interval resamples."""
     judged: dict[str, Judged] = field(default_factory=dict)
     """Per-identity judgements of each empty-caption setting ("no LoRA", "ID-LoRA x1", "ID-LoRA x4", "ID + Base"),
     the same identities in the same order: what `eval.intervals` resamples."""
     seconds: float = 0.0
+
+    def interval(self, key: str) -> Interval:
+        return mean_interval(self.per_identity[key])
+
+    def difference(self, key: str, other: str) -> Interval:
+        """`key - other` over the same identities (paired), with its 95 % interval."""
+        return difference_interval(self.per_identity[key], self.per_identity[other])
 
     def summary_line(self) -> str:
         keys = ("id_match_1ref", "id_match_4ref", "no_lora", "leakage", "no_lora_leakage", "edit_follow",
@@ -236,6 +246,11 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     study = StudySet.make(toy.conditioner, identities)
     result = StudyResult(len(study))
     n = result.numbers
+
+    def put(key: str, values) -> None:
+        """A number and its per-identity values (`[I]`, or `[I, k]` averaged per identity)."""
+        result.per_identity[key] = per_identity(values)
+        n[key] = float(result.per_identity[key].mean())
     attrs = torch.from_numpy(study.attributes)
 
     def judged(images: torch.Tensor) -> Judged:
@@ -247,15 +262,15 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     with HookedSampler(toy, study, seed=seed, steps=steps, batch=128) as sampler:
         plain = sampler.sample(None)
         j0 = result.judged["no LoRA"] = judged(plain)
-        n["no_lora"], n["no_lora_all6"] = j0.id_match, j0.all6
-        n["no_lora_leakage"] = j0.factor_rate(study.reference_factors)
+        put("no_lora", j0.identity), put("no_lora_all6", j0.identity.all(1))
+        put("no_lora_leakage", j0.factors == study.reference_factors)
         result.images["no LoRA"] = uint8_pixels(plain.permute(0, 2, 3, 1))
         for label, lo in (("1ref", one), ("4ref", four)):
             imgs = sampler.sample(lora_sets([(lo, 1.0)]))
             j = result.judged[f"ID-LoRA x{label[0]}"] = judged(imgs)
-            n[f"id_match_{label}"], n[f"all6_{label}"] = j.id_match, j.all6
+            put(f"id_match_{label}", j.identity), put(f"all6_{label}", j.identity.all(1))
             if label == "1ref":
-                n["leakage"] = j.factor_rate(study.reference_factors)
+                put("leakage", j.factors == study.reference_factors)
                 result.per_factor["leakage"] = list((j.factors == study.reference_factors).mean(0))
                 result.per_factor["no_lora_leakage"] = list((j0.factors == study.reference_factors).mean(0))
                 result.per_factor["id_match_1ref"] = list(j.identity.mean(0))
@@ -264,16 +279,16 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         if base is not None:
             imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
             j = result.judged["ID + Base"] = judged(imgs)
-            n["base_match"], n["id_match_id_base"] = j.factor_rate(study.reference_factors), j.id_match
+            put("base_match", j.factors == study.reference_factors), put("id_match_id_base", j.identity)
             result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
             result.images["ID + Base"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
             imgs = sampler.sample(lora_sets([(base, 1.0)]))
             j = judged(imgs)
-            n["base_only_base_match"], n["base_only_id_match"] = j.factor_rate(study.reference_factors), j.id_match
+            put("base_only_base_match", j.factors == study.reference_factors), put("base_only_id_match", j.identity)
             imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]), edits, cfg=edit_cfg)  # "Full" asked to change them
             j = judged(imgs)
-            n["edit_follow_id_base"], n["id_match_edit_id_base"] = j.factor_rate(study.edits), j.id_match
-            n["leakage_edit_id_base"] = j.factor_rate(study.reference_factors)
+            put("edit_follow_id_base", j.factors == study.edits), put("id_match_edit_id_base", j.identity)
+            put("leakage_edit_id_base", j.factors == study.reference_factors)
             log(f"ID + Base: base match {n['base_match']:.3f}, ID match {n['id_match_id_base']:.3f}")
         for c in sorted({edit_cfg, *cfgs}):
             row = {"cfg": c}
@@ -284,13 +299,12 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 row[f"{label}_id_match"] = j.id_match
                 row[f"{label}_leakage"] = j.factor_rate(study.reference_factors)
                 if c == edit_cfg:
+                    put({"no_lora": "no_lora_edit_follow", "id": "edit_follow"}[label], j.factors == study.edits)
+                    put({"no_lora": "no_lora_id_match_edit", "id": "id_match_edit"}[label], j.identity)
                     result.images[f"edit {label}"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
                     result.per_factor[f"{label}_edit_follow"] = list((j.factors == study.edits).mean(0))
             result.cfg_rows.append(row)
             log(f"CFG {c:g}: {row}")
-            if c == edit_cfg:
-                n["edit_follow"], n["no_lora_edit_follow"] = row["id_edit_follow"], row["no_lora_edit_follow"]
-                n["id_match_edit"], n["no_lora_id_match_edit"] = row["id_id_match"], row["no_lora_id_match"]
     if finetune_count:
         from ..train.config import load_config
 
@@ -303,9 +317,9 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
             j = Judged((judge.predict(imgs) == torch.from_numpy(sub.attributes)).numpy(), base_judge.predict(imgs).numpy())
             before = sampler.sample(lora_sets([(id_loras(hl, sub, 4), 1.0)]))
             jb = (judge.predict(before) == torch.from_numpy(sub.attributes)).numpy()
-        n["finetune_id_match"], n["finetune_all6"] = j.id_match, j.all6
-        n["finetune_before_id_match"] = float(jb.mean())
-        n["finetune_leakage"] = j.factor_rate(sub.reference_factors)
+        put("finetune_id_match", j.identity), put("finetune_all6", j.identity.all(1))
+        put("finetune_before_id_match", jb)
+        put("finetune_leakage", j.factors == sub.reference_factors)
         n["finetune_seconds"] = seconds
         n["finetune_identities"] = k
         log(f"fine-tune ({k} identities): ID match {float(jb.mean()):.3f} -> {j.id_match:.3f}, {seconds:.1f} s each")
@@ -315,6 +329,45 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
 
 def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+MEASURES = (
+    ("no_lora", "ID match, no LoRA"), ("id_match_1ref", "ID match, ID-LoRA from 1 photo"),
+    ("id_match_4ref", "ID match, ID-LoRA from 4 photos"), ("no_lora_leakage", "photo's background/shirt, no LoRA"),
+    ("leakage", "photo's background/shirt, ID-LoRA (leakage)"), ("no_lora_edit_follow", "caption followed, no LoRA"),
+    ("edit_follow", "caption followed, ID-LoRA"), ("id_match_edit", "ID match while editing"),
+    ("base_match", "photo's background/shirt, ID + Base (Base fidelity)"), ("id_match_id_base", "ID match, ID + Base"),
+    ("finetune_before_id_match", "ID match before the 50-step fine-tune"),
+    ("finetune_id_match", "ID match after the 50-step fine-tune"),
+)
+"""The study's numbers shown with intervals, and what each says."""
+
+COMPARISONS = (
+    ("id_match_1ref", "no_lora", "the ID-LoRA carries identity (1 photo vs no LoRA)"),
+    ("id_match_4ref", "id_match_1ref", "more photos help (4 vs 1)"),
+    ("leakage", "no_lora_leakage", "the ID-LoRA copies the photo's background/shirt more than no LoRA (leakage)"),
+    ("edit_follow", "no_lora_edit_follow", "the ID-LoRA follows captions more than no LoRA (less: it costs editability)"),
+    ("base_match", "leakage", "the Base-LoRA brings back the photo's background/shirt (ID + Base vs ID-LoRA)"),
+    ("finetune_id_match", "finetune_before_id_match", "the 50-step fine-tune helps"),
+)
+"""Paired comparisons on the same identities: (a, b, the claim that a > b tests)."""
+
+
+def interval_tables(result: StudyResult) -> str:
+    """Every measured number with its 95 % interval (bootstrap over identities), then the paired comparisons with
+    the verdicts the intervals allow."""
+    lines = ["| measure | mean | 95 % CI |", "|---|---|---|"]
+    for key, text in MEASURES:
+        if key in result.per_identity:
+            ci = result.interval(key)
+            lines.append(f"| {text} | {ci.mean:.3f} | [{ci.low:.3f}, {ci.high:.3f}] |")
+    lines += ["", "| claim (a > b) | a - b | 95 % CI | verdict |", "|---|---|---|---|"]
+    for a, b, claim in COMPARISONS:
+        if a in result.per_identity and b in result.per_identity and \
+                len(result.per_identity[a]) == len(result.per_identity[b]):
+            d = result.difference(a, b)
+            lines.append(f"| {claim} | {d.mean:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {verdict(d).split(' (')[0]} |")
+    return "\n".join(lines)
 
 
 def study_tables(result: StudyResult) -> str:
