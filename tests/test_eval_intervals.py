@@ -61,3 +61,11 @@ def test_unpaired_or_too_small_inputs_are_refused():
         difference_interval(np.zeros((4, 6)), np.zeros((5, 6)))
     with pytest.raises(ValueError, match="at least 2 identities"):
         mean_interval(np.zeros((1, 6)))
+
+
+def test_a_bound_at_zero_after_float_sums_does_not_exclude_zero():
+    """A paired difference whose lower quantile is exactly zero comes out as about 1e-17 from float sums: that is
+    zero, so the claim is not distinguishable, not confirmed."""
+    assert verdict(Interval(0.031, 1e-17, 0.062)).startswith("not distinguishable")
+    assert not Interval(0.031, 1e-17, 0.062).excludes(0.0)
+    assert verdict(Interval(0.031, 0.001, 0.062)).startswith("confirmed")

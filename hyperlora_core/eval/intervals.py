@@ -16,6 +16,9 @@ import numpy as np
 LEVEL = 0.95
 RESAMPLES = 4000
 SEED = 20251207
+ZERO = 1e-9
+"""Below this a bound is zero: a quantile that lands on a difference of exactly 0 comes out as 1e-17 or so after
+float sums, and that must not count as excluding zero."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Interval:
     high: float
 
     def excludes(self, value: float = 0.0) -> bool:
-        return value < self.low or value > self.high
+        return value < self.low - ZERO or value > self.high + ZERO
 
     def __str__(self) -> str:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -65,9 +68,9 @@ def difference_interval(a, b, resamples: int = RESAMPLES, seed: int = SEED) -> I
 def verdict(difference: Interval, claim: str = "") -> str:
     """'confirmed' / 'refuted' when the interval of (claimed better - other) excludes zero, else
     'not distinguishable (difference d, 95 % CI [a, b])'."""
-    if difference.low > 0:
+    if difference.low > ZERO:
         word = "confirmed"
-    elif difference.high < 0:
+    elif difference.high < -ZERO:
         word = "refuted"
     else:
         return (f"not distinguishable (difference {difference.mean:+.3f}, 95 % CI "

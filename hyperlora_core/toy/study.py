@@ -36,7 +36,7 @@ import torch
 
 from ..comfy_bridge.lora_hooks import LoRASet
 from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
-from ..eval.intervals import Interval, difference_interval, mean_interval, per_identity, verdict
+from ..eval.intervals import ZERO, Interval, difference_interval, mean_interval, per_identity, verdict
 from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
 from ..pixels import uint8_pixels
@@ -353,6 +353,13 @@ COMPARISONS = (
 """Paired comparisons on the same identities: (a, b, the claim that a > b tests)."""
 
 
+def _signed(v: float) -> str:
+    """+0.012; a bound that rounds to zero keeps enough digits to show its side of zero (+0.0003)."""
+    if abs(v) <= ZERO:
+        return "+0.000"
+    return f"{v:+.3f}" if abs(v) >= 0.0005 else f"{v:+.1e}" if abs(v) < 0.00005 else f"{v:+.4f}"
+
+
 def interval_tables(result: StudyResult) -> str:
     """Every measured number with its 95 % interval (bootstrap over identities), then the paired comparisons with
     the verdicts the intervals allow."""
@@ -366,7 +373,8 @@ def interval_tables(result: StudyResult) -> str:
         if a in result.per_identity and b in result.per_identity and \
                 len(result.per_identity[a]) == len(result.per_identity[b]):
             d = result.difference(a, b)
-            lines.append(f"| {claim} | {d.mean:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | {verdict(d).split(' (')[0]} |")
+            lines.append(f"| {claim} | {_signed(d.mean)} | [{_signed(d.low)}, {_signed(d.high)}] | "
+                         f"{verdict(d).split(' (')[0]} |")
     return "\n".join(lines)
 
 
