@@ -106,8 +106,6 @@ def walk(root: str | os.PathLike, max_depth: int = MAX_DEPTH) -> Iterator[tuple[
                     files.append(e.name)
             except OSError as exc:
                 report_unreadable(e.path, exc)
-        dirs.sort()
-        files.sort()
-        yield here, dirs, files
+        yield here, dirs, files  # sorted: list_dir gives the entries by name
         if depth < max_depth:
             stack.extend((here / d, depth + 1) for d in reversed(dirs))

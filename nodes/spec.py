@@ -258,8 +258,9 @@ def build_classic(defn: NodeDef) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["VALIDATE_INPUTS"] = _validator_with_signature(check, "VALIDATE_INPUTS")
-    if _changed(defn) is not None:
-        attrs["IS_CHANGED"] = _changed(defn)
+    changed = _changed(defn)
+    if changed is not None:
+        attrs["IS_CHANGED"] = changed
     return type(_class_name(defn), (), attrs)
 
 
@@ -346,8 +347,9 @@ def build_v3(defn: NodeDef, io) -> type:
     check = _queue_check(defn)
     if check is not None:
         attrs["validate_inputs"] = _validator_with_signature(check, "validate_inputs")
-    if _changed(defn) is not None:
-        attrs["fingerprint_inputs"] = _changed(defn)
+    changed = _changed(defn)
+    if changed is not None:
+        attrs["fingerprint_inputs"] = changed
     return type(_class_name(defn), (io.ComfyNode,), attrs)
 
 
