@@ -105,6 +105,11 @@ def checkpoint_files(name: str) -> Path:
     return path.parent if path.name in _PART_NAMES or path.name == MODULES_JSON else path
 
 
+def missing_model(folder: str, value: str, what: str) -> str:
+    """`missing_message` for a loader's value in ComfyUI's registered folders, its command for this install."""
+    return missing_message(folder, value, folders.model_roots(), what, folders.comfyui_folder())
+
+
 def checkpoint_problem(name: str) -> str | None:
     """Why a Loader value cannot be loaded (checked when the prompt is queued), or None."""
     if not name or name == NOT_FOUND:
@@ -116,14 +121,14 @@ def checkpoint_problem(name: str) -> str | None:
     except DamagedFileError as err:  # there, but the server may not open its folder
         return str(err)
     except HyperLoRAError:
-        return missing_message("hyper_lora", name, folders.model_roots(), "HyperLoRA checkpoint", folders.comfyui_folder())
+        return missing_model("hyper_lora", name, "HyperLoRA checkpoint")
     try:
         read_config(path)
     except HyperLoRAError as err:
         roots = folders.model_roots()
         known = item_for("hyper_lora", name)
         if known is not None and not all(check_file(known, f, roots).ok for f in known.files):
-            return missing_message("hyper_lora", name, roots, "HyperLoRA checkpoint", folders.comfyui_folder())
+            return missing_model("hyper_lora", name, "HyperLoRA checkpoint")
         return str(err)
     return None
 
@@ -249,7 +254,6 @@ def custom_node_dirs() -> list[Path]:
         return [Path(p) for p in folder_paths.get_folder_paths("custom_nodes")]
     except KeyError:
         return []
-
 
 
 # -- sample photos --------------------------------------------------------------------------------

@@ -9,11 +9,10 @@ from hyperlora_core.comfy_bridge.clip_vision import load_clip_vision
 from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher
 from hyperlora_core.errors import DamagedFileError, HyperLoRAError
 from hyperlora_core.face.analyzer import PROVIDER_CHOICES
-from hyperlora_core.face.packs import DEFAULT_PACK, KNOWN_FILES, pack_name
+from hyperlora_core.face.packs import DEFAULT_PACK, KNOWN_FILES, is_standin_pack, pack_name
 from hyperlora_core.model import HyperLoRA
-from hyperlora_core.models.check import check_file, item_for, missing_message
+from hyperlora_core.models.check import check_file, item_for
 from hyperlora_core.models.files import file_problem
-from hyperlora_core.standins import is_standin_pack
 
 from . import host, types
 from .spec import In, NodeDef, Out
@@ -71,7 +70,7 @@ def face_pack_problem(value: str) -> str | None:
     if value == host.NOT_FOUND:
         installed = folders.face_pack_choices()
         if not installed:
-            return missing_message(folders.INSIGHTFACE, DEFAULT_FACE_CHOICE, roots, "Face model pack")
+            return host.missing_model(folders.INSIGHTFACE, DEFAULT_FACE_CHOICE, "Face model pack")
         return (f"'{value}' is not a face model pack (the list shows it while models/insightface/models has "
                 f"none); pick one that is there now: {', '.join(installed)} (press 'r' to refresh the list).")
     known = item_for(folders.INSIGHTFACE, value)
@@ -80,9 +79,9 @@ def face_pack_problem(value: str) -> str | None:
     except DamagedFileError as err:  # there, but the server may not open its folder
         return str(err)
     except HyperLoRAError as err:
-        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder()) if known else str(err)
+        return host.missing_model(folders.INSIGHTFACE, value, "Face model pack") if known else str(err)
     if known and not is_standin_pack(folder) and not all(check_file(known, f, roots).ok for f in known.files):
-        return missing_message(folders.INSIGHTFACE, value, roots, "Face model pack", folders.comfyui_folder())
+        return host.missing_model(folders.INSIGHTFACE, value, "Face model pack")
     return None
 
 
@@ -129,14 +128,12 @@ def clip_problem(value: str) -> str | None:
     try:
         path = folders.resolve_clip_vision(value)
     except HyperLoRAError:
-        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
-                               folders.comfyui_folder())
+        return host.missing_model(folders.CLIP_VISION, value, "CLIP vision model")
     problem = file_problem(path / "model.safetensors" if path.is_dir() else path)
     if problem is None:
         return None
     if item_for(folders.CLIP_VISION, value) is not None:  # a model we know how to get: say how, first
-        return missing_message(folders.CLIP_VISION, value, folders.model_roots(), "CLIP vision model",
-                               folders.comfyui_folder())
+        return host.missing_model(folders.CLIP_VISION, value, "CLIP vision model")
     return str(problem)
 
 
