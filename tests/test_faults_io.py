@@ -376,6 +376,24 @@ def test_unreadable_folders_are_named_with_the_fix_and_dangling_links_are_not_ch
         shutil.rmtree(base)
 
 
+def _searchable_for_others(paths: list[Path]) -> list[tuple[Path, int]]:
+    """Let `nobody` import from the checkout, its venv and the host: a clone made inside a root-only folder (e.g.
+    `mktemp -d`, mode 0700) hides them. Each of `paths` gets the others' read and search bits (Python lists a
+    sys.path folder to import from it), the folders above them only the search bit, where missing; nothing
+    becomes writable. Returns (folder, old mode) to restore."""
+    import stat
+
+    opened: list[tuple[Path, int]] = []
+    for path in paths:
+        for folder, bits in [(path.resolve(), stat.S_IROTH | stat.S_IXOTH),
+                             *((parent, stat.S_IXOTH) for parent in path.resolve().parents)]:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if mode & bits != bits and all(folder != f for f, _ in opened):
+                folder.chmod(mode | bits)
+                opened.append((folder, mode))
+    return opened
+
+
 def _list_as_another_user(base: Path) -> None:
     from hyperlora_core import standins
 
@@ -393,13 +411,19 @@ def _list_as_another_user(base: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
     for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models", base / "sealed"):
         closed.chmod(0)
+    from hyperlora_core.comfy_bridge.boot import comfyui_path
+
     as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    opened: list[tuple[Path, int]] = []
     try:
+        opened = _searchable_for_others([ROOT, comfyui_path()]) if as_user else []
         proc = subprocess.run([*as_user, sys.executable, "-c", _LIST_AS_ANOTHER_USER, str(base), str(ROOT)],
                               capture_output=True, text=True, timeout=300, cwd="/", env={**os.environ, "HOME": "/tmp"})
     finally:
         for closed in (hl / "locked", hl / "clip_vit", base / "models" / "insightface" / "models", base / "sealed"):
             closed.chmod(0o755)
+        for folder, mode in reversed(opened):
+            folder.chmod(mode)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-6000:]
     import json
