@@ -22,12 +22,15 @@ Parts (`--parts`, default all, in this order):
 * `train`: one `arcface_id` training step (hypernetwork + SDXL UNet, bf16 autocast, AdamW), batch 1
   and 4, gradient checkpointing off/on, against a plain fixed-LoRA training step of the same UNet
   through the same hooks; then batch 1 in a one-process NCCL group with DDP and with FSDP2.
+* `toy`: `make toy-world`'s stages on this device at smoke size (`toy.build --smoke --device <this>`):
+  judge, analogues, VAE and base UNet train here, the HyperLoRA through the trainer; each stage's
+  recorded device is checked, so a GPU build of the shipped world will not fail hours in.
 
 `--tiny` runs the same code on the CPU at tiny sizes in seconds (CI runs it so it cannot rot).
 Each figure is also printed as a `gpu_check_<name>=<value>` line when measured (the last: `failed_parts`);
 `--json FILE` writes them all.
 
-Run: python bench/gpu.py [--tiny] [--parts mm,generate,photo,sample,train] [--json out.json]
+Run: python bench/gpu.py [--tiny] [--parts mm,generate,photo,sample,train,toy] [--json out.json]
 On the lent GPU machine: `bash scripts/pack_gpu.sh` here first (README, "Speed on a GPU").
 """
 
@@ -55,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scripts.comfy_env import boot_comfy  # noqa: E402
 
-PARTS = ("mm", "generate", "photo", "sample", "train")
+PARTS = ("mm", "generate", "photo", "sample", "train", "toy")
 SIMULATED_CARD_GB = 8
 """The card the `mm` part pretends to be (a common consumer size), through ComfyUI's own reserve: on
 it the SDXL UNet, the fp16 hypernetwork and CLIP vision do not all fit at once."""
@@ -564,6 +567,32 @@ def part_train(sizes: Sizes, report: Report) -> None:
     release()
 
 
+# -- part: the toy world's build ---------------------------------------------------------------
+def part_toy(sizes: Sizes, report: Report) -> None:
+    import torch
+
+    from hyperlora_core.toy import build
+
+    dev, _ = device_and_sync()
+    report.section(f"The toy world's build stages on {dev.type} (smoke steps)")
+    # the CPU smoke run (CI) keeps this part from rotting; every stage's CPU path is tests/test_toy_build.py's
+    stages = "judge" if sizes.tiny else "judge,base_judge,arcface,clip,vae,base,hyper"
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="gpu-check-toy-") as out:
+        try:
+            stats = build.main(["--smoke", "--stages", stages, "--out", out, "--device", dev.type])
+        finally:
+            torch.set_num_threads(threads)
+    devices = {name: s["device"] for name, s in stats["stages"].items()}
+    report(f"trained on: {devices}")
+    wrong = {name: d for name, d in devices.items() if not d.startswith(dev.type)}
+    if wrong:
+        raise RuntimeError(f"these toy stages did not train on {dev.type}: {wrong}")
+    report.figure("toy_build_stages_on_device", len(devices))
+    report.figure("toy_build_minutes", round(sum(s["minutes"] for s in stats["stages"].values()), 2))
+    release()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU (seconds)")
@@ -594,6 +623,7 @@ def main() -> None:
     report.figure("device", name)
     run: dict[str, Callable[[Sizes, Report], None]] = {
         "mm": part_mm, "generate": part_generate, "photo": part_photo, "sample": part_sample, "train": part_train,
+        "toy": part_toy,
     }
     t0 = time.perf_counter()
     failed = []

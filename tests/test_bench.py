@@ -69,6 +69,7 @@ def test_gpu_check_runs_every_part_at_tiny_size(tmp_path, comfyui_path):
     assert {"train_batch_1_grad_ckpt_off_ratio", "train_batch_4_grad_ckpt_on_ratio",
             "train_batch_1_ckpt_on_ddp_gloo_ratio", "train_batch_1_ckpt_on_fsdp2_gloo_ratio"} <= set(trained)
     assert "the step module is a DistributedDataParallel" in proc.stdout
+    assert figures["toy_build_stages_on_device"] == 1  # the judge (all 7 stages on a GPU)
     assert "gpu_check_failed_parts=none" in proc.stdout
 
 

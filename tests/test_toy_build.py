@@ -26,6 +26,10 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
         assert files.part_path(part, tmp_path).is_file(), part
     recorded = json.loads((tmp_path / files.STATS_FILE).read_text())
     assert set(recorded["stages"]) == {"judge", "base_judge", "arcface", "clip", "vae", "base", "hyper"}
+    # where each part trained is recorded and on the card (no GPU here: every stage says cpu)
+    expected_device = "cpu" if not torch.cuda.is_available() else None
+    if expected_device:
+        assert {s["device"] for s in recorded["stages"].values()} == {expected_device}
     hyper = stats["stages"]["hyper"]
     # the trainer's run (Base warm-up 2, clip_id 2, arcface_id 3 steps): the clip_id result, an arcface_id checkpoint
     # (every 2 steps) and its result, each measured; the Base warm-up makes no ID-LoRA to measure
@@ -41,6 +45,7 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert f"heldout_match_with_lora={ev['with_lora_1ref']:.3f}" in card
     assert "| 7 | id+clip |" in card  # the curve's last row, from the stats
+    assert "| trained on |" in card and f"| {recorded['stages']['base']['device']} |" in card
     for fig in ("match_curve.png", "heldout_grid.png", "metrics_vs_strength.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 1000, fig
 
@@ -68,6 +73,15 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert abs(again.with_lora - ev["with_lora_1ref"]) < 1e-6 and abs(again.without - ev["without"]) < 1e-6
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "gpu"])
+def test_a_device_torch_cannot_use_is_refused_before_any_work(capsys, tmp_path, device):
+    with pytest.raises(SystemExit):
+        main(["--smoke", "--stages", "judge", "--out", str(tmp_path), "--device", device])
+    err = capsys.readouterr().err
+    assert f"--device {device}: torch cannot use it here" in err and "pick cpu" in err
+    assert not any(tmp_path.iterdir()), "nothing may be written before the device is known to work"
 
 
 def test_unknown_stage_is_refused_before_any_work(capsys):

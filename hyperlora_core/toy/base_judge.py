@@ -26,12 +26,12 @@ class BaseJudge(AttributeJudge):
         super().__init__(width=width, sizes=world.BASE_FACTOR_SIZES)
 
 
-def train_base_judge(data, steps: int, seed: int = 6, log=print) -> BaseJudge:
+def train_base_judge(data, steps: int, seed: int = 6, log=print, device="cpu") -> BaseJudge:
     """Supervised cross-entropy on the named base factors of training-identity renders."""
     from .stages import train_judge
 
     return train_judge(data, steps, seed=seed, log=log, judge=BaseJudge(), labels=data.train.base_factors,
-                       name="base judge")
+                       name="base judge", device=device)
 
 
 def base_judge_accuracy(judge: BaseJudge, renders: world.Renders) -> np.ndarray:

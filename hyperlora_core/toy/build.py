@@ -3,6 +3,7 @@
     python -m hyperlora_core.toy.build                      # everything (about 80 minutes of 2-core CPU)
     python -m hyperlora_core.toy.build --stages base,hyper  # only some stages (others are loaded)
     python -m hyperlora_core.toy.build --smoke --out /tmp/w # a few steps of every stage (CI)
+    python -m hyperlora_core.toy.build --device cuda        # train on a GPU (the default when there is one)
 
 Stages (`STAGES`, run in this order): judge, base_judge, arcface, clip, vae, base (UNet + caption
 encoder), hyper (the HyperLoRA, through `python -m hyperlora_core.train fit` and `export`, the
@@ -34,6 +35,8 @@ class Build:
     smoke: bool
     steps: dict[str, int]
     resume_hyper: bool = False
+    device: str = "cpu"
+    """Where the judge, analogues, VAE and base UNet train; the HyperLoRA trainer picks its own (every visible GPU)."""
     log: Callable[[str], None] = print
     parts: dict = field(default_factory=dict)
     data: object = None
@@ -62,7 +65,7 @@ class Build:
 def judge_stage(b: Build) -> dict:
     from . import stages
 
-    judge = stages.train_judge(b.data, b.steps["judge"], log=b.log)
+    judge = stages.train_judge(b.data, b.steps["judge"], log=b.log, device=b.device)
     b.save(judge, "judge", "judge")
     return {"heldout_accuracy": [round(float(a), 4) for a in stages.judge_accuracy(judge, b.data.heldout)]}
 
@@ -70,7 +73,7 @@ def judge_stage(b: Build) -> dict:
 def base_judge_stage(b: Build) -> dict:
     from .base_judge import base_judge_accuracy, train_base_judge
 
-    judge = train_base_judge(b.data, b.steps["base_judge"], log=b.log)
+    judge = train_base_judge(b.data, b.steps["base_judge"], log=b.log, device=b.device)
     b.save(judge, "base_judge", "base_judge")
     return {"heldout_accuracy": [round(float(a), 4) for a in base_judge_accuracy(judge, b.data.heldout)]}
 
@@ -78,7 +81,7 @@ def base_judge_stage(b: Build) -> dict:
 def arcface_stage(b: Build) -> dict:
     from . import stages
 
-    net = stages.train_arcface(b.data, b.steps["arcface"], log=b.log)
+    net = stages.train_arcface(b.data, b.steps["arcface"], log=b.log, device=b.device)
     b.save(net, "arcface", "arcface")
     return {"heldout": stages.arcface_report(net, b.data.heldout)}
 
@@ -86,14 +89,14 @@ def arcface_stage(b: Build) -> dict:
 def clip_stage(b: Build) -> dict:
     from . import stages
 
-    b.save(stages.train_clip(b.data, b.steps["clip"], log=b.log), "clip_vision", "clip")
+    b.save(stages.train_clip(b.data, b.steps["clip"], log=b.log, device=b.device), "clip_vision", "clip")
     return {}
 
 
 def vae_stage(b: Build) -> dict:
     from . import stages
 
-    vae = stages.train_vae(b.data, b.steps["vae"], log=b.log)
+    vae = stages.train_vae(b.data, b.steps["vae"], log=b.log, device=b.device)
     psnr, judge_on_rec = stages.vae_report(vae, b.part("judge"), b.data.heldout, count=64 if b.smoke else 512)
     b.save(vae, "vae", "vae")
     return {"heldout_psnr": round(psnr, 2), "judge_on_reconstructions": judge_on_rec}
@@ -120,7 +123,7 @@ def base_stage(b: Build) -> dict:
 
     labels = np.column_stack([b.data.train.attributes, b.data.train.base_factors])  # each render's full caption
     base = stages.train_base(latents, torch.from_numpy(labels), steps, log=b.log,
-                             eval_every=steps if b.smoke else max(1, steps // 5), evaluate=evaluate)
+                             eval_every=steps if b.smoke else max(1, steps // 5), evaluate=evaluate, device=b.device)
     b.save(base.unet.model.diffusion_model, "unet", "base")
     b.save(base.captions, "caption_encoder", "base")
     return {"fidelity_curve": curve}
@@ -254,6 +257,15 @@ def eval_stage(b: Build) -> dict:
             "strength_plot": plot.relative_to(b.out).as_posix() if plot else None}
 
 
+def trainer_device() -> str:
+    """Where `python -m hyperlora_core.train fit` trains in this process: the first visible GPU, else the CPU."""
+    import torch
+
+    from .stages import device_name
+
+    return device_name("cuda" if torch.cuda.is_available() else "cpu")
+
+
 STAGES: dict[str, Callable[[Build], dict]] = {
     "judge": judge_stage, "base_judge": base_judge_stage, "arcface": arcface_stage, "clip": clip_stage,
     "vae": vae_stage, "base": base_stage, "hyper": hyper_stage, "eval": eval_stage,
@@ -269,6 +281,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is faster on a machine shared with other jobs)")
     parser.add_argument("--base-steps", type=int, default=None)
+    parser.add_argument("--device", default=None,
+                        help="where the judge, analogues, VAE and base UNet train: cpu, cuda, cuda:1 ... (default: the "
+                             "first GPU if torch sees one, else cpu). The HyperLoRA stage runs the trainer, which uses "
+                             "every visible GPU: hide them with CUDA_VISIBLE_DEVICES= to keep it on the CPU")
     parser.add_argument("--resume-hyper", action="store_true",
                         help="keep the trainer's run folder: finished stages are skipped and an interrupted one resumes "
                              "from its last checkpoint (default: the hyper stage trains from scratch)")
@@ -286,6 +302,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        parser.error(f"--device {device}: torch cannot use it here ({str(e).splitlines()[0]}); "
+                     "pick cpu, or a GPU torch sees (torch.cuda.is_available()).")
     from . import files, stages
     from .card import write_card
 
@@ -298,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    b = Build(out=out, work=work, smoke=args.smoke, steps=steps, resume_hyper=args.resume_hyper, log=log)
+    b = Build(out=out, work=work, smoke=args.smoke, steps=steps, resume_hyper=args.resume_hyper, device=device, log=log)
     mine: dict = {"stages": {}}  # what this process measured; other build processes may fill other stages
 
     def record() -> dict:
@@ -320,8 +342,9 @@ def main(argv: list[str] | None = None) -> dict:
         if name == "eval":
             mine["eval"] = {**numbers, "minutes": minutes}
         else:
+            trained_on = trainer_device() if name == "hyper" else stages.device_name(device)
             mine["stages"][name] = {"minutes": minutes, "cpu_minutes": round((time.process_time() - cpu) / 60, 2),
-                                    "threads": torch.get_num_threads(), **numbers}
+                                    "threads": torch.get_num_threads(), "device": trained_on, **numbers}
             if name in steps:
                 mine["stages"][name]["steps"] = steps[name]
             log(f"== {name}: {mine['stages'][name]}")

@@ -110,10 +110,10 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         "  the CLIP analogue (contrastive against full captions including background and clothes). HyperLoRA reads only",
         "  the last two (frozen), as the published model reads ArcFace and CLIP ViT-L/14; the judge is independent.",
         "",
-        "## How it was made (stage, steps, wall minutes, CPU minutes of the process)",
+        "## How it was made (stage, steps, wall minutes, CPU minutes of the process, where it trained)",
         "",
-        "| stage | steps | wall min | CPU min | threads | result |",
-        "|---|---|---|---|---|---|",
+        "| stage | steps | wall min | CPU min | threads | trained on | result |",
+        "|---|---|---|---|---|---|---|",
     ]
     results = {
         "judge": lambda s: f"held-out accuracy per attribute {s.get('heldout_accuracy')}",
@@ -143,11 +143,13 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
             minutes = round(sum(per_stage[k] * v for k, v in s["seconds_per_step"].items()) / 60, 2)
             cpu = "(see below)"
         total += minutes if isinstance(minutes, (int, float)) else 0
-        lines.append(f"| {name} | {steps} | {minutes} | {cpu} | {s.get('threads', '')} | {results[name](s)} |")
-    lines.append(f"| **total** | | **{total:.1f}** | | | |")
-    lines += ["", "Machine: 2 CPU cores, no GPU. The judge, ArcFace/CLIP analogues, VAE and base UNet were trained one",
-              "thread each while other jobs shared the machine (load average about 5), so their wall minutes overstate the",
-              "cost on an idle machine; CPU minutes are the process's own CPU time."]
+        # builds before the `--device` option trained everything on the CPU and did not say so
+        lines.append(f"| {name} | {steps} | {minutes} | {cpu} | {s.get('threads', '')} | {s.get('device', 'cpu')} "
+                     f"| {results[name](s)} |")
+    lines.append(f"| **total** | | **{total:.1f}** | | | | |")
+    lines += ["", "Machine: 2 CPU cores. Parts trained on the CPU used one thread each while other jobs shared the machine",
+              "(load average about 5), so their wall minutes overstate the cost on an idle machine; CPU minutes are the",
+              "process's own CPU time."]
     hyper = st.get("hyper", {})
     if hyper.get("seconds_per_step"):
         sps = ", ".join(f"{k} {v:.2f} s/step" for k, v in hyper["seconds_per_step"].items())

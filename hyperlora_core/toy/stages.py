@@ -6,6 +6,11 @@ the smoke test and a notebook call the same code. They differ only in their loss
 Only training identities are used; the held-out identities (`world.heldout_identities()`)
 appear in evaluation only. Stages are seeded. The HyperLoRA itself is trained by
 `python -m hyperlora_core.train` (see `build.py`), not here.
+
+Every stage trains on `device` (a GPU when the build is given one). Data and every random draw stay
+on the CPU, drawn from the stage's CPU generator, and only the batch moves to the device, so a CPU
+build is bit-identical to one that never heard of devices, and a GPU build draws the same batches.
+Each stage hands its module back on the CPU (what the files, reports and other stages expect).
 """
 
 from __future__ import annotations
@@ -27,6 +32,19 @@ from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP, to_tens
 from .models import LATENT_SCALE, new_unet, new_vae_model, size_embedding
 
 Log = Callable[[str], None]
+Device = torch.device | str
+
+
+def device_name(device: Device) -> str:
+    """Where a stage trained, for the model card: "cpu" or the GPU's name."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 @dataclass
@@ -91,22 +109,23 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 # -- judge --------------------------------------------------------------------------------------
 def train_judge(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 1, log: Log = print,
                 judge: AttributeJudge | None = None, labels: np.ndarray | None = None,
-                name: str = "judge") -> AttributeJudge:
+                name: str = "judge", device: Device = "cpu") -> AttributeJudge:
     """Supervised judge: identity attributes by default; `judge` + `labels` train another head set
     (the base judge) on the same renders with the same augmentations."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    judge = (judge or AttributeJudge()).train()
+    judge = (judge or AttributeJudge()).to(device).train()
     images = to_tensor(data.train.images)
     attrs = torch.from_numpy(data.train.attributes if labels is None else labels)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(images), (batch,), generator=gen)
-        x = _augment(_flip(images[idx], gen), gen)
-        return sum(F.cross_entropy(lg, attrs[idx, a]) for a, lg in enumerate(judge(x))), ""
+        x = _augment(_flip(images[idx], gen), gen).to(device)
+        target = attrs[idx].to(device)
+        return sum(F.cross_entropy(lg, target[:, a]) for a, lg in enumerate(judge(x))), ""
 
     train_loop(name, list(judge.parameters()), steps, lr, loss, log)
-    return judge.eval()
+    return judge.cpu().eval()
 
 
 def judge_accuracy(judge: AttributeJudge, renders: world.Renders) -> np.ndarray:
@@ -128,24 +147,24 @@ def _pairs(renders: world.Renders, identities: int, gen: torch.Generator) -> tup
 
 
 def train_arcface(data: Data, steps: int, identities: int = 96, lr: float = 2e-3, temperature: float = 0.1,
-                  seed: int = 2, log: Log = print) -> ToyArcFace:
+                  seed: int = 2, log: Log = print, device: Device = "cpu") -> ToyArcFace:
     """Contrastive (NT-Xent) training: two renders of one identity (different backgrounds,
     clothes, pose) are positives, every other identity in the batch a negative."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = ToyArcFace().train()
+    net = ToyArcFace().to(device).train()
     images = to_tensor(data.train.images)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         ia, ib = _pairs(data.train, identities, gen)
-        z = net(_augment(_flip(images[torch.cat([ia, ib])], gen), gen))
+        z = net(_augment(_flip(images[torch.cat([ia, ib])], gen), gen).to(device))
         sim = z @ z.T / temperature
         sim.fill_diagonal_(-1e4)
         n = len(ia)
-        return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)])), ""
+        return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(device)), ""
 
     train_loop("arcface", list(net.parameters()), steps, lr, loss, log)
-    return net.eval()
+    return net.cpu().eval()
 
 
 @torch.no_grad()
@@ -173,50 +192,51 @@ def clip_labels(renders: world.Renders) -> torch.Tensor:
     return torch.from_numpy(np.column_stack([renders.attributes, renders.base_factors, shift]))
 
 
-def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 3, log: Log = print) -> ToyCLIP:
+def train_clip(data: Data, steps: int, batch: int = 128, lr: float = 2e-3, seed: int = 3, log: Log = print,
+               device: Device = "cpu") -> ToyCLIP:
     """CLIP-style symmetric InfoNCE between images and their full factor captions."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net, text = ToyCLIP().train(), CaptionTower(CLIP_LABEL_SIZES).train()
-    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    net, text = ToyCLIP().to(device).train(), CaptionTower(CLIP_LABEL_SIZES).to(device).train()
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), device=device))
     images, labels = to_tensor(data.train.images), clip_labels(data.train)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(images), (batch,), generator=gen)
-        zi = net.image_embeds(_augment(images[idx], gen, noise=0.03, blur_p=0.1))
-        zt = text(labels[idx])
+        zi = net.image_embeds(_augment(images[idx], gen, noise=0.03, blur_p=0.1).to(device))
+        zt = text(labels[idx].to(device))
         logits = logit_scale.exp().clamp(max=100) * zi @ zt.T
-        target = torch.arange(batch)
+        target = torch.arange(batch, device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)), ""
 
     train_loop("clip", [*net.parameters(), *text.parameters(), logit_scale], steps, lr, loss, log)
-    return net.eval()
+    return net.cpu().eval()
 
 
 # -- VAE ----------------------------------------------------------------------------------------
 def train_vae(data: Data, steps: int, batch: int = 32, lr: float = 1e-3, kl_weight: float = 1e-6, seed: int = 4,
-              log: Log = print):
+              log: Log = print, device: Device = "cpu"):
     """ComfyUI AutoencoderKL trained with L1 + MSE + KL; returns the model with the latent scale folded.
 
     The KL weight is SD's VAE value (1e-6 on the summed KL): at 1e-4 the decoder learnt to smooth
     away spiky hair and eye colour (judge on reconstructions 0.45 / 0.65 for those two)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    vae = new_vae_model().train()
+    vae = new_vae_model().to(device).train()
     images = to_tensor(data.train.images) * 2 - 1
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
-        x = _flip(images[torch.randint(len(images), (batch,), generator=gen)], gen)
+        x = _flip(images[torch.randint(len(images), (batch,), generator=gen)], gen).to(device)
         moments = vae.quant_conv(vae.encoder(x))
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(-30, 20)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen).to(device)
         rec = vae.decoder(vae.post_quant_conv(z))
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
         return (rec - x).abs().mean() + (rec - x).pow(2).mean() + kl_weight * kl, f" kl {kl.item():.1f}"
 
     train_loop("vae", list(vae.parameters()), steps, lr, loss, log, weight_decay=0.0, grad_clip=1.0)
-    vae.eval()
+    vae.cpu().eval()
     fold_latent_scale(vae, images[:2048])
     return vae
 
@@ -236,17 +256,20 @@ def fold_latent_scale(vae, images: torch.Tensor) -> float:
 
 @torch.no_grad()
 def vae_encode(vae, images01: torch.Tensor) -> torch.Tensor:
-    """Images `[N, 3, 32, 32]` 0..1 -> raw latents (posterior mode), as `comfy.sd.VAE.encode` gives."""
+    """Images `[N, 3, 32, 32]` 0..1 -> raw latents (posterior mode), as `comfy.sd.VAE.encode` gives,
+    on the CPU whatever device the VAE is on."""
     out = []
+    dev = module_device(vae)
     for s in range(0, len(images01), 256):
-        out.append(vae.quant_conv(vae.encoder(images01[s : s + 256] * 2 - 1)).chunk(2, 1)[0])
+        out.append(vae.quant_conv(vae.encoder(images01[s : s + 256].to(dev) * 2 - 1)).chunk(2, 1)[0].cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Raw latents -> images 0..1."""
-    out = [vae.decoder(vae.post_quant_conv(latents[s : s + 256])) for s in range(0, len(latents), 256)]
+    """Raw latents -> images 0..1, on the CPU whatever device the VAE is on."""
+    dev = module_device(vae)
+    out = [vae.decoder(vae.post_quant_conv(latents[s : s + 256].to(dev))).cpu() for s in range(0, len(latents), 256)]
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
 
@@ -270,8 +293,8 @@ def eps_loss(den: Denoiser, x0: torch.Tensor, context: torch.Tensor, adm: torch.
     """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps."""
     sigmas = den.sigmas
     t = torch.randint(0, len(sigmas), (x0.shape[0],), generator=gen)
-    sigma = sigmas[t].to(x0)
-    noise = torch.randn(x0.shape, generator=gen)
+    sigma = sigmas[t.to(sigmas.device)].to(x0)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x = den.noisy(sigma, noise, x0)
     eps = (x - den.denoise(x, sigma, context, adm)) / sigma.view(-1, 1, 1, 1)
     return F.mse_loss(eps, noise)
@@ -279,15 +302,18 @@ def eps_loss(den: Denoiser, x0: torch.Tensor, context: torch.Tensor, adm: torch.
 
 def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3,
                ema_decay: float = 0.999, seed: int = 5, log: Log = print, eval_every: int = 0,
-               evaluate: Callable[[BaseModel, int], None] | None = None) -> BaseModel:
+               evaluate: Callable[[BaseModel, int], None] | None = None, device: Device = "cpu") -> BaseModel:
     """Tiny SDXL UNet + caption encoder on scaled latents `[N, 4, 16, 16]` (already x LATENT_SCALE);
-    `attrs [N, 9]`: each render's identity attributes and named base factors (its full caption)."""
+    `attrs [N, 9]`: each render's identity attributes and named base factors (its full caption).
+    `evaluate` gets the EMA model on `device`; the result is on the CPU."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     patcher = new_unet()
-    den = Denoiser(patcher)
     captions = CaptionEncoder()
     ema_unet, ema_captions = new_unet(), CaptionEncoder()
+    for module in (patcher.model, captions, ema_unet.model, ema_captions):
+        module.to(device)
+    den = Denoiser(patcher)
     params = [*patcher.model.diffusion_model.parameters(), *captions.parameters()]
     ema_params = [*ema_unet.model.diffusion_model.parameters(), *ema_captions.parameters()]
     with torch.no_grad():
@@ -296,13 +322,13 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
     for p in params:
         p.requires_grad_(True)
     patcher.model.train()
-    sizes = size_embedding(patcher)
+    sizes = size_embedding(patcher).to(device)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(latents), (batch,), generator=gen)
-        context, pooled = captions(random_caption_ids(attrs[idx], gen))
+        context, pooled = captions(random_caption_ids(attrs[idx], gen).to(device))
         adm = torch.cat([pooled, sizes.expand(batch, -1)], dim=1)
-        return eps_loss(den, latents[idx], context, adm, gen), ""
+        return eps_loss(den, latents[idx].to(device), context, adm, gen), ""
 
     def after_step(step: int) -> None:
         decay = min(ema_decay, (1 + step) / (10 + step))
@@ -315,7 +341,8 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
     train_loop("base", params, steps, lr, loss, log, warmup=200, grad_clip=1.0, after_step=after_step, log_every=100)
     for p in ema_params:
         p.requires_grad_(False)
-    return BaseModel(ema_unet, ema_captions.eval())
+    ema_unet.model.cpu()
+    return BaseModel(ema_unet, ema_captions.cpu().eval())
 
 
 @torch.no_grad()
@@ -350,13 +377,14 @@ def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, 
                     batch: int = 64) -> torch.Tensor:
     """Images 0..1 `[N, 3, 32, 32]` for caption token ids (the bridge's batched Euler, fixed noise per seed)."""
     den = Denoiser(model.unet)
-    sizes = size_embedding(model.unet)
+    dev = module_device(model.captions)
+    sizes = size_embedding(model.unet).to(dev)
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn((len(ids), 4, 16, 16), generator=gen)
-    empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)]))
+    noise = torch.randn((len(ids), 4, 16, 16), generator=gen).to(dev)
+    empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)], device=dev))
     out = []
     for s in range(0, len(ids), batch):
-        ctx, pooled = model.captions(torch.tensor(ids[s : s + batch]))
+        ctx, pooled = model.captions(torch.tensor(ids[s : s + batch], device=dev))
         b = ctx.shape[0]
         adm = torch.cat([pooled, sizes.expand(b, -1)], 1)
         uadm = torch.cat([empty_pooled.expand(b, -1), sizes.expand(b, -1)], 1)
