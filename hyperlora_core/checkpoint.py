@@ -29,11 +29,11 @@ from torch import nn
 from . import temporaries
 from .config import (
     DEFAULT_DIM_HEAD,
-    PROJECTIONS,
     TRIGGER_WORDS,
     HyperLoRAConfig,
     ModuleSpec,
     basis_key,
+    basis_layer_keys,
     check_consistency,
     infer_basis,
     infer_id_projector,
@@ -258,7 +258,7 @@ def load_hyperlora(
     config = infer_config(src, dim_head)
     basis_path, basis_prefix = src.files[_BASIS_PART]
     with safe_open(str(basis_path), framework="pt") as f:
-        stored = f.get_slice(basis_prefix + basis_key(0, PROJECTIONS[0], "id", "down")).get_dtype()
+        stored = f.get_slice(basis_prefix + basis_key(*basis_layer_keys(config.modules)[0], "id", "down")).get_dtype()
     stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}.get(stored, torch.float32)
     model = HyperLoRA(config, device="meta", dtype=dtype or stored_dtype).to_empty(device="cpu")
     for part in ("resampler", "id_projector", "base_resampler"):
@@ -298,7 +298,7 @@ def lora_space(src: _Source) -> LoRASpace:
 def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
     """Read the basis one layer's tensor at a time, checking each for NaN/Inf as it passes (the
     check costs a one-byte mask of that tensor, never a second copy of the basis)."""
-    names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+    names = basis_layer_keys(model.config.modules)
 
     def read(f, key: str) -> torch.Tensor:
         t = f.get_tensor(key)
@@ -330,11 +330,11 @@ def _metadata(model: HyperLoRA) -> dict[str, str]:
 
 
 def _module_table(model: HyperLoRA) -> dict[str, dict]:
-    return {m.name: {"hidden_size": m.hidden_size, "cross_attention_dim": m.cross_attention_dim} for m in model.config.modules}
+    return {m.name: m.table_entry() for m in model.config.modules}
 
 
 def _basis_tensors(model: HyperLoRA, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+    names = basis_layer_keys(model.config.modules)
     out = {}
     for kind, basis in (("id", model.id_basis), ("base", model.base_basis)):
         if basis is None:

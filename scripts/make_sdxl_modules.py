@@ -18,7 +18,7 @@ def main() -> None:
     from hyperlora_core.comfy_bridge.sdxl import attention_module_specs, build_sdxl
 
     specs = attention_module_specs(build_sdxl(device="meta"))
-    table = {s.name: {"hidden_size": s.hidden_size, "cross_attention_dim": s.cross_attention_dim} for s in specs}
+    table = {s.name: s.table_entry() for s in specs}
     out = ROOT / "models" / "sdxl_hyper_lora_modules.json"
     out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {out} ({len(table)} modules)")

@@ -18,7 +18,6 @@ from hyperlora_core.comfy_bridge.lora_hooks import (
     layer_module_paths,
 )
 from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
-from hyperlora_core.config import LORA_KEY_SUFFIX, PROJECTIONS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,10 +26,9 @@ def _random_lora(specs, rank: int, seed: int):
     gen = torch.Generator().manual_seed(seed)
     downs, ups, sd = [], [], {}
     for spec in specs:
-        for proj in PROJECTIONS:
-            d = torch.randn(rank, spec.in_features(proj), generator=gen) * 0.3
-            u = torch.randn(spec.out_features(proj), rank, generator=gen) * 0.3
-            key = f"{spec.name}_{LORA_KEY_SUFFIX[proj]}"
+        for key, layer in zip(spec.layer_names(), spec.layers):
+            d = torch.randn(rank, layer.in_features, generator=gen) * 0.3
+            u = torch.randn(layer.out_features, rank, generator=gen) * 0.3
             sd[f"{key}.lora_down.weight"], sd[f"{key}.lora_up.weight"] = d, u
             sd[f"{key}.alpha"] = torch.tensor(rank * 0.5)
             downs.append(d)

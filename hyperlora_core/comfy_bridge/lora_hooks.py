@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import LORA_KEY_SUFFIX, PROJECTIONS, ModuleSpec
+from ..config import ModuleSpec, module_layer_names
 from ..errors import HyperLoRAError
 
 INJECTION_KEY = "hyperlora_train"
@@ -109,7 +109,7 @@ def lora_layer_paths(model_patcher, lora_names: list[str]) -> list[str]:
 
 def layer_module_paths(model_patcher, specs: list[ModuleSpec] | tuple[ModuleSpec, ...]) -> list[str]:
     """Module paths of every LoRA'd linear of a module table, in basis layer order."""
-    return lora_layer_paths(model_patcher, [f"{s.name}_{LORA_KEY_SUFFIX[p]}" for s in specs for p in PROJECTIONS])
+    return lora_layer_paths(model_patcher, module_layer_names(specs))
 
 
 def _lora_hook(layer: int, state: LoRAHookState):

@@ -113,6 +113,6 @@ def attention_module_specs(model) -> list[ModuleSpec]:
         prefix = diff_key[: -len(".to_q.weight")]
         hidden = weights[ldm_key].shape[0]
         cross = weights[ldm_key.replace(".to_q.", ".to_k.")].shape[1] if attn == "attn2" else None
-        spec = ModuleSpec(name="lora_unet_" + prefix.replace(".", "_"), hidden_size=hidden, cross_attention_dim=cross)
+        spec = ModuleSpec.attention("lora_unet_" + prefix.replace(".", "_"), hidden, cross)
         found.append(((_BLOCK_ORDER[block], int(idx or 0), int(att), int(tb), attn), spec))
     return [spec for _, spec in sorted(found, key=lambda item: item[0])]

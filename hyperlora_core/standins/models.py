@@ -18,7 +18,6 @@ import torch
 
 from ..comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, attention_module_specs, build_sdxl, init_weights, sdxl_unet_config
 from ..comfy_bridge.wrappers import autoencoder_kl, clip_vision_model, controlnet_model, sdxl_text_encoders, vae_object
-from ..config import LORA_KEY_SUFFIX
 from ..safetensors_io import save_tensors_atomic
 from .hyperlora import random_hyperlora, small_config
 
@@ -111,10 +110,9 @@ def write_tiny_style_lora(path: Path, seed: int = 0, rank: int = 4) -> Path:
     g = torch.Generator().manual_seed(seed)
     tensors = {}
     for spec in tiny_module_specs():
-        for projection, suffix in LORA_KEY_SUFFIX.items():
-            key = f"{spec.name}_{suffix}"
-            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, spec.in_features(projection), generator=g) * 0.3
-            tensors[f"{key}.lora_up.weight"] = torch.randn(spec.out_features(projection), rank, generator=g) * 0.3
+        for key, layer in zip(spec.layer_names(), spec.layers):
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=g) * 0.3
+            tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=g) * 0.3
             tensors[f"{key}.alpha"] = torch.tensor(float(rank))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

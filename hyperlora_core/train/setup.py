@@ -9,7 +9,7 @@ import torch
 
 from ..config import (
     DEFAULT_DIM_HEAD,
-    TOKENS_PER_MODULE,
+    TOKENS_PER_LAYER,
     HyperLoRAConfig,
     IDProjectorConfig,
     ResamplerConfig,
@@ -36,7 +36,7 @@ def hyper_config(cfg: FitConfig, module_specs, clip_dim: int) -> HyperLoRAConfig
             raise HyperLoRAError(f"hypernetwork.modules: '{path}' does not exist (use from_model or a JSON file).")
         module_specs = parse_module_list(json.loads(path.read_text(encoding="utf-8")), str(path))
     modules = tuple(module_specs)
-    queries = TOKENS_PER_MODULE * len(modules)
+    queries = TOKENS_PER_LAYER * sum(len(m.layers) for m in modules)
     rs = _resampler(h.resampler, queries, h.basis_size, (h.resampler.dim, clip_dim))
     base = _resampler(h.base_resampler, queries, h.basis_size, (clip_dim,)) if h.base_rank else None
     return HyperLoRAConfig(
