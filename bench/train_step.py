@@ -157,13 +157,13 @@ class StepBench:
         sigma = den.sigmas.to(self.device)[batch.timesteps]
         x0 = den.latent_in(batch.latents)
         x = den.noisy(sigma, batch.noise, x0)
-        adm = den.adm(batch.pooled, batch.sizes).to(self.device)
+        inputs = den.inputs(batch.cond)
         b = batch.size
         with autocast_for(self.device, self.cfg.train.precision):
             self.state.sets = [LoRASet([d.expand(b, -1, -1) for d in self.lora_down],
                                        [u.expand(b, -1, -1) for u in self.lora_up],
                                        sample_scales(b, device=self.device))]
-            pred = den.denoise(x, sigma, batch.context, adm).float()
+            pred = den.denoise(x, sigma, inputs).float()
         err = (pred - x0.float()).pow(2).mean(dim=tuple(range(1, pred.ndim)))
         loss = (loss_weights(sigma, self.cfg.train.loss) * err).mean()
         loss.backward()
@@ -246,11 +246,11 @@ def print_rows(rows: list[tuple[str, dict]], report: Callable[[str], None], mem_
 
 def tiny_step(rounds: int) -> None:
     from hyperlora_core.comfy_bridge.backbone import tiny_backbone
-    from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
+    from hyperlora_core.comfy_bridge.bases import SDXL
 
     print("== tiny: hypernetwork (dim 32, K 4, rank 2) + tiny SDXL-architecture UNet, CPU ==")
     backbone = tiny_backbone(0)
-    config = hyperlora_config(tuple(attention_module_specs(backbone.unet)), dim=32, depth=1, heads=2,
+    config = hyperlora_config(tuple(SDXL.module_specs(backbone.unet)), dim=32, depth=1, heads=2,
                               basis_size=4, rank=2, id_tokens=2, clip_dim=backbone.clip_vision_dim)
     rows, start = [], None
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,10 @@ Published folder (what users already have)::
 Single file (ours): the same tensors in one `.safetensors`, keys prefixed with the part name
 (`hyper_lora_modules.`, `resampler.`, `id_projector.`, `base_resampler.`), the module table and
 the remaining settings in the header metadata. Both load through the same shape inference.
+
+Both formats record the base model the LoRAs are for (`hyperlora.base` in the safetensors metadata,
+a profile name of `comfy_bridge.bases`); a checkpoint without it (the published ones, our files
+from before base profiles) is SDXL's (`HyperLoRAConfig.base_name`).
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
         base_resampler=base,
         face_pack=face_pack,
         trigger_words=meta.get("hyperlora.trigger_words", TRIGGER_WORDS),
+        base=meta.get("hyperlora.base", ""),
     )
     check_consistency(config, src.label)
     if resampler.num_conditions == 2 and projector is None:
@@ -326,6 +331,7 @@ def _metadata(model: HyperLoRA) -> dict[str, str]:
         "hyperlora.face_pack": cfg.face_pack,
         "hyperlora.trigger_words": cfg.trigger_words,
         "hyperlora.config": cfg.to_json(),
+        **({"hyperlora.base": cfg.base} if cfg.base else {}),
     }
 
 

@@ -184,7 +184,7 @@ class HyperLoRA(nn.Module):
             "The checkpoint and the photos' conditions are finite, so the computation overflowed: load the "
             "HyperLoRA checkpoint with dtype fp32.",
         )
-        return GeneratedLoRA(out, self.space)
+        return GeneratedLoRA(out, self.space, self.config.base_name)
 
     def id_factors(
         self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor | None

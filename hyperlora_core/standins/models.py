@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, attention_module_specs, build_sdxl, init_weights, sdxl_unet_config
+from ..comfy_bridge.bases import SDXL
+from ..comfy_bridge.random_init import init_weights
 from ..comfy_bridge.wrappers import autoencoder_kl, clip_vision_model, controlnet_model, sdxl_text_encoders, vae_object
 from ..safetensors_io import save_tensors_atomic
 from .hyperlora import random_hyperlora, small_config
@@ -32,12 +33,12 @@ TINY_VAE = {"double_z": True, "z_channels": 4, "resolution": 64, "in_channels": 
 
 
 def tiny_unet_config() -> dict:
-    return sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=TINY_TEXT["projection_dim"] + 6 * 256)
+    return SDXL.tiny_config(TINY_TEXT["projection_dim"])
 
 
 def build_tiny_sdxl(seed: int = 0):
     """A ComfyUI ModelPatcher around `model_base.SDXL` with deterministic random weights."""
-    model = build_sdxl(tiny_unet_config(), device="cpu")
+    model = SDXL.build(tiny_unet_config(), device="cpu")
     init_weights(model.model, seed=seed)
     return model
 
@@ -65,7 +66,7 @@ def build_tiny_clip_vision(seed: int = 0):
 @cache
 def tiny_module_specs():
     """The tiny UNet's LoRA'd attention modules (meta device: no memory)."""
-    return tuple(attention_module_specs(build_sdxl(tiny_unet_config(), device="meta")))
+    return tuple(SDXL.module_specs(SDXL.build(tiny_unet_config(), device="meta")))
 
 
 def tiny_hyperlora_config(base_rank: int | None = 2):
