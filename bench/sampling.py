@@ -116,9 +116,12 @@ def ip_adapter_patch(model, context_dim: int):
     return patched, len(sites)
 
 
-def conditioning(tokens: int, context_dim: int, pooled_dim: int = 1280):
+def conditioning(tokens: int, context_dim: int, pooled_dim: int | None = None):
     import torch
 
+    from hyperlora_core.comfy_bridge.bases import sdxl
+
+    pooled_dim = pooled_dim or sdxl.POOLED_WIDTH
     g = torch.Generator().manual_seed(4)
     pos = [[torch.randn(1, tokens, context_dim, generator=g), {"pooled_output": torch.randn(1, pooled_dim, generator=g)}]]
     neg = [[torch.randn(1, tokens, context_dim, generator=g), {"pooled_output": torch.randn(1, pooled_dim, generator=g)}]]
@@ -183,7 +186,7 @@ def measure(unet_config: dict, latent_side: int, steps: int, rounds: int, dtype=
         return time.perf_counter() - t
 
     timed_load(model)
-    probe = next(k for k in model.model.state_dict() if k.endswith("attn2.to_k.weight"))
+    probe = next(k for k in model.model.state_dict() if k.endswith("attn2.to_k.weight"))  # a cross-attention weight
     bare_weight = model.model.state_dict()[probe].detach().to("cpu", copy=True)
     bare_load = min(timed_load(model) for _ in range(3))
     lora_model = apply_lora(model, lora, 0.85)

@@ -52,6 +52,8 @@ TINY_OVERRIDES: dict = {
 
 SIZE_EMBEDDING = 6 * 256
 """Width of the size part of `y`: six numbers, each a 256-wide timestep embedding."""
+POOLED_WIDTH = UNET_CONFIG["adm_in_channels"] - SIZE_EMBEDDING
+"""Width of CLIP-G's pooled vector, the rest of `y`."""
 
 TINY_TEXT_WIDTH = 32
 """Each tiny text encoder's width; the two are concatenated into the tiny UNet's context (64)."""
