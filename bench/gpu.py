@@ -477,6 +477,7 @@ def part_train(sizes: Sizes, report: Report) -> None:
     import train_step as ts
 
     from hyperlora_core.comfy_bridge.backbone import Backbone
+    from hyperlora_core.comfy_bridge.bases import SDXL
     from hyperlora_core.train.distributed import init_distributed, wrap
 
     dev, _ = device_and_sync()
@@ -486,7 +487,8 @@ def part_train(sizes: Sizes, report: Report) -> None:
                    f"{precision}{' autocast' if cuda else ''}, AdamW")
     unet = build_unet(sizes, torch.bfloat16 if cuda else torch.float32)
     vision = clip_vision_model(sizes)
-    backbone = Backbone(unet=unet, clip=None, vae=None, clip_vision=vision, name="random-sdxl")
+    backbone = Backbone(unet=unet, clip=None, vae=None, clip_vision=vision, name="random-sdxl",
+                        profile=SDXL)
     config = sizes.hyper_config(unet)
     rounds = max(3, sizes.rounds - 2)
     rows: list[tuple[str, dict]] = []

@@ -63,7 +63,9 @@ def fit_config(tmp: Path, precision: str, checkpointing: bool):
 
 
 def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, seed: int = 0):
-    """A batch of the trainer's shape with random contents: one photo per identity, 1024 px sizes."""
+    """A batch of the trainer's shape with random contents: one photo per identity, an SDXL model's
+    conditioning (context, pooled, the crop numbers of a square image)."""
+    from hyperlora_core.comfy_bridge.bases import sdxl
     from hyperlora_core.train.data import Batch
 
     g = torch.Generator().manual_seed(seed)
@@ -71,10 +73,12 @@ def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, 
     pixels = 8 * latent
     return Batch(
         latents=torch.randn(batch, 4, latent, latent, generator=g).to(device),
-        context=torch.randn(batch, 77, denoiser.context_dim, generator=g).to(device),
-        pooled=torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - 6 * 256,
-                           generator=g).to(device),
-        sizes=torch.tensor([[pixels, pixels, 0, 0, pixels, pixels]] * batch, dtype=torch.float32),
+        cond={
+            "context": torch.randn(batch, 77, denoiser.context_dim, generator=g).to(device),
+            "pooled": torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - sdxl.SIZE_EMBEDDING,
+                                  generator=g).to(device),
+            "sizes": torch.stack([sdxl.PROFILE.image_conditioning([pixels] * 2, [0, 0], [pixels] * 2)["sizes"]] * batch),
+        },
         face=torch.rand(batch, image_size, image_size, 3, generator=g).to(device),
         base=None,
         arcface=torch.nn.functional.normalize(torch.randn(batch, 512, generator=g), dim=-1).to(device),
