@@ -11,7 +11,7 @@ import copy
 import torch
 
 from hyperlora_core.coefficients import normalize
-from hyperlora_core.config import LORA_KEY_SUFFIX, PROJECTIONS, HyperLoRAConfig
+from hyperlora_core.config import HyperLoRAConfig
 from hyperlora_core.model import HyperLoRA
 from hyperlora_core.standins import hyperlora_config
 
@@ -37,7 +37,7 @@ class PerLayerReference:
         self.dtype = dtype
         self.projector = copy.deepcopy(hl.id_projector).to(dtype)
         self.resampler = copy.deepcopy(hl.resampler).to(dtype)
-        self.names = [f"{m.name}_{LORA_KEY_SUFFIX[p]}" for m in hl.config.modules for p in PROJECTIONS]
+        self.names = hl.config.layer_names()
         self.down = [hl.id_basis.published_down(i).to(dtype).contiguous() for i in range(len(self.names))]
         self.up = [hl.id_basis.published_up(i).to(dtype).contiguous() for i in range(len(self.names))]
         self.rank = hl.config.rank

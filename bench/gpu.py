@@ -83,17 +83,17 @@ class Sizes:
         return 3 if self.tiny else 12
 
     def unet_config(self) -> dict:
-        from hyperlora_core.comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, sdxl_unet_config
+        from hyperlora_core.comfy_bridge.bases import sdxl
 
-        return sdxl_unet_config(**TINY_SDXL_OVERRIDES) if self.tiny else sdxl_unet_config()
+        return sdxl.unet_config(**sdxl.TINY_OVERRIDES) if self.tiny else sdxl.unet_config()
 
     def hyper_config(self, unet=None):
         from _models import hyperlora_config
 
-        from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
+        from hyperlora_core.comfy_bridge.bases import SDXL
 
         if self.tiny:
-            return hyperlora_config(tuple(attention_module_specs(unet)), dim=32, depth=1, heads=2, basis_size=8,
+            return hyperlora_config(tuple(SDXL.module_specs(unet)), dim=32, depth=1, heads=2, basis_size=8,
                                     id_tokens=2, clip_dim=self.clip_dim)
         return hyperlora_config()
 
@@ -214,7 +214,7 @@ def clip_vision_model(sizes: Sizes):
     """ComfyUI's `ClipVisionModel` at ViT-L/14 size (or tiny), random weights."""
     import comfy.clip_vision
 
-    from hyperlora_core.comfy_bridge.sdxl import init_weights
+    from hyperlora_core.comfy_bridge.random_init import init_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         if sizes.tiny:
@@ -233,10 +233,11 @@ def build_unet(sizes: Sizes, dtype):
     """The SDXL UNet (ComfyUI's classes) at full size or tiny, random weights, built on the GPU when there is one."""
     import comfy.model_management
 
-    from hyperlora_core.comfy_bridge.sdxl import build_sdxl, init_weights
+    from hyperlora_core.comfy_bridge.bases import SDXL
+    from hyperlora_core.comfy_bridge.random_init import init_weights
 
     device = comfy.model_management.get_torch_device()
-    unet = build_sdxl(sizes.unet_config(), device=device, dtype=dtype)
+    unet = SDXL.build(sizes.unet_config(), device=device, dtype=dtype)
     init_weights(unet.model, seed=0, std=0.02)
     return unet
 
@@ -340,11 +341,11 @@ def part_generate(sizes: Sizes, report: Report) -> None:
     import torch
     from _models import PerLayerReference, random_hyperlora
 
-    from hyperlora_core.comfy_bridge.sdxl import build_sdxl
+    from hyperlora_core.comfy_bridge.bases import SDXL
 
     report.section("ID-LoRA generation: ours vs the per-layer form of the published code")
     dev, sync = device_and_sync()
-    unet = build_sdxl(sizes.unet_config(), device="meta") if sizes.tiny else None
+    unet = SDXL.build(sizes.unet_config(), device="meta") if sizes.tiny else None
     config = sizes.hyper_config(unet)
     report(f"{len(config.modules)} modules, K {config.basis_size}, rank {config.rank}, resampler "
            f"{config.resampler.dim} x {config.resampler.depth}; on {dev}; wall ms with "
@@ -396,16 +397,16 @@ def part_photo(sizes: Sizes, report: Report) -> None:
     import onnxruntime
     import torch
 
+    from hyperlora_core.comfy_bridge.bases import SDXL
     from hyperlora_core.comfy_bridge.clip_vision import ComfyClipEncoder
     from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher, load_for_use
-    from hyperlora_core.comfy_bridge.sdxl import build_sdxl
     from hyperlora_core.encode import prepare_id
     from hyperlora_core.face import FaceAnalyzer
     from hyperlora_core.standins import write_tiny_face_pack
 
     report.section("The photo path: face analysis -> CLIP vision (ComfyUI) -> generation, per photo")
     dev, sync = device_and_sync()
-    unet = build_sdxl(sizes.unet_config(), device="meta") if sizes.tiny else None
+    unet = SDXL.build(sizes.unet_config(), device="meta") if sizes.tiny else None
     hl = start_offloaded(sizes.hyper_config(unet), dev)
     patcher = hyperlora_patcher(hl)
     vision = clip_vision_model(sizes)
@@ -479,6 +480,7 @@ def part_train(sizes: Sizes, report: Report) -> None:
     import train_step as ts
 
     from hyperlora_core.comfy_bridge.backbone import Backbone
+    from hyperlora_core.comfy_bridge.bases import SDXL
     from hyperlora_core.train.distributed import init_distributed, wrap
 
     dev, _ = device_and_sync()
@@ -488,7 +490,8 @@ def part_train(sizes: Sizes, report: Report) -> None:
                    f"{precision}{' autocast' if cuda else ''}, AdamW")
     unet = build_unet(sizes, torch.bfloat16 if cuda else torch.float32)
     vision = clip_vision_model(sizes)
-    backbone = Backbone(unet=unet, clip=None, vae=None, clip_vision=vision, name="random-sdxl")
+    backbone = Backbone(unet=unet, clip=None, vae=None, clip_vision=vision, name="random-sdxl",
+                        profile=SDXL)
     config = sizes.hyper_config(unet)
     rounds = max(3, sizes.rounds - 2)
     rows: list[tuple[str, dict]] = []

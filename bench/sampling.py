@@ -48,10 +48,11 @@ def build_model(unet_config: dict, dtype=None):
     import comfy.model_management
     import torch
 
-    from hyperlora_core.comfy_bridge.sdxl import build_sdxl, init_weights
+    from hyperlora_core.comfy_bridge.bases import SDXL
+    from hyperlora_core.comfy_bridge.random_init import init_weights
 
     device = comfy.model_management.get_torch_device()
-    model = build_sdxl(unet_config, device=device, dtype=dtype or torch.float32)
+    model = SDXL.build(unet_config, device=device, dtype=dtype or torch.float32)
     init_weights(model.model, seed=0)
     return model
 
@@ -61,9 +62,9 @@ def make_lora(model, hyperlora=None) -> tuple[dict, int]:
     import torch
     from _models import hyperlora_config, random_hyperlora
 
-    from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
+    from hyperlora_core.comfy_bridge.bases import SDXL
 
-    specs = tuple(attention_module_specs(model))
+    specs = tuple(SDXL.module_specs(model))
     if hyperlora is None:
         hyperlora = random_hyperlora(hyperlora_config(specs, dim=64, depth=1, heads=1, basis_size=8, id_tokens=2),
                                      dtype=torch.float32, seed=1)
@@ -115,9 +116,12 @@ def ip_adapter_patch(model, context_dim: int):
     return patched, len(sites)
 
 
-def conditioning(tokens: int, context_dim: int, pooled_dim: int = 1280):
+def conditioning(tokens: int, context_dim: int, pooled_dim: int | None = None):
     import torch
 
+    from hyperlora_core.comfy_bridge.bases import sdxl
+
+    pooled_dim = pooled_dim or sdxl.POOLED_WIDTH
     g = torch.Generator().manual_seed(4)
     pos = [[torch.randn(1, tokens, context_dim, generator=g), {"pooled_output": torch.randn(1, pooled_dim, generator=g)}]]
     neg = [[torch.randn(1, tokens, context_dim, generator=g), {"pooled_output": torch.randn(1, pooled_dim, generator=g)}]]
@@ -182,7 +186,7 @@ def measure(unet_config: dict, latent_side: int, steps: int, rounds: int, dtype=
         return time.perf_counter() - t
 
     timed_load(model)
-    probe = next(k for k in model.model.state_dict() if k.endswith("attn2.to_k.weight"))
+    probe = next(k for k in model.model.state_dict() if k.endswith("attn2.to_k.weight"))  # a cross-attention weight
     bare_weight = model.model.state_dict()[probe].detach().to("cpu", copy=True)
     bare_load = min(timed_load(model) for _ in range(3))
     lora_model = apply_lora(model, lora, 0.85)
@@ -235,9 +239,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         torch.set_num_interop_threads(1)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    from hyperlora_core.comfy_bridge.sdxl import sdxl_unet_config
+    from hyperlora_core.comfy_bridge.bases import sdxl
 
-    out = measure(sdxl_unet_config(model_channels=args.channels), args.latent, args.steps, args.rounds)
+    out = measure(sdxl.unet_config(model_channels=args.channels), args.latent, args.steps, args.rounds)
     print(f"ip_adapter_step_overhead={out['ip_ratio'].median:.3f}")
     print(f"lora_step_overhead={out['lora_ratio'].median:.3f}")
 

@@ -63,7 +63,9 @@ def fit_config(tmp: Path, precision: str, checkpointing: bool):
 
 
 def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, seed: int = 0):
-    """A batch of the trainer's shape with random contents: one photo per identity, 1024 px sizes."""
+    """A batch of the trainer's shape with random contents: one photo per identity, an SDXL model's
+    conditioning (context, pooled, the crop numbers of a square image)."""
+    from hyperlora_core.comfy_bridge.bases import sdxl
     from hyperlora_core.train.data import Batch
 
     g = torch.Generator().manual_seed(seed)
@@ -71,10 +73,12 @@ def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, 
     pixels = 8 * latent
     return Batch(
         latents=torch.randn(batch, 4, latent, latent, generator=g).to(device),
-        context=torch.randn(batch, 77, denoiser.context_dim, generator=g).to(device),
-        pooled=torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - 6 * 256,
-                           generator=g).to(device),
-        sizes=torch.tensor([[pixels, pixels, 0, 0, pixels, pixels]] * batch, dtype=torch.float32),
+        cond={
+            "context": torch.randn(batch, 77, denoiser.context_dim, generator=g).to(device),
+            "pooled": torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - sdxl.SIZE_EMBEDDING,
+                                  generator=g).to(device),
+            "sizes": torch.stack([sdxl.PROFILE.image_conditioning([pixels] * 2, [0, 0], [pixels] * 2)["sizes"]] * batch),
+        },
         face=torch.rand(batch, image_size, image_size, 3, generator=g).to(device),
         base=None,
         arcface=torch.nn.functional.normalize(torch.randn(batch, 512, generator=g), dim=-1).to(device),
@@ -157,13 +161,13 @@ class StepBench:
         sigma = den.sigmas.to(self.device)[batch.timesteps]
         x0 = den.latent_in(batch.latents)
         x = den.noisy(sigma, batch.noise, x0)
-        adm = den.adm(batch.pooled, batch.sizes).to(self.device)
+        inputs = den.inputs(batch.cond)
         b = batch.size
         with autocast_for(self.device, self.cfg.train.precision):
             self.state.sets = [LoRASet([d.expand(b, -1, -1) for d in self.lora_down],
                                        [u.expand(b, -1, -1) for u in self.lora_up],
                                        sample_scales(b, device=self.device))]
-            pred = den.denoise(x, sigma, batch.context, adm).float()
+            pred = den.denoise(x, sigma, inputs).float()
         err = (pred - x0.float()).pow(2).mean(dim=tuple(range(1, pred.ndim)))
         loss = (loss_weights(sigma, self.cfg.train.loss) * err).mean()
         loss.backward()
@@ -246,11 +250,11 @@ def print_rows(rows: list[tuple[str, dict]], report: Callable[[str], None], mem_
 
 def tiny_step(rounds: int) -> None:
     from hyperlora_core.comfy_bridge.backbone import tiny_backbone
-    from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
+    from hyperlora_core.comfy_bridge.bases import SDXL
 
     print("== tiny: hypernetwork (dim 32, K 4, rank 2) + tiny SDXL-architecture UNet, CPU ==")
     backbone = tiny_backbone(0)
-    config = hyperlora_config(tuple(attention_module_specs(backbone.unet)), dim=32, depth=1, heads=2,
+    config = hyperlora_config(tuple(SDXL.module_specs(backbone.unet)), dim=32, depth=1, heads=2,
                               basis_size=4, rank=2, id_tokens=2, clip_dim=backbone.clip_vision_dim)
     rows, start = [], None
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,10 @@ Published folder (what users already have)::
 Single file (ours): the same tensors in one `.safetensors`, keys prefixed with the part name
 (`hyper_lora_modules.`, `resampler.`, `id_projector.`, `base_resampler.`), the module table and
 the remaining settings in the header metadata. Both load through the same shape inference.
+
+Both formats record the base model the LoRAs are for (`hyperlora.base` in the safetensors metadata,
+a profile name of `comfy_bridge.bases`); a checkpoint without it (the published ones, our files
+from before base profiles) is SDXL's (`HyperLoRAConfig.base_name`).
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from torch import nn
 from . import temporaries
 from .config import (
     DEFAULT_DIM_HEAD,
-    PROJECTIONS,
     TRIGGER_WORDS,
     HyperLoRAConfig,
     ModuleSpec,
     basis_key,
+    basis_layer_keys,
     check_consistency,
     infer_basis,
     infer_id_projector,
@@ -184,6 +188,7 @@ def infer_config(src: _Source, dim_head: int | None = None) -> HyperLoRAConfig:
         base_resampler=base,
         face_pack=face_pack,
         trigger_words=meta.get("hyperlora.trigger_words", TRIGGER_WORDS),
+        base=meta.get("hyperlora.base", ""),
     )
     check_consistency(config, src.label)
     if resampler.num_conditions == 2 and projector is None:
@@ -258,7 +263,7 @@ def load_hyperlora(
     config = infer_config(src, dim_head)
     basis_path, basis_prefix = src.files[_BASIS_PART]
     with safe_open(str(basis_path), framework="pt") as f:
-        stored = f.get_slice(basis_prefix + basis_key(0, PROJECTIONS[0], "id", "down")).get_dtype()
+        stored = f.get_slice(basis_prefix + basis_key(*basis_layer_keys(config.modules)[0], "id", "down")).get_dtype()
     stored_dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}.get(stored, torch.float32)
     model = HyperLoRA(config, device="meta", dtype=dtype or stored_dtype).to_empty(device="cpu")
     for part in ("resampler", "id_projector", "base_resampler"):
@@ -298,7 +303,7 @@ def lora_space(src: _Source) -> LoRASpace:
 def _load_basis(model: HyperLoRA, path: Path, prefix: str) -> None:
     """Read the basis one layer's tensor at a time, checking each for NaN/Inf as it passes (the
     check costs a one-byte mask of that tensor, never a second copy of the basis)."""
-    names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+    names = basis_layer_keys(model.config.modules)
 
     def read(f, key: str) -> torch.Tensor:
         t = f.get_tensor(key)
@@ -326,15 +331,16 @@ def _metadata(model: HyperLoRA) -> dict[str, str]:
         "hyperlora.face_pack": cfg.face_pack,
         "hyperlora.trigger_words": cfg.trigger_words,
         "hyperlora.config": cfg.to_json(),
+        **({"hyperlora.base": cfg.base} if cfg.base else {}),
     }
 
 
 def _module_table(model: HyperLoRA) -> dict[str, dict]:
-    return {m.name: {"hidden_size": m.hidden_size, "cross_attention_dim": m.cross_attention_dim} for m in model.config.modules}
+    return {m.name: m.table_entry() for m in model.config.modules}
 
 
 def _basis_tensors(model: HyperLoRA, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    names = [(i, p) for i in range(len(model.config.modules)) for p in PROJECTIONS]
+    names = basis_layer_keys(model.config.modules)
     out = {}
     for kind, basis in (("id", model.id_basis), ("base", model.base_basis)):
         if basis is None:

@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass, field
 from .errors import HyperLoRAError
 
 PROJECTIONS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out")
-"""The four attention projections of one module, in the order their tokens come."""
+"""The four projections of an attention module (`ModuleSpec.attention`), in the order their tokens come;
+these are also their names in the published basis keys."""
 
-LORA_KEY_SUFFIX: dict[str, str] = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out_0"}
-"""How each projection is named in the exported kohya LoRA keys."""
+_ATTENTION_SUFFIX: dict[str, str] = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out_0"}
+"""How each attention projection is named in kohya LoRA keys (`to_out.0` of diffusers)."""
 
-TOKENS_PER_MODULE = 2 * len(PROJECTIONS)
-"""Coefficient tokens per attention module: one for the down and one for the up factor of each projection."""
+TOKENS_PER_LAYER = 2
+"""Coefficient tokens per LoRA'd linear: one for its down and one for its up factor."""
+TOKENS_PER_MODULE = TOKENS_PER_LAYER * len(PROJECTIONS)
+"""Coefficient tokens of an attention module (the published checkpoints' 8)."""
 LORA_SCALE = 0.5
 """alpha / rank of every LoRA HyperLoRA makes (alpha = rank / 2, as published): exported files carry it as
 `.alpha`, and training and the per-sample hooks apply the same scale, so users get what was trained."""
@@ -29,20 +32,62 @@ TRIGGER_WORDS = "fcsks fxhks fhyks, "
 
 
 @dataclass(frozen=True)
+class LayerSpec:
+    """One LoRA'd linear layer of a module: its kohya name suffix and its widths.
+
+    `basis_name` is the layer's name in the published basis keys when it differs from `suffix`
+    (attention's `to_out` vs kohya's `to_out_0`); a fused projection (FLUX's `qkv`, `linear1`) is one
+    layer of its full width, as ComfyUI's LoRA key map addresses it."""
+
+    suffix: str
+    in_features: int
+    out_features: int
+    basis_name: str = ""
+
+    @property
+    def key(self) -> str:
+        """The name in basis keys: `<module index>.<key>.<id|base>_<down|up>_basis`."""
+        return self.basis_name or self.suffix
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
-    """One LoRA'd attention module: its LoRA key prefix and its widths."""
+    """One LoRA'd module: its kohya key prefix and the linear layers under it, in token order."""
 
     name: str
-    hidden_size: int
-    cross_attention_dim: int | None
+    layers: tuple[LayerSpec, ...]
 
-    def in_features(self, projection: str) -> int:
-        if projection in ("to_k", "to_v") and self.cross_attention_dim:
-            return self.cross_attention_dim
-        return self.hidden_size
+    @classmethod
+    def attention(cls, name: str, hidden: int, cross: int | None) -> ModuleSpec:
+        """An attention module: to_q, to_k, to_v, to_out_0; to_k/to_v read the `cross` width when given."""
+        def width(projection: str) -> int:
+            return cross if projection in ("to_k", "to_v") and cross else hidden
 
-    def out_features(self, projection: str) -> int:  # noqa: ARG002 - same for all four
-        return self.hidden_size
+        return cls(name, tuple(
+            LayerSpec(_ATTENTION_SUFFIX[p], width(p), hidden, "" if _ATTENTION_SUFFIX[p] == p else p) for p in PROJECTIONS
+        ))
+
+    @property
+    def attention_widths(self) -> tuple[int, int | None] | None:
+        """(hidden, cross or None) when this is exactly an attention module, else None."""
+        if len(self.layers) != len(PROJECTIONS):
+            return None
+        hidden = self.layers[0].out_features
+        k_in = self.layers[1].in_features
+        candidate = ModuleSpec.attention(self.name, hidden, None if k_in == hidden else k_in)
+        return (hidden, None if k_in == hidden else k_in) if candidate == self else None
+
+    def layer_names(self) -> list[str]:
+        """Kohya LoRA module names of this module's layers (`<module>_<suffix>`), in token order."""
+        return [f"{self.name}_{layer.suffix}" for layer in self.layers]
+
+    def table_entry(self) -> dict:
+        """This module in the JSON module table: the published `{hidden_size, cross_attention_dim}` for an
+        attention module, else `{"layers": [[suffix, in, out], ...]}`."""
+        widths = self.attention_widths
+        if widths is not None:
+            return {"hidden_size": widths[0], "cross_attention_dim": widths[1]}
+        return {"layers": [[x.suffix, x.in_features, x.out_features] for x in self.layers]}
 
 
 @dataclass(frozen=True)
@@ -85,6 +130,9 @@ class HyperLoRAConfig:
     base_resampler: ResamplerConfig | None = None
     face_pack: str = "antelopev2"
     trigger_words: str = TRIGGER_WORDS
+    base: str = ""
+    """The base-model profile this checkpoint's LoRAs are for (`comfy_bridge.bases`); "" = not recorded
+    (the published checkpoints and our files written before profiles: all SDXL, see `base_name`)."""
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -92,26 +140,55 @@ class HyperLoRAConfig:
         return self.base_rank is not None
 
     @property
+    def base_name(self) -> str:
+        """The recorded base, or "sdxl" for checkpoints that record none: every one written before base
+        profiles existed (the published ones, our older files, the toy world's) is for an SDXL-class UNet."""
+        return self.base or LEGACY_BASE
+
+    @property
     def num_layers(self) -> int:
-        return len(self.modules) * len(PROJECTIONS)
+        return sum(len(m.layers) for m in self.modules)
+
+    @property
+    def num_tokens(self) -> int:
+        """Coefficient tokens (resampler queries) this module table needs: two per layer."""
+        return TOKENS_PER_LAYER * self.num_layers
 
     def layer_shapes(self) -> list[tuple[int, int]]:
-        """(in_features, out_features) of every LoRA'd linear, module-major, projection-minor."""
-        return [(m.in_features(p), m.out_features(p)) for m in self.modules for p in PROJECTIONS]
+        """(in_features, out_features) of every LoRA'd linear, module-major, layer-minor."""
+        return [(x.in_features, x.out_features) for m in self.modules for x in m.layers]
+
+    def layer_names(self) -> list[str]:
+        """Kohya LoRA module name of every LoRA'd linear, in basis layer order (the one place they are built)."""
+        return module_layer_names(self.modules)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        raw = asdict(self)
+        raw["modules"] = {m.name: m.table_entry() for m in self.modules}
+        return json.dumps(raw, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> HyperLoRAConfig:
         raw = json.loads(text)
-        raw["modules"] = tuple(ModuleSpec(**m) for m in raw["modules"])
+        mods = raw["modules"]
+        if isinstance(mods, list):  # written before module tables: [{name, hidden_size, cross_attention_dim}]
+            mods = {m["name"]: {k: v for k, v in m.items() if k != "name"} for m in mods}
+        raw["modules"] = parse_module_list(mods, "config")
         raw["resampler"] = _resampler_from_dict(raw["resampler"])
         if raw.get("base_resampler"):
             raw["base_resampler"] = _resampler_from_dict(raw["base_resampler"])
         if raw.get("id_projector"):
             raw["id_projector"] = IDProjectorConfig(**raw["id_projector"])
         return cls(**raw)
+
+
+LEGACY_BASE = "sdxl"
+"""The base of a checkpoint that records none (see `HyperLoRAConfig.base_name`)."""
+
+
+def module_layer_names(modules: tuple[ModuleSpec, ...] | list[ModuleSpec]) -> list[str]:
+    """Kohya LoRA module names of every layer of a module table, in basis layer order."""
+    return [name for m in modules for name in m.layer_names()]
 
 
 def _resampler_from_dict(raw: dict) -> ResamplerConfig:
@@ -121,7 +198,8 @@ def _resampler_from_dict(raw: dict) -> ResamplerConfig:
 
 
 def parse_module_list(raw: object, source: str) -> tuple[ModuleSpec, ...]:
-    """Validate the ordered `name -> {hidden_size, cross_attention_dim}` table of the JSON file."""
+    """Validate the ordered module table of the JSON file: `name -> {hidden_size, cross_attention_dim}`
+    (an attention module, the published form) or `name -> {"layers": [[suffix, in, out], ...]}`."""
     if not isinstance(raw, dict) or not raw:
         raise HyperLoRAError(
             f"{source}: expected a JSON object mapping module names to "
@@ -130,6 +208,9 @@ def parse_module_list(raw: object, source: str) -> tuple[ModuleSpec, ...]:
         )
     specs = []
     for name, info in raw.items():
+        if isinstance(info, dict) and "layers" in info and "hidden_size" not in info:
+            specs.append(ModuleSpec(str(name), _parse_layers(name, info["layers"], source)))
+            continue
         if not isinstance(info, dict) or not _is_int(info.get("hidden_size")):
             raise HyperLoRAError(f'{source}: entry "{name}" needs an integer "hidden_size"; found {info!r}. '
                                  + _FROM_DOWNLOAD)
@@ -141,8 +222,21 @@ def parse_module_list(raw: object, source: str) -> tuple[ModuleSpec, ...]:
             if value is not None and value < 1:
                 raise HyperLoRAError(f'{source}: entry "{name}" has "{key}" {value}; a layer width must be a '
                                      "positive integer. " + _FROM_DOWNLOAD)
-        specs.append(ModuleSpec(name=str(name), hidden_size=info["hidden_size"], cross_attention_dim=cross))
+        specs.append(ModuleSpec.attention(str(name), info["hidden_size"], cross))
     return tuple(specs)
+
+
+def _parse_layers(name: object, raw: object, source: str) -> tuple[LayerSpec, ...]:
+    """`[[suffix, in_features, out_features], ...]` of one generic module entry."""
+    layers = []
+    for item in raw if isinstance(raw, list) and raw else [None]:
+        ok = (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]
+              and all(_is_int(v) and v >= 1 for v in item[1:]))
+        if not ok:
+            raise HyperLoRAError(f'{source}: entry "{name}" has layer {item!r}; each layer is [suffix, in_features, '
+                                 "out_features] with positive integer widths. " + _FROM_DOWNLOAD)
+        layers.append(LayerSpec(item[0], item[1], item[2]))
+    return tuple(layers)
 
 
 _FROM_DOWNLOAD = "The file is damaged or edited: use the one that came with this checkpoint."
@@ -209,12 +303,17 @@ def infer_id_projector(shapes: dict[str, tuple[int, ...]], source: str) -> IDPro
     return IDProjectorConfig(embed_dim=embed_dim, num_tokens=total // token_dim, token_dim=token_dim)
 
 
-_BASIS_KEY = re.compile(r"^(\d+)\.(to_q|to_k|to_v|to_out)\.(id|base)_(down|up)_basis$")
+_BASIS_KEY = re.compile(r"^(\d+)\.([A-Za-z0-9_]+)\.(id|base)_(down|up)_basis$")
 
 
-def basis_key(module: int, projection: str, kind: str, part: str) -> str:
-    """The published basis tensor name: `<module index>.<projection>.<id|base>_<down|up>_basis`."""
-    return f"{module}.{projection}.{kind}_{part}_basis"
+def basis_key(module: int, layer: str, kind: str, part: str) -> str:
+    """The published basis tensor name: `<module index>.<layer key>.<id|base>_<down|up>_basis`."""
+    return f"{module}.{layer}.{kind}_{part}_basis"
+
+
+def basis_layer_keys(modules: tuple[ModuleSpec, ...]) -> list[tuple[int, str]]:
+    """(module index, layer key) of every basis layer, in layer order: what `basis_key` is called with."""
+    return [(i, layer.key) for i, m in enumerate(modules) for layer in m.layers]
 
 
 def infer_basis(
@@ -225,7 +324,8 @@ def infer_basis(
     if unknown:
         raise HyperLoRAError(
             f"{source}: unexpected keys {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; a basis file holds "
-            "only '<module index>.<to_q|to_k|to_v|to_out>.<id|base>_<down|up>_basis' tensors."
+            "only '<module index>.<layer>.<id|base>_<down|up>_basis' tensors (attention layers: to_q, to_k, to_v, "
+            "to_out)."
         )
     indices = {int(_BASIS_KEY.match(k).group(1)) for k in shapes}
     if indices != set(range(len(modules))):
@@ -236,41 +336,56 @@ def infer_basis(
             f"(missing indices {missing[:5]}, extra indices {extra[:5]}). The JSON and the .safetensors must "
             "come from the same checkpoint folder."
         )
-    first = _need(shapes, basis_key(0, PROJECTIONS[0], "id", "down"), source, 3)
+    first_layer = modules[0].layers[0].key
+    first = _need(shapes, basis_key(0, first_layer, "id", "down"), source, 3)
     basis_size, rank = first[0], first[2]
-    base_first = basis_key(0, PROJECTIONS[0], "base", "down")
+    base_first = basis_key(0, first_layer, "base", "down")
     has_base = base_first in shapes
     base_rank = _need(shapes, base_first, source, 3)[2] if has_base else None
+    known = set()
     for i, spec in enumerate(modules):
-        for proj in PROJECTIONS:
-            n_in, n_out = spec.in_features(proj), spec.out_features(proj)
+        for layer in spec.layers:
+            n_in, n_out = layer.in_features, layer.out_features
             kinds = [("id", rank)] + ([("base", base_rank)] if has_base else [])
             for kind, r in kinds:
                 for part, expected in (("down", (basis_size, n_in, r)), ("up", (basis_size, r, n_out))):
-                    key = basis_key(i, proj, kind, part)
+                    key = basis_key(i, layer.key, kind, part)
+                    known.add(key)
                     found = shapes.get(key)
                     if found is None:
                         raise HyperLoRAError(f"{source}: key '{key}' is missing.")
                     if tuple(found) != expected:
                         raise HyperLoRAError(
                             f"{source}: '{key}' has shape {list(found)} but module '{spec.name}' "
-                            f"(hidden_size {spec.hidden_size}, cross_attention_dim {spec.cross_attention_dim}) "
-                            f"needs {list(expected)}. The JSON and the .safetensors do not match; use the "
+                            f"({_widths(spec)}) needs {list(expected)}. The JSON and the .safetensors do not match; use the "
                             "hyper_lora_modules.json that came with this basis."
                         )
+    stray = sorted(set(shapes) - known)
+    if stray:
+        raise HyperLoRAError(
+            f"{source}: unexpected keys {stray[:5]}{' ...' if len(stray) > 5 else ''}: layers the module table does "
+            "not list. The JSON and the .safetensors must come from the same checkpoint folder."
+        )
     return basis_size, rank, base_rank
+
+
+def _widths(spec: ModuleSpec) -> str:
+    widths = spec.attention_widths
+    if widths is not None:
+        return f"hidden_size {widths[0]}, cross_attention_dim {widths[1]}"
+    return ", ".join(f"{x.suffix} {x.in_features}->{x.out_features}" for x in spec.layers)
 
 
 def check_consistency(config: HyperLoRAConfig, source: str) -> None:
     """Cross-part checks: queries vs modules, coefficient width vs basis, stream widths."""
-    expected_q = TOKENS_PER_MODULE * len(config.modules)
+    expected_q = config.num_tokens
     for label, rs in (("resampler", config.resampler), ("base_resampler", config.base_resampler)):
         if rs is None:
             continue
         if rs.num_queries != expected_q:
             raise HyperLoRAError(
                 f"{source}: {label} has {rs.num_queries} queries but {len(config.modules)} modules need "
-                f"{expected_q} (8 per module). The resampler and hyper_lora_modules.json are from different "
+                f"{expected_q} (2 per LoRA'd layer, 8 per attention module). The resampler and hyper_lora_modules.json are from different "
                 "checkpoints."
             )
         if rs.output_dim != config.basis_size:

@@ -47,16 +47,34 @@ class LoRASpace:
 
 
 class GeneratedLoRA(dict):
-    """A kohya state dict (what every LoRA loader reads) that also carries the `LoRASpace` it was made in;
-    a plain dict (a LoRA from elsewhere) has none and is never refused for it."""
+    """A kohya state dict (what every LoRA loader reads) that also carries the `LoRASpace` it was made in and
+    the base model it is for (a profile name of `comfy_bridge.bases`, "" unknown); a plain dict (a LoRA from
+    elsewhere) has neither and is never refused for them."""
 
-    def __init__(self, tensors: LoRA, space: LoRASpace | None = None) -> None:
+    def __init__(self, tensors: LoRA, space: LoRASpace | None = None, base: str = "") -> None:
         super().__init__(tensors)
         self.space = space
+        self.base = base
 
 
 def lora_space(lora: LoRA) -> LoRASpace | None:
     return getattr(lora, "space", None)
+
+
+def lora_base(lora: LoRA) -> str:
+    """The base model a LoRA was made for ("" when it does not say: a LoRA from elsewhere)."""
+    return getattr(lora, "base", "")
+
+
+def common_base(loras: list[LoRA], what: str) -> str:
+    """The one base the known-base LoRAs of `loras` are for ("" if none says), or an error naming two that
+    differ: LoRAs for different base models patch different layers and never combine."""
+    known = [(i + 1, lora_base(x)) for i, x in enumerate(loras) if lora_base(x)]
+    for i, base in known[1:]:
+        if base != known[0][1]:
+            raise HyperLoRAError(f"{what}: LoRA {known[0][0]} is for the base model '{known[0][1]}' but LoRA {i} for "
+                                 f"'{base}'; only LoRAs for one base model combine.")
+    return known[0][1] if known else ""
 
 
 def check_same_space(loras: list[LoRA], what: str, fix: str) -> LoRASpace | None:
@@ -110,13 +128,14 @@ def _update_shape(module: tuple[torch.Tensor, torch.Tensor, float]) -> tuple[int
     return (up.shape[0], *down.shape[1:])
 
 
-def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]], space: LoRASpace | None = None) -> LoRA:
+def _build(modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]], space: LoRASpace | None = None,
+           base: str = "") -> LoRA:
     out: LoRA = {}
     for prefix, (down, up, alpha) in modules.items():
         out[f"{prefix}.lora_down.weight"] = down
         out[f"{prefix}.lora_up.weight"] = up
         out[f"{prefix}.alpha"] = torch.tensor(float(alpha))
-    return GeneratedLoRA(out, space) if space is not None else out
+    return GeneratedLoRA(out, space, base) if space is not None or base else out
 
 
 def delta_weight(lora: LoRA, prefix: str) -> torch.Tensor:
@@ -127,7 +146,7 @@ def delta_weight(lora: LoRA, prefix: str) -> torch.Tensor:
 
 def scale_lora(lora: LoRA, scale: float) -> LoRA:
     """Every update multiplied by `scale` (applied to the up factor)."""
-    return _build({p: (d, u * scale, a) for p, (d, u, a) in lora_modules(lora).items()}, lora_space(lora))
+    return _build({p: (d, u * scale, a) for p, (d, u, a) in lora_modules(lora).items()}, lora_space(lora), lora_base(lora))
 
 
 FACTORS_FIX = "make them with one checkpoint, or use mode 'delta' (the exact sum of the updates, any LoRAs)."
@@ -140,6 +159,7 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta", same
         raise HyperLoRAError("no LoRAs to mix.")
     if len(weights) != len(loras):
         raise HyperLoRAError(f"got {len(weights)} weights for {len(loras)} LoRAs; give one weight per LoRA.")
+    base = common_base(loras, same_space or "mixing")
     if mode == "factors" or same_space:
         space = check_same_space(loras, same_space or "'factors' mixing", FACTORS_FIX if mode == "factors" else
                                  "make both with one checkpoint.")
@@ -192,7 +212,7 @@ def mix_loras(loras: list[LoRA], weights: list[float], mode: str = "delta", same
             out[p] = (down, up, present[0][1][2])
     else:
         raise HyperLoRAError(f"unknown mix mode '{mode}'; use 'delta' or 'factors'.")
-    return _build(out, space)
+    return _build(out, space, base)
 
 
 def add_loras(a: LoRA, b: LoRA) -> LoRA:
@@ -217,9 +237,12 @@ def lora_file(
     metadata: dict[str, str] | None = None,
     source: str | None = None,
     trigger_words: str | None = None,
+    base_metadata: dict[str, str] | None = None,
 ) -> tuple[LoRA, dict[str, str]]:
     """The tensors and kohya `ss_*` metadata of a LoRA file; refuses non-finite weights.
 
+    `base_metadata` names the base model the way kohya tools read it (`BaseProfile.kohya_metadata`; the
+    callers that know the model pass it);
     `source` (the HyperLoRA checkpoint) and `trigger_words` are recorded so the file explains itself.
     """
     check_finite(lora, "LoRA to save", "Nothing was written; see the node that made or mixed this LoRA.")
@@ -229,10 +252,11 @@ def lora_file(
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(first_down.shape[0]),
         "ss_network_alpha": str(first_alpha),
-        "ss_base_model_version": "sdxl_base_v1-0",
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
+        **(base_metadata or {}),
         "hyperlora.modules": str(len(mods)),
     }
+    if lora_base(lora):
+        meta["hyperlora.base"] = lora_base(lora)
     space = lora_space(lora)
     if source or space:
         meta["hyperlora.source"] = source or space.name
@@ -254,8 +278,9 @@ def save_lora(
     overwrite: bool = False,
     source: str | None = None,
     trigger_words: str | None = None,
+    base_metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write a kohya `.safetensors` LoRA (see `lora_file`); never overwrites by default, and the
     check is atomic: of two processes saving to one name, one gets an error, no file is lost."""
-    tensors, meta = lora_file(lora, dtype, metadata, source, trigger_words)
+    tensors, meta = lora_file(lora, dtype, metadata, source, trigger_words, base_metadata)
     return save_tensors_atomic(tensors, path, meta, overwrite=overwrite)

@@ -17,7 +17,7 @@ from torch import nn
 
 from .basis import LoRABasis
 from .coefficients import photo_weights, pool_photos
-from .config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS, HyperLoRAConfig
+from .config import LORA_SCALE, HyperLoRAConfig
 from .errors import HyperLoRAError
 from .lora import GeneratedLoRA, LoRASpace, check_finite
 from .resampler import IDProjector, Resampler
@@ -175,20 +175,16 @@ class HyperLoRA(nn.Module):
         rank = self.config.rank if kind == "id" else self.config.base_rank
         alpha = torch.tensor(rank * LORA_SCALE)
         out: dict[str, torch.Tensor] = {}
-        layer = 0
-        for spec in self.config.modules:
-            for proj in PROJECTIONS:
-                key = f"{spec.name}_{LORA_KEY_SUFFIX[proj]}"
-                out[f"{key}.alpha"] = alpha.clone()
-                out[f"{key}.lora_down.weight"] = downs[layer]
-                out[f"{key}.lora_up.weight"] = ups[layer]
-                layer += 1
+        for layer, key in enumerate(self.config.layer_names()):
+            out[f"{key}.alpha"] = alpha.clone()
+            out[f"{key}.lora_down.weight"] = downs[layer]
+            out[f"{key}.lora_up.weight"] = ups[layer]
         check_finite(
             out, f"generated {kind.upper() if kind == 'id' else 'Base'}-LoRA",
             "The checkpoint and the photos' conditions are finite, so the computation overflowed: load the "
             "HyperLoRA checkpoint with dtype fp32.",
         )
-        return GeneratedLoRA(out, self.space)
+        return GeneratedLoRA(out, self.space, self.config.base_name)
 
     def id_factors(
         self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hyperlora_core.config import TRIGGER_WORDS
+from hyperlora_core.comfy_bridge.bases import lora_profile
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.lora import lora_file
 from hyperlora_core.safetensors_io import save_tensors_first_free
@@ -16,10 +16,12 @@ def save_to_output(lora, filename_prefix: str, dtype: str = "fp16", notes: str =
     """Write a new file (never overwriting, the name claimed atomically) and return ComfyUI's UI entry.
     `filename_prefix` is formatted as ComfyUI's Save Image's is (`host.format_filename_prefix`)."""
     filename_prefix = host.format_filename_prefix(filename_prefix, prompt)
-    metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": "0.85"}
+    profile = lora_profile(lora)
+    metadata = {"hyperlora.generator": "comfyui-hyperlora", "hyperlora.recommended_strength": str(profile.strength)}
     if notes:
         metadata["hyperlora.notes"] = notes
-    tensors, meta = lora_file(lora, DTYPES[dtype], metadata, trigger_words=TRIGGER_WORDS)
+    tensors, meta = lora_file(lora, DTYPES[dtype], metadata, trigger_words=profile.trigger_words,
+                              base_metadata=profile.kohya_metadata())
     path = save_tensors_first_free(tensors, host.output_candidates(filename_prefix), meta)
     if path is None:
         raise HyperLoRAError(f"filename_prefix '{filename_prefix}': {host.NUMBERS_TRIED} numbered names are taken; "

@@ -24,27 +24,22 @@ def main() -> None:
 
     from hyperlora_core import HyperLoRA
     from hyperlora_core.comfy_bridge import apply_lora
-    from hyperlora_core.comfy_bridge.sdxl import (
-        TINY_SDXL_OVERRIDES,
-        attention_module_specs,
-        build_sdxl,
-        init_weights,
-        sdxl_unet_config,
-    )
+    from hyperlora_core.comfy_bridge.bases import SDXL, sdxl
+    from hyperlora_core.comfy_bridge.random_init import init_weights
     from hyperlora_core.config import HyperLoRAConfig, IDProjectorConfig, ResamplerConfig
     from hyperlora_core.lora import save_lora
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    unet = build_sdxl(sdxl_unet_config(**TINY_SDXL_OVERRIDES), device="cpu")
+    unet = SDXL.build(sdxl.unet_config(**sdxl.TINY_OVERRIDES), device="cpu")
     init_weights(unet.model, seed=0)
     if args.checkpoint:
         hl = HyperLoRA.from_pretrained(args.checkpoint)
         print(f"loaded {args.checkpoint}")
     else:
         print("no checkpoint given: using a small RANDOM stand-in HyperLoRA on a tiny SDXL-architecture UNet")
-        specs = tuple(attention_module_specs(unet))
-        rs = ResamplerConfig(dim=64, depth=2, num_queries=8 * len(specs), output_dim=16, ff_mult=2, heads=1,
+        specs = tuple(SDXL.module_specs(unet))
+        rs = ResamplerConfig(dim=64, depth=2, num_queries=2 * sum(len(s.layers) for s in specs), output_dim=16, ff_mult=2, heads=1,
                              dim_head=64, input_dims=(64, 1024))
         cfg = HyperLoRAConfig(modules=specs, basis_size=16, rank=4, resampler=rs,
                               id_projector=IDProjectorConfig(embed_dim=512, num_tokens=4, token_dim=64))
@@ -66,7 +61,9 @@ def main() -> None:
     print(f"generated an ID-LoRA from 2 (random) photo conditions in {time.perf_counter() - t0:.2f} s: {len(lora)} tensors")
     if not args.checkpoint:
         patched = apply_lora(unet, lora, 0.85)
-        x, ctx, y = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 64), torch.randn(1, 2816)
+        widths = unet.model.model_config.unet_config
+        x, ctx = torch.randn(1, 4, 8, 8), torch.randn(1, 77, widths["context_dim"])
+        y = torch.randn(1, widths["adm_in_channels"])
         outs = []
         for m in (unet, patched):
             comfy.model_management.load_models_gpu([m])
@@ -74,7 +71,7 @@ def main() -> None:
                 outs.append(m.model.apply_model(x, torch.tensor([5.0]), c_crossattn=ctx, y=y))
         print(f"applied at strength 0.85: denoiser output changed by max {float((outs[0] - outs[1]).abs().max()):.4f}")
     path = out / f"id_lora_{time.strftime('%Y%m%d_%H%M%S')}.safetensors"
-    save_lora(lora, path, metadata={"hyperlora.source": str(args.checkpoint or "random stand-in")})
+    save_lora(lora, path, base_metadata=SDXL.kohya_metadata(), metadata={"hyperlora.source": str(args.checkpoint or "random stand-in")})
     print(f"LoRA written to {path}")
 
 

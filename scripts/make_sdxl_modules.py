@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     boot_comfy()
-    from hyperlora_core.comfy_bridge.sdxl import attention_module_specs, build_sdxl
+    from hyperlora_core.comfy_bridge.bases import SDXL
 
-    specs = attention_module_specs(build_sdxl(device="meta"))
-    table = {s.name: {"hidden_size": s.hidden_size, "cross_attention_dim": s.cross_attention_dim} for s in specs}
+    specs = SDXL.module_specs(SDXL.build(device="meta"))
+    table = {s.name: s.table_entry() for s in specs}
     out = ROOT / "models" / "sdxl_hyper_lora_modules.json"
     out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {out} ({len(table)} modules)")

@@ -162,8 +162,8 @@ def test_not_a_checkpoint(tmp_path):
 
 
 # -- every checkpoint variant, both formats (spandrel-style: build, save, load, compare) -----------------
-_MODULES = (C.ModuleSpec("lora_unet_a_attn1", 64, None), C.ModuleSpec("lora_unet_a_attn2", 64, 32),
-            C.ModuleSpec("lora_unet_b_attn1", 128, None))
+_MODULES = (C.ModuleSpec.attention("lora_unet_a_attn1", 64, None), C.ModuleSpec.attention("lora_unet_a_attn2", 64, 32),
+            C.ModuleSpec.attention("lora_unet_b_attn1", 128, None))
 _STREAMS = {"clip_only": (False, 1), "face_only": (True, 1), "dual": (True, 2)}
 """name -> (ID projector, condition streams): published = dual (ArcFace tokens, then CLIP tokens)."""
 

@@ -8,13 +8,8 @@ import torch
 
 from hyperlora_core import HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
-from hyperlora_core.comfy_bridge.sdxl import (
-    TINY_SDXL_OVERRIDES,
-    attention_module_specs,
-    build_sdxl,
-    init_weights,
-    sdxl_unet_config,
-)
+from hyperlora_core.comfy_bridge.bases import SDXL, sdxl
+from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.standins import random_hyperlora, small_config
 
 
@@ -26,7 +21,7 @@ def _conditions(n, width=1024, seed=0):
 # -- full SDXL size, meta device ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sdxl_meta():
-    return build_sdxl(device="meta")
+    return SDXL.build(device="meta")
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +70,9 @@ def test_unmapped_and_misshaped_keys_are_listed(sdxl_meta, sdxl_lora):
 # -- tiny SDXL-architecture model with real weights ---------------------------------------------
 @pytest.fixture(scope="module")
 def tiny():
-    model = build_sdxl(sdxl_unet_config(**TINY_SDXL_OVERRIDES), device="cpu")
+    model = SDXL.build(sdxl.unet_config(**sdxl.TINY_OVERRIDES), device="cpu")
     init_weights(model.model, seed=0)
-    specs = tuple(attention_module_specs(model))
+    specs = tuple(SDXL.module_specs(model))
     hl = random_hyperlora(small_config(modules=specs, basis_size=4, rank=4, dim=32, depth=1, heads=1, id_tokens=2), seed=3)
     return model, hl
 
@@ -137,7 +132,7 @@ def test_patched_weights_are_exactly_w_plus_strength_alpha_over_rank_up_down(tin
 
 def test_base_lora_strength_is_separate(tiny):
     model, _ = tiny
-    specs = tuple(attention_module_specs(model))
+    specs = tuple(SDXL.module_specs(model))
     hl = random_hyperlora(small_config(modules=specs, basis_size=4, rank=4, dim=32, depth=1, heads=1, id_tokens=2, base_rank=2), seed=4)
     clip, ids = _conditions(1, seed=5)
     lora, base = hl.generate_id_lora(clip, ids), hl.generate_base_lora(clip)

@@ -10,7 +10,8 @@ from hyperlora_core.config import HyperLoRAConfig, infer_id_projector, infer_res
 
 def test_module_table_is_validated():
     specs = parse_module_list({"a": {"hidden_size": 8, "cross_attention_dim": None}, "b": {"hidden_size": 8, "cross_attention_dim": 4}}, "m.json")
-    assert specs[1].in_features("to_k") == 4 and specs[1].in_features("to_q") == 8 and specs[0].in_features("to_v") == 8
+    assert [x.in_features for x in specs[1].layers] == [8, 4, 4, 8] and [x.in_features for x in specs[0].layers] == [8] * 4
+    assert [x.suffix for x in specs[0].layers] == ["to_q", "to_k", "to_v", "to_out_0"] and specs[0].layers[3].key == "to_out"
     with pytest.raises(HyperLoRAError, match='m.json: entry "a" needs an integer "hidden_size"'):
         parse_module_list({"a": {"hidden": 8}}, "m.json")
     with pytest.raises(HyperLoRAError, match="expected a JSON object"):

@@ -17,7 +17,7 @@ from hyperlora_core.train.setup import new_hyperlora
 
 
 def _tiny_step() -> tuple[HyperStep, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    modules = (ModuleSpec("lora_unet_a_attn1", 16, None), ModuleSpec("lora_unet_a_attn2", 16, 8))
+    modules = (ModuleSpec.attention("lora_unet_a_attn1", 16, None), ModuleSpec.attention("lora_unet_a_attn2", 16, 8))
     rs = ResamplerConfig(dim=16, depth=1, num_queries=16, output_dim=4, ff_mult=2, heads=1,
                          dim_head=DEFAULT_DIM_HEAD, input_dims=(16, 8))
     cfg = HyperLoRAConfig(modules=modules, basis_size=4, rank=2, resampler=rs,

@@ -130,14 +130,18 @@ def test_backbones_come_from_a_registry(monkeypatch):
 
     def load(**model) -> backbone.Backbone:
         calls.append(model)
-        return backbone.Backbone(unet=None, clip=None, vae=None, clip_vision=None, name="made")
+        return backbone.Backbone(unet=None, clip=None, vae=None, clip_vision=None, name="made", profile=None)
 
     backbone.register_backbone(backbone.BackboneKind("mine", load, resolution=48, needs_checkpoint=True))
     with pytest.raises(HyperLoRAError, match="model.backbone is 'mine' but model.checkpoint is not set"):
         parse_config(MINIMAL + "model: {backbone: mine}\n")
     cfg = parse_config(MINIMAL + "model: {backbone: mine, checkpoint: /w, tiny_seed: 3}\n")
     assert build_backbone(cfg).name == "made"
-    assert calls == [{"checkpoint": "/w", "clip_vision": None, "seed": 3}]
+    assert calls == [{"checkpoint": "/w", "clip_vision": None, "seed": 3, "base": None}]
+    build_backbone(parse_config(MINIMAL + "model: {backbone: mine, checkpoint: /w, base: sd15}\n"))
+    assert calls[-1]["base"] == "sd15"  # model.base reaches the factory
+    with pytest.raises(HyperLoRAError, match=r"model.base: 'sd3' is not a base HyperLoRA supports; supported: SDXL"):
+        parse_config(MINIMAL + "model: {backbone: mine, checkpoint: /w, base: sd3}\n")
     with pytest.raises(HyperLoRAError, match="'model.backbone' is 'sd15'; allowed: tiny, checkpoint, ") as refused:
         parse_config(MINIMAL + "model: {backbone: sd15}\n")
     assert {"mine", "toy"} <= set(str(refused.value).rstrip(".").split("allowed: ")[1].split(", "))

@@ -103,12 +103,13 @@ def test_photos_to_published_export_to_lora(tmp_path, face_pack, capsys):
     gen = torch.Generator().manual_seed(0)
     x, sigma = torch.randn(1, 4, 8, 8, generator=gen), den.sigmas[[400]]
     ctx = torch.randn(1, 77, 64, generator=gen)
-    adm = den.adm(torch.randn(1, 32, generator=gen), torch.tensor([[64.0, 64, 0, 0, 64, 64]]))
+    inputs = den.inputs({"context": ctx, "pooled": torch.randn(1, 32, generator=gen),
+                         "sizes": torch.tensor([[64.0, 64, 0, 0, 64, 64]])})
     outs = []
     for mp in (bb.unet, apply_lora(bb.unet, lora, 1.0)):
         mp.patch_model()
         with torch.no_grad():
-            outs.append(Denoiser(mp).denoise(x, sigma, ctx, adm))
+            outs.append(Denoiser(mp).denoise(x, sigma, inputs))
         mp.unpatch_model()
     assert (outs[0] - outs[1]).abs().max() > 1e-5
 

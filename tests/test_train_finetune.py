@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.comfy_bridge.diffusion import Denoiser
-from hyperlora_core.comfy_bridge.sdxl import attention_module_specs
 from hyperlora_core.errors import HyperLoRAError
 from hyperlora_core.lora import save_lora
 from hyperlora_core.standins import random_hyperlora, small_config
@@ -38,7 +37,7 @@ def _photos(folder: Path, n: int = 4) -> Path:
 
 def test_finetune_lowers_the_loss_and_loads_in_comfyui(tmp_path, caplog):
     bb = tiny_backbone(0)
-    hl = random_hyperlora(small_config(modules=tuple(attention_module_specs(bb.unet)), dim=32, depth=1, clip_dim=32,
+    hl = random_hyperlora(small_config(modules=tuple(bb.profile.module_specs(bb.unet)), dim=32, depth=1, clip_dim=32,
                                        basis_size=4, rank=2), seed=3)
     gen = torch.Generator().manual_seed(0)
     lora = hl.generate_id_lora(torch.randn(2, 50, 32, generator=gen), torch.nn.functional.normalize(torch.randn(2, 512, generator=gen)))
@@ -60,7 +59,9 @@ def test_finetune_lowers_the_loss_and_loads_in_comfyui(tmp_path, caplog):
 
     den = Denoiser(bb.unet)
     x, sigma = torch.randn(1, 4, 8, 8, generator=gen), den.sigmas[[500]]
-    ctx, adm = torch.randn(1, 77, 64, generator=gen), den.adm(torch.randn(1, 32, generator=gen), torch.tensor([[64.0, 64, 0, 0, 64, 64]]))
+    ctx = torch.randn(1, 77, 64, generator=gen)
+    inputs = den.inputs({"context": ctx, "pooled": torch.randn(1, 32, generator=gen),
+                         "sizes": torch.tensor([[64.0, 64, 0, 0, 64, 64]])})
     with caplog.at_level(logging.WARNING):
         patched, _ = comfy.sd.load_lora_for_models(bb.unet, None, after, 1.0, 0)
     assert not [r for r in caplog.records if "not loaded" in r.getMessage()]
@@ -69,7 +70,7 @@ def test_finetune_lowers_the_loss_and_loads_in_comfyui(tmp_path, caplog):
     for mp in (bb.unet, patched):
         mp.patch_model()
         with torch.no_grad():
-            outs.append(Denoiser(mp).denoise(x, sigma, ctx, adm))
+            outs.append(Denoiser(mp).denoise(x, sigma, inputs))
         mp.unpatch_model()
     assert (outs[0] - outs[1]).abs().max() > 1e-4
 

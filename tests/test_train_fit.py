@@ -101,7 +101,8 @@ def test_a_stage_with_its_own_caption_dropout_and_objective(tmp_path, data_dir):
         base = session.source.batch("base", 0, with_base=True)
         other = session.source.batch("arcface_id", 0, with_base=True)
         assert base.drop_text.all() and not other.drop_text.any()
-        assert torch.equal(base.context[0], session.source.empty_text.to(base.context.dtype))
+        for key, empty in session.dataset.empty.items():  # every caption key: the empty caption's
+            assert torch.equal(base.cond[key][0], empty.to(base.cond[key].dtype)), key
         model = new_hyperlora(session.config, seed=0)
         runner = StepRunner("base", cfg, session.backbone, session.denoiser, session.hook_state, session.info.device)
         losses = {}

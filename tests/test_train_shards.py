@@ -22,8 +22,9 @@ def _record(i: int, rng: np.random.Generator) -> SampleRecord:
     return SampleRecord(
         key=f"s{i:03d}", meta={"identity": f"p{i % 2}", "caption": "c", "orig_hw": [64, 64], "crop_tl": [0, 0],
                                "target_hw": [64, 64]},
-        latent=rng.normal(size=(4, 8, 8)).astype(np.float32), text=rng.normal(size=(77, 64)).astype(np.float32),
-        pooled=rng.normal(size=(32,)).astype(np.float32), arcface=rng.normal(size=(512,)).astype(np.float32),
+        latent=rng.normal(size=(4, 8, 8)).astype(np.float32),
+        cond={"context": rng.normal(size=(77, 64)).astype(np.float32), "pooled": rng.normal(size=(32,)).astype(np.float32)},
+        arcface=rng.normal(size=(512,)).astype(np.float32),
         face=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), base=rng.integers(0, 255, (224, 224, 3), dtype=np.uint8),
     )
 
@@ -34,7 +35,7 @@ def _write(folder: Path, n: int = 5) -> list[SampleRecord]:
     w = ShardWriter(folder, per_shard=2)
     for r in recs:
         w.add(r)
-    w.finish({"empty_text": torch.zeros(77, 64), "empty_pooled": torch.zeros(32)}, {"backbone": "x"})
+    w.finish({"context": torch.zeros(1, 77, 64), "pooled": torch.zeros(1, 32)}, {"backbone": "x"}, "sdxl")
     return recs
 
 
@@ -47,7 +48,9 @@ def test_round_trip_and_webdataset_layout(tmp_path):
         assert torch.equal(item["latent"], torch.from_numpy(rec.latent.astype(np.float16).astype(np.float32)))
         assert torch.equal(item["arcface"], torch.from_numpy(rec.arcface))
         assert torch.equal(item["face"], torch.from_numpy(rec.face)) and torch.equal(item["base"], torch.from_numpy(rec.base))
-        assert item["sizes"].tolist() == [64, 64, 0, 0, 64, 64]
+        assert item["cond"]["sizes"].tolist() == [64, 64, 0, 0, 64, 64]  # SDXL's crop numbers, from the json
+        for key in ("context", "pooled"):
+            assert torch.equal(item["cond"][key], torch.from_numpy(rec.cond[key].astype(np.float16).astype(np.float32)))
     ds.close()
     import webdataset as wds  # any webdataset reader sees the same samples
 
@@ -55,8 +58,24 @@ def test_round_trip_and_webdataset_layout(tmp_path):
     assert keys == [r.key for r in recs]
 
 
+def test_shards_from_before_base_profiles_read_as_sdxl(tmp_path):
+    """An index without `base`/`conditioning` (every dataset prepared before profiles) is SDXL's: text.npy is
+    the context, pooled.npy the pooled vector, and the crop numbers come back as SDXL's sizes."""
+    recs = _write(tmp_path)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["info"].pop("base") == "sdxl" and index["info"].pop("conditioning") == ["context", "pooled"]
+    assert set(index["samples"][0]["members"]) >= {"text.npy", "pooled.npy"}  # the member names never changed
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    ds = ShardDataset(tmp_path)
+    assert ds.base.name == "sdxl" and set(ds.empty) == {"context", "pooled"}
+    item = ds.load(0, with_base=False)
+    assert set(item["cond"]) == {"context", "pooled", "sizes"}
+    assert torch.equal(item["cond"]["pooled"], torch.from_numpy(recs[0].cond["pooled"].astype(np.float16).astype(np.float32)))
+    ds.close()
+
+
 def test_empty_dataset(tmp_path):
-    ShardWriter(tmp_path).finish({"empty_text": torch.zeros(77, 64), "empty_pooled": torch.zeros(32)}, {})
+    ShardWriter(tmp_path).finish({"context": torch.zeros(1, 77, 64)}, {}, "sdxl")
     with pytest.raises(HyperLoRAError, match="the dataset is empty"):
         ShardDataset(tmp_path)
     with pytest.raises(HyperLoRAError, match="no index.json; this is not a prepared dataset"):

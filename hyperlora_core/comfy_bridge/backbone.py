@@ -1,9 +1,10 @@
 """The frozen models a training run needs, loaded with ComfyUI's own loaders (or tiny stand-ins).
 
-A `Backbone` bundles the SDXL UNet (a `ModelPatcher`), the text encoders (`comfy.sd.CLIP`), the
-VAE (`comfy.sd.VAE`) and the CLIP vision tower (`comfy.clip_vision.ClipVisionModel`). The real
-one comes from an SDXL checkpoint (`load_checkpoint_guess_config`) plus a CLIP ViT-L/14 file;
-the tiny one is built from the same ComfyUI classes at small widths with seeded random weights,
+A `Backbone` bundles a base model's UNet (a `ModelPatcher`), its text encoders (`comfy.sd.CLIP`), the
+VAE (`comfy.sd.VAE`), the CLIP vision tower (`comfy.clip_vision.ClipVisionModel`) and the base's
+profile (`bases`). The real one comes from a checkpoint (`load_checkpoint_guess_config`, its base
+detected) plus a CLIP ViT-L/14 file; the tiny one is built from the profile's ComfyUI classes at
+small widths with seeded random weights,
 so tests and the tiny example config exercise exactly the code paths of a real run.
 
 Backbones are found by name in a registry (`model.backbone` of a training config): each
@@ -25,16 +26,13 @@ from pathlib import Path
 import comfy.clip_vision
 import comfy.model_management
 import comfy.sd
-import comfy.sdxl_clip
 import comfy.taesd.taesd
 import torch
 
+from ..config import LEGACY_BASE
 from ..errors import HyperLoRAError
-from .sdxl import TINY_SDXL_OVERRIDES, build_sdxl, init_weights, sdxl_unet_config
-
-TINY_TEXT_WIDTH = 32
-"""Each tiny text encoder's width; the two are concatenated into the tiny UNet's context (64), and
-the pooled output (32 wide, SDXL: 1280) sets the tiny UNet's `adm_in_channels` to 32 + 6 x 256."""
+from .bases import BaseProfile, Conditioning, profile_named, profile_of
+from .random_init import init_weights
 
 TINY_UNET_STD = 0.1
 """Weight scale of the tiny UNet: large enough that signals (and a LoRA's effect) reach the output."""
@@ -47,53 +45,17 @@ TINY_CLIP_VISION = {
 }
 """A CLIP ViT with 7x7 patches + CLS = 50 tokens of width 32 (ViT-L/14: 257 x 1024)."""
 
-
-def _tiny_text_config(hidden: int, projection: int) -> dict:
-    return {
-        "architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
-        "eos_token_id": 49407, "hidden_act": "gelu", "hidden_size": hidden, "initializer_factor": 1.0,
-        "initializer_range": 0.02, "intermediate_size": 2 * hidden, "layer_norm_eps": 1e-05,
-        "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 2,
-        "num_hidden_layers": 3, "pad_token_id": 1, "projection_dim": projection, "vocab_size": 49408,
-    }
-
-
-class _TinySDXLClipModel(comfy.sdxl_clip.SDXLClipModel):
-    """SDXL's two text encoders (penultimate layers concatenated, pooled from the second) at width 32."""
-
-    def __init__(self, device="cpu", dtype=None, model_options={}):  # noqa: B006 - ComfyUI's signature
-        torch.nn.Module.__init__(self)
-        from comfy import sd1_clip
-
-        self.clip_l = sd1_clip.SDClipModel(
-            layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
-            textmodel_json_config=_tiny_text_config(TINY_TEXT_WIDTH, TINY_TEXT_WIDTH),
-            model_options={**model_options, "model_name": "clip_l"},
-        )
-        self.clip_g = sd1_clip.SDClipModel(
-            layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
-            textmodel_json_config=_tiny_text_config(TINY_TEXT_WIDTH, 1280),
-            special_tokens={"start": 49406, "end": 49407, "pad": 0}, return_projected_pooled=True,
-            model_options={**model_options, "model_name": "clip_g"},
-        )
-        self.dtypes = {dtype}
-
-
-class _TinyClipTarget:
-    clip = _TinySDXLClipModel
-    tokenizer = comfy.sdxl_clip.SDXLTokenizer
-    params: dict = {}
-
-
 @dataclass
 class Backbone:
-    """Frozen SDXL parts: UNet patcher, text encoders, VAE and CLIP vision (the last three optional)."""
+    """Frozen parts of one base model (`profile`): UNet patcher, text encoders, VAE and CLIP vision (the
+    last three optional)."""
 
     unet: object
     clip: object | None
     vae: object | None
     clip_vision: object | None
     name: str
+    profile: BaseProfile
 
     @property
     def clip_vision_dim(self) -> int:
@@ -102,19 +64,12 @@ class Backbone:
         return int(self.clip_vision.model.vision_model.embeddings.class_embedding.shape[0])
 
     @torch.no_grad()
-    def encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`cond [B, 77, context]`, `pooled [B, 1280]` as ComfyUI's CLIPTextEncode makes them.
-
-        Prompts longer than 77 tokens are cut to their first 77-token chunk (batches need one length).
-        """
+    def encode_text(self, captions: list[str]) -> Conditioning:
+        """The base's text conditioning of `captions` (batched, CPU, fp32), as ComfyUI's CLIPTextEncode
+        encodes them with this backbone's text encoders."""
         if self.clip is None:
-            raise HyperLoRAError("no text encoder is loaded; the checkpoint must contain CLIP-L/G.")
-        conds, pooled = [], []
-        for text in captions:
-            c, p = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-            conds.append(c[:, :77].float().cpu())
-            pooled.append(p.float().cpu())
-        return torch.cat(conds), torch.cat(pooled)
+            raise HyperLoRAError(f"no text encoder is loaded; the checkpoint must contain {self.profile.display_name}'s.")
+        return self.profile.text_conditioning(self.clip, captions)
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -147,22 +102,27 @@ def _check_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-def load_backbone(checkpoint: str | os.PathLike, clip_vision: str | os.PathLike | None) -> Backbone:
-    """An SDXL checkpoint (UNet + CLIP-L/G + VAE) and a CLIP vision file, through ComfyUI's loaders."""
-    ckpt = _check_file(checkpoint, "SDXL checkpoint")
+def load_backbone(checkpoint: str | os.PathLike, clip_vision: str | os.PathLike | None,
+                  base: str | None = None) -> Backbone:
+    """A checkpoint (UNet + text encoders + VAE) and a CLIP vision file, through ComfyUI's loaders; its base
+    is detected (`base`, when given, must match)."""
+    ckpt = _check_file(checkpoint, "model checkpoint")
     out = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True, embedding_directory=None)
     unet, clip, vae = out[0], out[1], out[2]
-    if type(unet.model).__name__ != "SDXL":
-        raise HyperLoRAError(f"{ckpt} is a {type(unet.model).__name__} model; HyperLoRA trains on SDXL checkpoints.")
+    profile = profile_of(unet, str(ckpt))
+    if base is not None and profile.name != base:
+        raise HyperLoRAError(f"{ckpt} is a {profile.display_name} model but the config's model.base is '{base}'; "
+                             f"set model.base to '{profile.name}' or leave it out (then it is detected).")
     vision = comfy.clip_vision.load(str(_check_file(clip_vision, "CLIP vision model"))) if clip_vision else None
-    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=ckpt.name)
+    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=ckpt.name, profile=profile)
 
 
-def tiny_backbone(seed: int = 0) -> Backbone:
-    """SDXL-architecture UNet (widths 32..), text encoders, TAESD VAE and CLIP ViT, all tiny and seeded."""
-    unet = build_sdxl(sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=TINY_TEXT_WIDTH + 6 * 256))
+def tiny_backbone(seed: int = 0, base: str = LEGACY_BASE) -> Backbone:
+    """A base's UNet (widths 32..), text encoders, TAESD VAE and CLIP ViT, all tiny and seeded."""
+    profile = profile_named(base, "model.base")
+    unet = profile.build(profile.tiny_config())
     init_weights(unet.model, seed=seed, std=TINY_UNET_STD)
-    clip = comfy.sd.CLIP(_TinyClipTarget(), model_options={"dtype": torch.float32})
+    clip = profile.tiny_clip()
     init_weights(clip.cond_stage_model, seed=seed + 1)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
     init_weights(taesd, seed=seed + 2, std=0.05)
@@ -175,7 +135,8 @@ def tiny_backbone(seed: int = 0) -> Backbone:
         cfg.write_text(json.dumps(TINY_CLIP_VISION))
         vision = comfy.clip_vision.ClipVisionModel(str(cfg))
     init_weights(vision.model, seed=seed + 3)
-    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=f"tiny-sdxl-seed{seed}")
+    return Backbone(unet=unet, clip=clip, vae=vae, clip_vision=vision, name=f"tiny-{profile.name}-seed{seed}",
+                    profile=profile)
 
 
 @dataclass(frozen=True)
@@ -184,7 +145,8 @@ class BackboneKind:
 
     name: str
     load: Callable[..., Backbone]
-    """`load(checkpoint=..., clip_vision=..., seed=...) -> Backbone` (the training config's model section)."""
+    """`load(checkpoint=..., clip_vision=..., seed=..., base=...) -> Backbone` (the training config's model
+    section; `base` None: the kind's own or the checkpoint's)."""
     resolution: int
     """Default side of the square training images (`prepare`, `finetune`)."""
     needs_checkpoint: bool = False
@@ -214,12 +176,14 @@ def backbone_kind(name: str) -> BackboneKind:
     return _KINDS[name]
 
 
-def _load_checkpoint_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> Backbone:  # noqa: ARG001
-    return load_backbone(checkpoint, clip_vision)
+def _load_checkpoint_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0,  # noqa: ARG001
+                          base: str | None = None) -> Backbone:
+    return load_backbone(checkpoint, clip_vision, base)
 
 
-def _load_tiny_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> Backbone:  # noqa: ARG001
-    return tiny_backbone(seed)
+def _load_tiny_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0,  # noqa: ARG001
+                    base: str | None = None) -> Backbone:
+    return tiny_backbone(seed, base or LEGACY_BASE)
 
 
 register_backbone(BackboneKind("tiny", _load_tiny_kind, resolution=64))

@@ -1,17 +1,22 @@
-"""The pieces of an SDXL training/sampling step, taken from ComfyUI's own model objects.
+"""The pieces of a training/sampling step, taken from ComfyUI's own model objects.
 
 The loss is written in x0 space: `x = x0 + sigma * eps` (`noise_scaling`), the model returns its
-x0 estimate (`apply_model` runs `calculate_input`, the UNet and `calculate_denoised`), so the same
-code serves EPS, V and EDM checkpoints; objectives differ only by a weight on the x0 error.
+x0 estimate (`apply_model` runs `calculate_input`, the model and `calculate_denoised`), so the same
+code serves EPS, V and EDM checkpoints; objectives differ only by a weight on the x0 error. What the
+model is conditioned on is its base profile's business (`bases`): a conditioning mapping becomes
+`apply_model`'s keyword arguments through `Denoiser.inputs`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import comfy.sample
 import comfy.samplers
 import torch
+
+from .bases import Conditioning, profile_of
 
 
 class Denoiser:
@@ -20,6 +25,7 @@ class Denoiser:
     def __init__(self, model_patcher) -> None:
         self.patcher = model_patcher
         self.model = model_patcher.model
+        self.profile = profile_of(model_patcher)
 
     @property
     def sigmas(self) -> torch.Tensor:
@@ -40,26 +46,14 @@ class Denoiser:
     def noisy(self, sigma: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return self.model.model_sampling.noise_scaling(sigma, noise, x0)
 
-    def adm(self, pooled: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """SDXL's `y`: pooled text + size embeddings, per sample.
+    def inputs(self, cond: Conditioning) -> dict:
+        """A batch's conditioning (the profile's keys) -> `apply_model`'s keyword arguments; computed once
+        per batch, outside autocast, and handed to every `denoise` of it."""
+        return self.profile.model_inputs(self.model, cond)
 
-        `sizes [B, 6]` = (height, width, crop_top, crop_left, target_height, target_width) in pixels.
-        ComfyUI broadcasts one size over the batch, so this calls `encode_adm` per sample.
-        """
-        rows = []
-        for i in range(pooled.shape[0]):
-            h, w, ct, cl, th, tw = (float(v) for v in sizes[i].tolist())
-            rows.append(
-                self.model.encode_adm(
-                    pooled_output=pooled[i : i + 1], width=w, height=h, crop_w=cl, crop_h=ct,
-                    target_width=tw, target_height=th,
-                )
-            )
-        return torch.cat(rows).to(pooled.device)
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, adm: torch.Tensor) -> torch.Tensor:
-        """The model's x0 estimate for noisy latents `x` at noise level `sigma [B]`."""
-        return self.model.apply_model(x, sigma, c_crossattn=context, y=adm)
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The model's x0 estimate for noisy latents `x` at noise level `sigma [B]`, given `inputs`."""
+        return self.model.apply_model(x, sigma, **inputs)
 
     def sampling_sigmas(self, steps: int, scheduler: str = "karras") -> torch.Tensor:
         return comfy.samplers.calculate_sigmas(self.model.model_sampling, scheduler, steps)
@@ -69,10 +63,8 @@ class Denoiser:
 def euler_sample(
     denoiser: Denoiser,
     noise: torch.Tensor,
-    context: torch.Tensor,
-    adm: torch.Tensor,
-    uncond_context: torch.Tensor | None = None,
-    uncond_adm: torch.Tensor | None = None,
+    inputs: Mapping[str, torch.Tensor],
+    uncond_inputs: Mapping[str, torch.Tensor] | None = None,
     steps: int = 20,
     cfg: float = 1.0,
     scheduler: str = "karras",
@@ -83,25 +75,25 @@ def euler_sample(
     The same arithmetic as `comfy.sample.sample` at denoise 1: the start noise is scaled as
     KSampler scales it (`noise_scaling` with its `max_denoise` rule), CFG is `uncond + (cond -
     uncond) * cfg` with cond and uncond in one batch, and at CFG 1 the uncond pass is skipped as
-    ComfyUI does. What KSampler cannot do: every sample may carry its own context and, through
-    `lora_hooks`, its own LoRA (the hooks see the doubled batch and repeat each sample's LoRA).
+    ComfyUI does. What KSampler cannot do: every sample may carry its own conditioning (`inputs`, from
+    `Denoiser.inputs`) and, through `lora_hooks`, its own LoRA (the hooks see the doubled batch and repeat
+    each sample's LoRA).
     """
     sampling = denoiser.model.model_sampling
     sigmas = denoiser.sampling_sigmas(steps, scheduler).to(noise.device)
     max_denoise = math.isclose(float(sampling.sigma_max), float(sigmas[0]), rel_tol=1e-05) or float(sigmas[0]) > float(sampling.sigma_max)
     x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=max_denoise)
     guided = not math.isclose(cfg, 1.0)
-    if guided and uncond_context is None:
-        raise ValueError("euler_sample: CFG other than 1 needs the unconditional context and ADM.")
-    ctx = torch.cat([context, uncond_context]) if guided else context
-    y = torch.cat([adm, uncond_adm]) if guided else adm
+    if guided and uncond_inputs is None:
+        raise ValueError("euler_sample: CFG other than 1 needs the unconditional inputs.")
+    both = {k: torch.cat([v, uncond_inputs[k]]) for k, v in inputs.items()} if guided else inputs
     for i in range(len(sigmas) - 1):
         if guided:
             s = sigmas[i].expand(x.shape[0] * 2)
-            cond, uncond = denoiser.denoise(torch.cat([x, x]), s, ctx, y).chunk(2)
+            cond, uncond = denoiser.denoise(torch.cat([x, x]), s, both).chunk(2)
             denoised = uncond + (cond - uncond) * cfg
         else:
-            denoised = denoiser.denoise(x, sigmas[i].expand(x.shape[0]), ctx, y)
+            denoised = denoiser.denoise(x, sigmas[i].expand(x.shape[0]), both)
         d = (x - denoised) / sigmas[i]
         x = x + d * (sigmas[i + 1] - sigmas[i])
     return sampling.inverse_noise_scaling(sigmas[-1], x)

@@ -12,7 +12,8 @@ import comfy.lora_convert
 import torch
 
 from ..errors import HyperLoRAError
-from ..lora import check_finite
+from ..lora import check_finite, lora_base
+from .bases import check_model_base
 
 _SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 
@@ -49,8 +50,8 @@ def _patches_for(model, lora: dict[str, torch.Tensor], what: str) -> dict:
         shown = ", ".join(unmapped[:8]) + (f" and {len(unmapped) - 8} more" if len(unmapped) > 8 else "")
         raise HyperLoRAError(
             f"{what}: {len(unmapped)} of {len(names)} LoRA modules have no matching layer in this "
-            f"{type(model.model).__name__} model: {shown}. HyperLoRA LoRAs are made for SDXL UNets; "
-            "load an SDXL checkpoint, or a HyperLoRA checkpoint whose module list matches this model."
+            f"{type(model.model).__name__} model: {shown}. The LoRA was made for another model; load the checkpoint "
+            "it was made for, or a HyperLoRA checkpoint whose module list matches this model."
         )
     weights = model.model.state_dict()
     for name in names:
@@ -75,8 +76,13 @@ def apply_lora(
 ):
     """A clone of `model` (a ComfyUI ModelPatcher) with the LoRA(s) added as weight patches.
 
-    A strength of 0 adds no patch at all, so the clone's weights are bit-identical to the source.
+    A strength of 0 adds no patch at all, so the clone's weights are bit-identical to the source. A LoRA
+    that says which base model it is for (`GeneratedLoRA.base`) is refused on a model of another base,
+    before anything is patched.
     """
+    for what, sd in (("ID-LoRA", lora), ("Base-LoRA", base_lora)):
+        if sd is not None:
+            check_model_base(model, lora_base(sd), f"{what}: this LoRA")
     patched = model.clone()
     for what, sd, s in (("ID-LoRA", lora, strength), ("Base-LoRA", base_lora, base_strength)):
         if sd is None or s == 0:

@@ -1,8 +1,8 @@
-"""Per-sample LoRAs on ComfyUI's own SDXL, as forward hooks installed through a patcher injection.
+"""Per-sample LoRAs on ComfyUI's own UNet, as forward hooks installed through a patcher injection.
 
 ComfyUI's weight patches give one LoRA per forward. Training needs a different LoRA for every
 sample of a batch (different identities), and gradients that reach the hypernetwork. So each
-LoRA'd attention projection (`attn1|attn2 . to_q|to_k|to_v|to_out.0`) gets a forward hook that
+LoRA'd linear (the module table's layers, e.g. SDXL's attention projections) gets a forward hook that
 adds `scale_b * up_b @ down_b @ x_b` per sample (the kohya "bypass" form; W is never copied),
 as two batched matmuls per layer (see `LoRAHookState`).
 The hooks are installed by a `PatcherInjection`, so they live exactly as long as the model is
@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import LORA_KEY_SUFFIX, PROJECTIONS, ModuleSpec
+from ..config import ModuleSpec, module_layer_names
 from ..errors import HyperLoRAError
+from .bases import profile_of
 
 INJECTION_KEY = "hyperlora_train"
 
@@ -109,7 +110,7 @@ def lora_layer_paths(model_patcher, lora_names: list[str]) -> list[str]:
 
 def layer_module_paths(model_patcher, specs: list[ModuleSpec] | tuple[ModuleSpec, ...]) -> list[str]:
     """Module paths of every LoRA'd linear of a module table, in basis layer order."""
-    return lora_layer_paths(model_patcher, [f"{s.name}_{LORA_KEY_SUFFIX[p]}" for s in specs for p in PROJECTIONS])
+    return lora_layer_paths(model_patcher, module_layer_names(specs))
 
 
 def _lora_hook(layer: int, state: LoRAHookState):
@@ -143,12 +144,10 @@ def _checkpointed(module: nn.Module):
     return forward
 
 
-def _checkpoint_targets(root: nn.Module) -> list[nn.Module]:
-    """Transformer blocks and ResBlocks: the units ComfyUI's own trainer checkpoints."""
-    from comfy.ldm.modules.attention import BasicTransformerBlock
-    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
-
-    return [m for m in root.modules() if isinstance(m, (BasicTransformerBlock, ResBlock))]
+def _checkpoint_targets(model_patcher) -> list[nn.Module]:
+    """The base's checkpointing units (`BaseProfile.checkpoint_units`) in the model."""
+    units = profile_of(model_patcher).checkpoint_units()
+    return [m for m in model_patcher.model.diffusion_model.modules() if isinstance(m, units)]
 
 
 def install_lora_hooks(
@@ -168,7 +167,7 @@ def install_lora_hooks(
         for layer, path in enumerate(paths):
             handles.append(base.get_submodule(path).register_forward_hook(_lora_hook(layer, state)))
         if gradient_checkpointing:
-            for m in _checkpoint_targets(base.diffusion_model):
+            for m in _checkpoint_targets(mp):
                 m.forward = _checkpointed(m)
                 wrapped.append(m)
 

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..errors import HyperLoRAError
-from .sdxl import build_sdxl
 
 
 def torch_default_init(module: nn.Module) -> None:
@@ -51,15 +50,15 @@ def vae_object(state_dict: dict[str, torch.Tensor], ddconfig: dict, embed_dim: i
     return vae
 
 
-def unet_object(unet_config: dict, state_dict: dict[str, torch.Tensor], what: str = "UNet"):
-    """A `ModelPatcher` (what UNETLoader returns) of an SDXL-architecture UNet with these weights, fp32."""
-    patcher = build_sdxl(unet_config, device="cpu")
+def unet_object(profile, unet_config: dict, state_dict: dict[str, torch.Tensor], what: str = "UNet"):
+    """A `ModelPatcher` (what UNETLoader returns) of a UNet of `profile`'s base (`bases`) with these weights, fp32."""
+    patcher = profile.build(unet_config, device="cpu")
     missing, unexpected = patcher.model.diffusion_model.load_state_dict(
         {k: v.float() for k, v in state_dict.items()}, strict=False
     )
     if missing or unexpected:
         raise HyperLoRAError(
-            f"{what} weights do not fit its SDXL config (missing {missing[:4]}, unexpected {unexpected[:4]}); "
+            f"{what} weights do not fit its {profile.display_name} config (missing {missing[:4]}, unexpected {unexpected[:4]}); "
             "they were made for another model size."
         )
     return patcher

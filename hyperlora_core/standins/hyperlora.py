@@ -9,11 +9,12 @@ import torch
 
 from ..config import (
     DEFAULT_DIM_HEAD,
-    TOKENS_PER_MODULE,
+    TOKENS_PER_LAYER,
     HyperLoRAConfig,
     IDProjectorConfig,
     ModuleSpec,
     ResamplerConfig,
+    parse_module_list,
 )
 from ..model import HyperLoRA
 
@@ -23,7 +24,7 @@ SDXL_MODULES_JSON = Path(__file__).resolve().parents[2] / "models" / "sdxl_hyper
 
 def sdxl_modules() -> tuple[ModuleSpec, ...]:
     raw = json.loads(SDXL_MODULES_JSON.read_text())
-    return tuple(ModuleSpec(name=k, **v) for k, v in raw.items())
+    return parse_module_list(raw, str(SDXL_MODULES_JSON))
 
 
 def hyperlora_config(
@@ -47,7 +48,7 @@ def hyperlora_config(
     published 64 (narrower resamplers split `dim` over the heads); the Base resampler is `base_depth` deep
     (default: as deep as the ID one)."""
     modules = modules or sdxl_modules()
-    queries = TOKENS_PER_MODULE * len(modules)
+    queries = TOKENS_PER_LAYER * sum(len(m.layers) for m in modules)
     dim_head = dim_head or (DEFAULT_DIM_HEAD if dim >= DEFAULT_DIM_HEAD else dim // heads)
 
     def resampler(inputs: tuple[int, ...], layers: int) -> ResamplerConfig:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, attention_module_specs, build_sdxl, init_weights, sdxl_unet_config
+from ..comfy_bridge.bases import SDXL
+from ..comfy_bridge.random_init import init_weights
 from ..comfy_bridge.wrappers import autoencoder_kl, clip_vision_model, controlnet_model, sdxl_text_encoders, vae_object
-from ..config import LORA_KEY_SUFFIX
 from ..safetensors_io import save_tensors_atomic
 from .hyperlora import random_hyperlora, small_config
 
@@ -33,12 +33,12 @@ TINY_VAE = {"double_z": True, "z_channels": 4, "resolution": 64, "in_channels": 
 
 
 def tiny_unet_config() -> dict:
-    return sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=TINY_TEXT["projection_dim"] + 6 * 256)
+    return SDXL.tiny_config(TINY_TEXT["projection_dim"])
 
 
 def build_tiny_sdxl(seed: int = 0):
     """A ComfyUI ModelPatcher around `model_base.SDXL` with deterministic random weights."""
-    model = build_sdxl(tiny_unet_config(), device="cpu")
+    model = SDXL.build(tiny_unet_config(), device="cpu")
     init_weights(model.model, seed=seed)
     return model
 
@@ -66,7 +66,7 @@ def build_tiny_clip_vision(seed: int = 0):
 @cache
 def tiny_module_specs():
     """The tiny UNet's LoRA'd attention modules (meta device: no memory)."""
-    return tuple(attention_module_specs(build_sdxl(tiny_unet_config(), device="meta")))
+    return tuple(SDXL.module_specs(SDXL.build(tiny_unet_config(), device="meta")))
 
 
 def tiny_hyperlora_config(base_rank: int | None = 2):
@@ -111,10 +111,9 @@ def write_tiny_style_lora(path: Path, seed: int = 0, rank: int = 4) -> Path:
     g = torch.Generator().manual_seed(seed)
     tensors = {}
     for spec in tiny_module_specs():
-        for projection, suffix in LORA_KEY_SUFFIX.items():
-            key = f"{spec.name}_{suffix}"
-            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, spec.in_features(projection), generator=g) * 0.3
-            tensors[f"{key}.lora_up.weight"] = torch.randn(spec.out_features(projection), rank, generator=g) * 0.3
+        for key, layer in zip(spec.layer_names(), spec.layers):
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=g) * 0.3
+            tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=g) * 0.3
             tensors[f"{key}.alpha"] = torch.tensor(float(rank))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from ..comfy_bridge.backbone import Backbone, BackboneKind, register_backbone
+from ..errors import HyperLoRAError
 from ..pixels import uint8_pixels
 from . import files, world
 from .conditions import to_toy_size
 from .encoders import CLIP_WIDTH, ToyArcFace, ToyCLIP, masked_reference, to_tensor
-from .models import COMFY_SIZE, load_toy_models
+from .models import BASE, COMFY_SIZE, load_toy_models
 
 
 @dataclass
@@ -50,10 +51,14 @@ def toy_backbone(folder: str | os.PathLike | None = None) -> ToyBackbone:
     folder = files.world_dir(folder)
     unet, clip, vae = load_toy_models(folder)
     return ToyBackbone(unet=unet, clip=clip, vae=vae, clip_vision=files.load_module(ToyCLIP(), "clip_vision", folder),
-                       name=world.NAME)
+                       name=world.NAME, profile=BASE)
 
 
-def _load_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0) -> ToyBackbone:  # noqa: ARG001
+def _load_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0,  # noqa: ARG001
+               base: str | None = None) -> ToyBackbone:
+    if base not in (None, BASE.name):
+        raise HyperLoRAError(f"config: model.base is '{base}' but the toy world's UNet is {BASE.display_name}-class; "
+                             "leave model.base out for the toy backbone.")
     return toy_backbone(checkpoint)
 
 
@@ -75,9 +80,9 @@ def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_f
     bases = world.face_blurred(renders.images)
     captions = [", ".join(world.base_phrases(f)) for f in renders.base_factors]
     unique = sorted(set(captions))
-    texts, pooleds = backbone.encode_text(unique)
+    texts = backbone.encode_text(unique)
     row = {c: i for i, c in enumerate(unique)}
-    text, pooled = backbone.encode_text([""])  # what text dropout puts in
+    empty = backbone.encode_text([""])  # what text dropout puts in
     writer = ShardWriter(folder, per_shard=per_shard)
     for n in range(len(renders)):
         ident = int(renders.identity[n])
@@ -86,10 +91,10 @@ def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_f
                 "attributes": [int(v) for v in renders.attributes[n]],
                 "base_factors": [int(v) for v in renders.base_factors[n]]}
         k = row[captions[n]]
-        writer.add(SampleRecord(key=f"t{n:07d}", meta=meta, latent=latents[n].numpy(), text=texts[k].numpy(),
-                                pooled=pooleds[k].numpy(), arcface=embeds[n].numpy().astype(np.float32), face=faces[n],
-                                base=bases[n]))
+        writer.add(SampleRecord(key=f"t{n:07d}", meta=meta, latent=latents[n].numpy(),
+                                cond={key: v[k].numpy() for key, v in texts.items()},
+                                arcface=embeds[n].numpy().astype(np.float32), face=faces[n], base=bases[n]))
     info = {"backbone": backbone.name, "resolution": world.IMAGE_SIZE, "source": "hyperlora_core.toy.world",
             "samples": len(renders), "face_pack": world.NAME, "embedding_space": world.NAME,
             "standin_face_models": False}
-    return writer.finish({"empty_text": text[0].contiguous(), "empty_pooled": pooled[0].contiguous()}, info)
+    return writer.finish(empty, info, backbone.profile.name)

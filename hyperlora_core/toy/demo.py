@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..lora import save_lora
     from . import files
     from .evaluate import evaluate
+    from .models import BASE
     from .world_loader import ToyWorld
 
     out = Path(args.out) if args.out else files.ROOT / "output" / "toy_demo"
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     one = HeldoutSet.make(toy.conditioner, count=args.identities, refs=1)
     lora_path = out / f"toy_id_lora_identity{held}.safetensors"
-    save_lora(toy.lora_for(one.clip_tokens[0, :1], one.id_embeds[0, :1]), lora_path, overwrite=True)
+    save_lora(toy.lora_for(one.clip_tokens[0, :1], one.id_embeds[0, :1]), lora_path, overwrite=True,
+              base_metadata=BASE.kohya_metadata())
     print()
     print(result.table())
     print()

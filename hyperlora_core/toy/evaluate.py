@@ -29,7 +29,7 @@ from ..model import HyperLoRA
 from ..pixels import uint8_pixels
 from . import world
 from .encoders import AttributeJudge, Conditioner, to_tensor
-from .models import SIZES
+from .models import IMAGE_CONDITIONING
 from .world_loader import ToyWorld
 
 
@@ -74,7 +74,7 @@ class HookedSampler:
         self.toy, self.held, self.steps, self.batch = toy, held, steps, batch
         self.noise = toy.noise(len(held), seed)
         self.denoiser = Denoiser(toy.unet)
-        self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._text: dict[str, dict[str, torch.Tensor]] = {}
         self.state = attach_lora_hooks(toy.unet, layer_module_paths(toy.unet, toy.hyperlora.config.modules), "cpu")
 
     def close(self) -> None:
@@ -87,11 +87,10 @@ class HookedSampler:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def text(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context `[1, T, C]`, ADM `[1, D]`) of a caption, as CLIPTextEncode + SDXL's size embedding."""
+    def text(self, caption: str) -> dict[str, torch.Tensor]:
+        """The model inputs of a caption (batch of one), as CLIPTextEncode + the toy crop's conditioning."""
         if caption not in self._text:
-            context, pooled = self.toy.backbone.encode_text([caption])
-            self._text[caption] = (context, self.denoiser.adm(pooled, SIZES))
+            self._text[caption] = self.denoiser.inputs({**self.toy.backbone.encode_text([caption]), **IMAGE_CONDITIONING})
         return self._text[caption]
 
     @torch.no_grad()
@@ -101,17 +100,17 @@ class HookedSampler:
         empty) and the LoRA sets `loras(rows)` gives for a slice of identities (None: no LoRA)."""
         n = len(self.held)
         captions = captions or [""] * n
-        uctx, uadm = self.text("")
+        uncond = self.text("")
         out = []
         for s in range(0, n, self.batch):
             rows = slice(s, min(n, s + self.batch))
             b = rows.stop - rows.start
             texts = [self.text(c) for c in captions[rows]]
-            ctx, adm = torch.cat([t[0] for t in texts]), torch.cat([t[1] for t in texts])
+            inputs = {k: torch.cat([t[k] for t in texts]) for k in uncond}
             self.state.sets = loras(rows) if loras is not None else []
             try:
-                x = euler_sample(self.denoiser, self.noise[rows], ctx, adm, uctx.expand(b, -1, -1), uadm.expand(b, -1),
-                                 steps=self.steps, cfg=cfg)
+                x = euler_sample(self.denoiser, self.noise[rows], inputs,
+                                 {k: v.expand(b, *v.shape[1:]) for k, v in uncond.items()}, steps=self.steps, cfg=cfg)
             finally:
                 self.state.clear()
             out.append(self.toy.vae.decode(self.denoiser.latent_out(x)).float().clamp(0, 1).permute(0, 3, 1, 2))

@@ -5,7 +5,7 @@ Built through `comfy_bridge.wrappers` (this module imports no ComfyUI code itsel
 - VAE: ComfyUI's `AutoencoderKL` (ch 32, ch_mult [1, 2]: 32x32x3 <-> 4x16x16, a /2 VAE) as a
   `comfy.sd.VAE`, so `VAEEncode`/`VAEDecode` work on it. The latent scale is folded into
   `quant_conv`/`post_quant_conv` so SDXL's `latent_format` (x 0.13025) applies unchanged.
-- UNet: `comfy_bridge.sdxl.build_sdxl` at small widths (`model_channels` 32, context 64, ADM =
+- UNet: the SDXL profile's (`comfy_bridge.bases.sdxl`) UNet at small widths (`model_channels` 32, context 64, ADM =
   pooled 64 + 6 x 256): ComfyUI's SDXL classes, so samplers, LoRA key maps and patches are the real ones.
 - Text encoder: a `comfy.sd.CLIP` around `CaptionEncoder`, so `CLIPTextEncode` works on it.
 
@@ -20,8 +20,7 @@ import os
 
 import torch
 
-from ..comfy_bridge.diffusion import Denoiser
-from ..comfy_bridge.sdxl import TINY_SDXL_OVERRIDES, build_sdxl, sdxl_unet_config
+from ..comfy_bridge.bases import SDXL
 from ..comfy_bridge.wrappers import autoencoder_kl, text_encoder_object, torch_default_init, unet_object, vae_object
 from . import files
 from .caption import CONTEXT_DIM, CaptionEncoder, caption_tokens
@@ -35,13 +34,15 @@ VAE_RATIO = 2
 LATENT_SCALE = 0.13025
 """SDXL's `latent_format.scale_factor`; raw toy latents are trained to have std 1 / LATENT_SCALE."""
 
-UNET_CONFIG = sdxl_unet_config(**TINY_SDXL_OVERRIDES, adm_in_channels=CONTEXT_DIM + 6 * 256)
+BASE = SDXL
+"""The toy world's UNet is an SDXL-class model: its profile gives the UNet, its conditioning and its LoRA targets."""
+UNET_CONFIG = BASE.tiny_config(CONTEXT_DIM)
 LATENT_SIZE = 16
 COMFY_SIZE = LATENT_SIZE * 8
 """What ComfyUI passes as width/height to SDXL's size embedding for a 16x16 latent (and what
 EmptyLatentImage must be asked for)."""
-SIZES = torch.tensor([[COMFY_SIZE, COMFY_SIZE, 0, 0, COMFY_SIZE, COMFY_SIZE]], dtype=torch.float32)
-"""SDXL size conditioning of every toy sample (height, width, crop top/left, target height/width)."""
+IMAGE_CONDITIONING = {k: v[None] for k, v in BASE.image_conditioning([COMFY_SIZE] * 2, [0, 0], [COMFY_SIZE] * 2).items()}
+"""What every toy sample's crop geometry adds to its conditioning (SDXL's size numbers), batch of one."""
 
 
 def new_vae_model():
@@ -55,7 +56,7 @@ def wrap_vae(state_dict: dict[str, torch.Tensor]):
 
 def new_unet():
     """Fresh toy UNet (ModelPatcher): torch default init, residual outputs zeroed."""
-    patcher = build_sdxl(UNET_CONFIG, device="cpu")
+    patcher = BASE.build(UNET_CONFIG, device="cpu")
     dm = patcher.model.diffusion_model
     torch_default_init(dm)
     with torch.no_grad():
@@ -66,7 +67,7 @@ def new_unet():
 
 
 def wrap_unet(state_dict: dict[str, torch.Tensor]):
-    return unet_object(UNET_CONFIG, state_dict, "toy UNet")
+    return unet_object(BASE, UNET_CONFIG, state_dict, "toy UNet")
 
 
 def wrap_caption_encoder(state_dict: dict[str, torch.Tensor]):
@@ -75,8 +76,9 @@ def wrap_caption_encoder(state_dict: dict[str, torch.Tensor]):
 
 
 def size_embedding(unet) -> torch.Tensor:
-    """The 6 x 256 size part of SDXL's ADM vector for a 16x16 toy latent, `[1, 1536]`."""
-    return Denoiser(unet).adm(torch.zeros(1, CONTEXT_DIM), SIZES)[:, CONTEXT_DIM:]
+    """The size part of SDXL's `y` for a 16x16 toy latent, `[1, 6 x 256]`: the toy UNet's own training and
+    sampling loops build `y` as [pooled caption, this] for whole batches at once."""
+    return BASE.adm(unet.model, torch.zeros(1, CONTEXT_DIM), IMAGE_CONDITIONING["sizes"])[:, CONTEXT_DIM:]
 
 
 def load_toy_models(folder: str | os.PathLike | None = None) -> tuple[object, object, object]:

@@ -296,7 +296,7 @@ def eps_loss(den: Denoiser, x0: torch.Tensor, context: torch.Tensor, adm: torch.
     sigma = sigmas[t.to(sigmas.device)].to(x0)
     noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x = den.noisy(sigma, noise, x0)
-    eps = (x - den.denoise(x, sigma, context, adm)) / sigma.view(-1, 1, 1, 1)
+    eps = (x - den.denoise(x, sigma, {"c_crossattn": context, "y": adm})) / sigma.view(-1, 1, 1, 1)
     return F.mse_loss(eps, noise)
 
 
@@ -388,6 +388,7 @@ def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, 
         b = ctx.shape[0]
         adm = torch.cat([pooled, sizes.expand(b, -1)], 1)
         uadm = torch.cat([empty_pooled.expand(b, -1), sizes.expand(b, -1)], 1)
-        lat = euler_sample(den, noise[s : s + b], ctx, adm, empty_ctx.expand(b, -1, -1), uadm, steps=steps, cfg=cfg)
+        lat = euler_sample(den, noise[s : s + b], {"c_crossattn": ctx, "y": adm},
+                           {"c_crossattn": empty_ctx.expand(b, -1, -1), "y": uadm}, steps=steps, cfg=cfg)
         out.append(vae_decode(vae, den.latent_out(lat)))
     return torch.cat(out)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..comfy_bridge.lora_hooks import LoRASet
-from ..config import LORA_KEY_SUFFIX, LORA_SCALE, PROJECTIONS
+from ..config import LORA_SCALE
 from ..eval.intervals import ZERO, Interval, difference_interval, mean_interval, per_identity, verdict
 from ..lora import lora_modules, sample_scales
 from ..model import HyperLoRA
@@ -133,7 +133,7 @@ def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
 
 def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:
     """Kohya LoRA state dicts (e.g. fine-tuned ones), one per identity, in the checkpoint's layer order."""
-    names = [f"{spec.name}_{LORA_KEY_SUFFIX[p]}" for spec in hl.config.modules for p in PROJECTIONS]
+    names = hl.config.layer_names()
     per = [lora_modules(d) for d in dicts]
     downs = [torch.stack([m[name][0].float() for m in per]) for name in names]
     ups = [torch.stack([m[name][1].float() for m in per]) for name in names]

@@ -74,8 +74,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
-    """A registered backbone (`comfy_bridge.backbone`): tiny (seeded SDXL-architecture stand-ins),
-    checkpoint (an SDXL .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
+    """A registered backbone (`comfy_bridge.backbone`): tiny (seeded stand-ins of `base`'s architecture),
+    checkpoint (a model .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
+    base: str | None = None
+    """The base model's profile (`comfy_bridge.bases`: sdxl, sd15). Default: detected from the checkpoint;
+    for `tiny`, sdxl."""
     checkpoint: str | None = None
     clip_vision: str | None = None
     """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
@@ -104,7 +107,15 @@ class HypernetworkConfig:
     resampler: ResamplerSettings = field(default_factory=ResamplerSettings)
     base_resampler: ResamplerSettings = field(default_factory=ResamplerSettings)
     modules: str = "from_model"
-    """from_model (every attn1/attn2 of the UNet) or a hyper_lora_modules.json path."""
+    """from_model (the base's layers `lora.targets` selects) or a hyper_lora_modules.json path."""
+
+
+@dataclass(frozen=True)
+class LoRATargets:
+    targets: tuple[str, ...] = ("attention",)
+    """Which linear layers get a LoRA (`hypernetwork.modules: from_model`): each entry a target set of the base
+    (`attention`: every attn1/attn2 projection of SDXL and SD1.5) or a regular expression over kohya layer
+    names (e.g. `_attn2_to_[kv]$`)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +249,7 @@ class FitConfig:
     hypernetwork: HypernetworkConfig = field(default_factory=HypernetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stages: dict[str, StageConfig] = field(default_factory=dict)
+    lora: LoRATargets = field(default_factory=LoRATargets)
     seed: int = 0
     source: str = ""
     """The YAML text this config came from (stored in checkpoints and exports)."""
@@ -346,9 +358,14 @@ def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
     from ..comfy_bridge.backbone import backbone_kind
+    from ..comfy_bridge.bases import profile_named
 
     if backbone_kind(cfg.model.backbone).needs_checkpoint and not cfg.model.checkpoint:
         raise HyperLoRAError(f"config: model.backbone is '{cfg.model.backbone}' but model.checkpoint is not set.")
+    if cfg.model.base is not None:
+        profile_named(cfg.model.base, "config: model.base")
+    if not cfg.lora.targets:
+        raise HyperLoRAError("config: lora.targets is empty; list a target set (e.g. attention) or regexes.")
     _choice(cfg.data.verify, ("quick", "full"), "data.verify")
     _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
     _choice(t.distributed, ("ddp", "fsdp2"), "train.distributed")

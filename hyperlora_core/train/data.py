@@ -29,9 +29,7 @@ class Batch:
     """One rank's slice of a global batch (tensors on the training device)."""
 
     latents: torch.Tensor  # [b, 4, h, w] VAE latents (unscaled)
-    context: torch.Tensor  # [b, 77, D]
-    pooled: torch.Tensor  # [b, P]
-    sizes: torch.Tensor  # [b, 6]
+    cond: dict[str, torch.Tensor]  # the base profile's conditioning, batch first (text dropout applied)
     face: torch.Tensor  # [b, 224, 224, 3] float 0..1
     base: torch.Tensor | None  # [b, 224, 224, 3] float 0..1
     arcface: torch.Tensor  # [b, 512]
@@ -62,8 +60,7 @@ class BatchSource:
             )
         self.dataset, self.cfg, self.rank, self.world, self.device = dataset, cfg, rank, world, device
         self.identities, self.photos = b.identities, b.photos_per_identity
-        self.empty_text = dataset.tensors["empty_text"].float()
-        self.empty_pooled = dataset.tensors["empty_pooled"].float()
+        self.empty = dataset.empty
 
     def _identities_for(self, stage: str, step: int) -> list[int]:
         """Walk through epochs of shuffled identities, `identities` per step (wrapping over epochs)."""
@@ -119,21 +116,18 @@ class BatchSource:
         drop_face = drop[1] < t.dropout.face
         drop_base = drop[2] < t.dropout.base_lora
 
-        context = torch.stack([x["text"] for x in loaded])
-        pooled = torch.stack([x["pooled"] for x in loaded])
+        cond = {k: torch.stack([x["cond"][k] for x in loaded]) for k in loaded[0]["cond"]}
         sl = slice(lo, hi)
         dt = drop_text[sl]
         if dt.any():
-            context[dt] = self.empty_text.to(context.dtype)
-            pooled[dt] = self.empty_pooled.to(pooled.dtype)
+            for k, empty in self.empty.items():
+                cond[k][dt] = empty.to(cond[k].dtype)
         local_slots = torch.tensor(slots[lo:hi])
         local_slots = local_slots - local_slots.min()
         dev = self.device
         return Batch(
             latents=torch.stack([x["latent"] for x in loaded]).to(dev),
-            context=context.to(dev),
-            pooled=pooled.to(dev),
-            sizes=torch.stack([x["sizes"] for x in loaded]),
+            cond={k: v.to(dev) for k, v in cond.items()},
             face=(torch.stack([x["face"] for x in loaded]).float() / 255.0).to(dev),
             base=(torch.stack([x["base"] for x in loaded]).float() / 255.0).to(dev) if with_base else None,
             arcface=torch.stack([x["arcface"] for x in loaded]).to(dev),

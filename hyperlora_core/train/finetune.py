@@ -42,11 +42,11 @@ def _center_square(img: Image.Image, size: int) -> tuple[np.ndarray, list[float]
 
 
 def load_photos(folder: Path, backbone, resolution: int, caption: str | None) -> dict[str, torch.Tensor]:
-    """A folder of photos -> latents, text embeddings and SDXL size conditions (centre square crops)."""
+    """A folder of photos -> latents and the base's conditioning (captions and crop geometry; centre square crops)."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise HyperLoRAError(f"{folder}: no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) found.")
-    images, sizes, captions = [], [], []
+    images, geometry, captions = [], [], []
     for f in files:
         try:
             img = Image.open(f).convert("RGB")
@@ -54,13 +54,14 @@ def load_photos(folder: Path, backbone, resolution: int, caption: str | None) ->
             raise HyperLoRAError(f"{f}: cannot be read as an image ({exc}).") from None
         arr, size = _center_square(img, resolution)
         images.append(arr)
-        sizes.append(size)
+        geometry.append(backbone.profile.image_conditioning(size[:2], size[2:4], size[4:]))
         side = f.with_suffix(".txt")
         text = side.read_text(encoding="utf-8").strip() if side.is_file() else (caption or DEFAULT_CAPTION)
         captions.append(text if text.startswith(TRIGGER_WORDS.strip()) else TRIGGER_WORDS + text)
     latents = backbone.encode_images(torch.from_numpy(np.stack(images)))
-    context, pooled = backbone.encode_text(captions)
-    return {"latents": latents, "context": context, "pooled": pooled, "sizes": torch.tensor(sizes)}
+    cond = backbone.encode_text(captions)
+    cond.update({k: torch.stack([g[k] for g in geometry]) for k in geometry[0]})
+    return {"latents": latents, "cond": cond}
 
 
 def load_prepared(folder: Path) -> dict[str, torch.Tensor]:
@@ -71,9 +72,7 @@ def load_prepared(folder: Path) -> dict[str, torch.Tensor]:
         ds.close()
     return {
         "latents": torch.stack([x["latent"] for x in items]),
-        "context": torch.stack([x["text"] for x in items]),
-        "pooled": torch.stack([x["pooled"] for x in items]),
-        "sizes": torch.stack([x["sizes"] for x in items]),
+        "cond": {k: torch.stack([x["cond"][k] for x in items]) for k in items[0]["cond"]},
     }
 
 
@@ -106,10 +105,10 @@ def _loss(den: Denoiser, state: LoRAHookState, factors: LoRAFactors, data: dict,
     x0 = den.latent_in(data["latents"][idx].to(device))
     sigma = den.sigmas.to(device)[t.to(device)]
     x = den.noisy(sigma, noise.to(device), x0)
-    adm = den.adm(data["pooled"][idx].to(device), data["sizes"][idx]).to(device)
+    inputs = den.inputs({k: v[idx].to(device) for k, v in data["cond"].items()})
     state.sets = factors.sets(len(idx), device)
     with autocast_for(device, cfg.train.precision):
-        pred = den.denoise(x, sigma, data["context"][idx].to(device), adm).float()
+        pred = den.denoise(x, sigma, inputs).float()
     err = (pred - x0.float()).pow(2).mean(dim=(1, 2, 3))
     return (loss_weights(sigma, cfg.train.loss) * err).mean()
 

@@ -25,7 +25,6 @@ import torch
 from ..comfy_bridge.backbone import Backbone, backbone_kind
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, layer_module_paths
-from ..comfy_bridge.sdxl import attention_module_specs
 from ..config import HyperLoRAConfig
 from ..errors import HyperLoRAError
 from ..lora import sample_scales
@@ -47,7 +46,8 @@ FINAL = "final.safetensors"
 def build_backbone(cfg: FitConfig) -> Backbone:
     """The frozen models the config's `model` section names, through the backbone registry."""
     m = cfg.model
-    return backbone_kind(m.backbone).load(checkpoint=m.checkpoint, clip_vision=m.clip_vision, seed=m.tiny_seed)
+    return backbone_kind(m.backbone).load(checkpoint=m.checkpoint, clip_vision=m.clip_vision, seed=m.tiny_seed,
+                                          base=m.base)
 
 
 def stage_dir(cfg: FitConfig, stage: str) -> Path:
@@ -106,7 +106,8 @@ class Session:
     dataset: ShardDataset
     source: BatchSource
     config: HyperLoRAConfig
-    sample_text: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None
+    sample_text: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None
+    """The sample prompts' conditioning and the empty caption's (the base profile's keys)."""
 
 
 def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
@@ -123,16 +124,20 @@ def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
         )
     if cfg.hypernetwork.base_rank is not None and not dataset.has_base:
         raise HyperLoRAError(f"{cfg.data.shards}: has no face-blurred base crops, but the config trains a Base-LoRA.")
-    specs = attention_module_specs(backbone.unet)
-    config = hyper_config(cfg, specs, backbone.clip_vision_dim)
+    if dataset.base is not backbone.profile:
+        raise HyperLoRAError(
+            f"{cfg.data.shards}: prepared for {dataset.base.display_name} but the config loads a "
+            f"{backbone.profile.display_name} model; run prepare with this config."
+        )
+    specs = backbone.profile.module_specs(backbone.unet, cfg.lora.targets)
+    config = hyper_config(cfg, specs, backbone.clip_vision_dim, backbone.profile.name)
     state = attach_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), info.device,
                               cfg.train.gradient_checkpointing)
     backbone.unet.model.requires_grad_(False)
     sample_text = None
     if cfg.train.samples.every >= 0:
-        cond, pooled = backbone.encode_text([config.trigger_words + p for p in cfg.train.samples.prompts])
-        ucond, upooled = backbone.encode_text([""])
-        sample_text = (cond, pooled, ucond, upooled)
+        sample_text = (backbone.encode_text([config.trigger_words + p for p in cfg.train.samples.prompts]),
+                       backbone.encode_text([""]))
     source = BatchSource(dataset, cfg, info.rank, info.world, info.device)
     return Session(cfg, info, backbone, denoiser, state, dataset, source, config, sample_text)
 
@@ -307,8 +312,8 @@ def sample_grid(session: Session, wrapped: torch.nn.Module, stage: str, step: in
     if not session.info.is_main:
         return None
     s = cfg.train.samples
-    cond, pooled, ucond, upooled = session.sample_text
-    prompts = cond.shape[0]
+    cond, uncond = session.sample_text
+    prompts = next(iter(cond.values())).shape[0]
     pick = torch.arange(n).repeat_interleave(prompts)  # sample k = identity k // P, prompt k % P
     which = torch.arange(prompts).repeat(n)
     one = sample_scales(n * prompts, device=dev)
@@ -316,18 +321,18 @@ def sample_grid(session: Session, wrapped: torch.nn.Module, stage: str, step: in
     for downs, ups in factors.values():  # the LoRA the stage trains: the ID-LoRA, or the Base-LoRA alone
         sets.append(LoRASet([d[pick.to(d.device)] for d in downs], [u[pick.to(u.device)] for u in ups], one))
     latent_size = max(1, s.size // 8)
-    size_t = torch.tensor([[s.size, s.size, 0, 0, s.size, s.size]], dtype=torch.float32).repeat(n * prompts, 1)
+    geometry = bb.profile.image_conditioning([s.size, s.size], [0, 0], [s.size, s.size])
+    image = {k: v.unsqueeze(0).repeat(n * prompts, *[1] * v.ndim).to(dev) for k, v in geometry.items()}
     den = session.denoiser
     noise = torch.cat([  # one noise per prompt, shared by the identities: rows differ only by the LoRA
         torch.randn((1, sc["latent_shape"][0], latent_size, latent_size), generator=torch.Generator().manual_seed(s.seed + j))
         for j in range(prompts)
     ])[which].to(dev)
-    adm = den.adm(pooled[which].to(dev), size_t).to(dev)
-    uadm = den.adm(upooled.repeat(n * prompts, 1).to(dev), size_t).to(dev)
+    inputs = den.inputs({**{k: v[which].to(dev) for k, v in cond.items()}, **image})
+    uinputs = den.inputs({**{k: v.repeat(n * prompts, *[1] * (v.ndim - 1)).to(dev) for k, v in uncond.items()}, **image})
     session.hook_state.sets = sets
     try:
-        latent = euler_sample(den, noise, cond[which].to(dev), adm, ucond.repeat(n * prompts, 1, 1).to(dev), uadm,
-                              s.steps, s.cfg)
+        latent = euler_sample(den, noise, inputs, uinputs, s.steps, s.cfg)
     finally:
         session.hook_state.clear()
     images = bb.decode_latents(den.latent_out(latent).cpu())

@@ -1,4 +1,4 @@
-"""One training step's maths: conditions -> per-sample LoRAs -> ComfyUI's SDXL -> weighted x0 loss.
+"""One training step's maths: conditions -> per-sample LoRAs -> ComfyUI's model -> weighted x0 loss.
 
 `HyperStep` is the module handed to DDP / FSDP2: every use of the hypernetwork's parameters
 happens inside its `forward`, which is what both wrappers need to synchronise and unshard.
@@ -148,7 +148,7 @@ class StepRunner:
         sigma = den.sigmas.to(self.device)[batch.timesteps]
         x0 = den.latent_in(batch.latents)
         x = den.noisy(sigma, batch.noise, x0)
-        adm = den.adm(batch.pooled, batch.sizes).to(self.device)
+        inputs = den.inputs(batch.cond)
         full = sample_scales(batch.size, device=self.device)
         references = self.cfg.train.references
         with autocast:
@@ -160,7 +160,7 @@ class StepRunner:
                         LoRASet(*t["id"], scale=full),
                         LoRASet(*t["base"], scale=sample_scales(batch.size, self.stage_cfg.base_fraction, device=self.device)),
                     ]
-                    target = den.denoise(x, sigma, batch.context, adm).float()
+                    target = den.denoise(x, sigma, inputs).float()
                 self.state.sets = [LoRASet(*factors["id"], scale=full)]
             else:
                 factors = model(cond, references)
@@ -171,6 +171,6 @@ class StepRunner:
                 if "base" in factors:
                     sets.append(LoRASet(*factors["base"], scale=self._base_scale(batch)))
                 self.state.sets = sets
-            pred = den.denoise(x, sigma, batch.context, adm).float()
+            pred = den.denoise(x, sigma, inputs).float()
         err = (pred - target).pow(2).mean(dim=tuple(range(1, pred.ndim)))
         return (loss_weights(sigma, self.cfg.loss_for(self.spec.name)) * err).mean()

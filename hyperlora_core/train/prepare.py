@@ -182,14 +182,14 @@ def _records(items: list[PhotoItem], analyzer, backbone, resolution: int, report
             report.notes.append(f"{item.path}: {face.note}")
         target, orig_hw, crop_tl = target_crop(rgb, face.bbox, resolution)
         latent = backbone.encode_images(torch.from_numpy(target)[None])[0]
-        text, pooled = backbone.encode_text([item.caption])
+        cond = backbone.encode_text([item.caption])
         meta = {"identity": item.identity, "caption": item.caption, "orig_hw": orig_hw, "crop_tl": crop_tl,
                 "target_hw": [resolution, resolution], "face_bbox": [float(v) for v in face.bbox],
                 "landmarks": np.round(face.landmarks, 2).tolist(), "source": str(item.path)}
         report.kept += 1
         report.identities.add(item.identity)
-        yield SampleRecord(key=f"p{n:07d}", meta=meta, latent=latent.numpy(), text=text[0].numpy(),
-                           pooled=pooled[0].numpy(), arcface=face.arcface, face=face.face_pixels, base=face.base_pixels)
+        yield SampleRecord(key=f"p{n:07d}", meta=meta, latent=latent.numpy(), cond={k: v[0].numpy() for k, v in cond.items()},
+                           arcface=face.arcface, face=face.face_pixels, base=face.base_pixels)
 
 
 def prepare(
@@ -238,10 +238,9 @@ def prepare(
             f"prepare: none of the {len(items)} photos is usable, so no dataset was written "
             f"(see {folder / REPORT}). Training photos need exactly one visible face."
         )
-    empty_c, empty_p = backbone.encode_text([""])
     info = {"backbone": backbone.name, "resolution": resolution, "source": str(source), "samples": report.kept,
             "face_pack": getattr(analyzer, "pack_name", "?"), "embedding_space": getattr(analyzer, "embedding_space", "?"),
             "standin_face_models": is_standin_space(getattr(analyzer, "embedding_space", ""))}
-    writer.finish({"empty_text": empty_c[0].contiguous(), "empty_pooled": empty_p[0].contiguous()}, info)
+    writer.finish(backbone.encode_text([""]), info, backbone.profile.name)
     report.write()
     return report

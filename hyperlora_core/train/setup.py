@@ -9,7 +9,7 @@ import torch
 
 from ..config import (
     DEFAULT_DIM_HEAD,
-    TOKENS_PER_MODULE,
+    TOKENS_PER_LAYER,
     HyperLoRAConfig,
     IDProjectorConfig,
     ResamplerConfig,
@@ -27,8 +27,9 @@ def _resampler(s: ResamplerSettings, queries: int, basis: int, inputs: tuple[int
     )
 
 
-def hyper_config(cfg: FitConfig, module_specs, clip_dim: int) -> HyperLoRAConfig:
-    """The architecture from the config's sizes and the UNet's module table (or a JSON one)."""
+def hyper_config(cfg: FitConfig, module_specs, clip_dim: int, base: str = "") -> HyperLoRAConfig:
+    """The architecture from the config's sizes and the UNet's module table (or a JSON one), for the base
+    model `base` (a profile name, recorded in the checkpoint)."""
     h = cfg.hypernetwork
     if h.modules != "from_model":
         path = Path(h.modules)
@@ -36,13 +37,13 @@ def hyper_config(cfg: FitConfig, module_specs, clip_dim: int) -> HyperLoRAConfig
             raise HyperLoRAError(f"hypernetwork.modules: '{path}' does not exist (use from_model or a JSON file).")
         module_specs = parse_module_list(json.loads(path.read_text(encoding="utf-8")), str(path))
     modules = tuple(module_specs)
-    queries = TOKENS_PER_MODULE * len(modules)
+    queries = TOKENS_PER_LAYER * sum(len(m.layers) for m in modules)
     rs = _resampler(h.resampler, queries, h.basis_size, (h.resampler.dim, clip_dim))
-    base = _resampler(h.base_resampler, queries, h.basis_size, (clip_dim,)) if h.base_rank else None
+    base_rs = _resampler(h.base_resampler, queries, h.basis_size, (clip_dim,)) if h.base_rank else None
     return HyperLoRAConfig(
         modules=modules, basis_size=h.basis_size, rank=h.rank, resampler=rs,
         id_projector=IDProjectorConfig(embed_dim=h.face_embed_dim, num_tokens=h.id_tokens, token_dim=h.resampler.dim),
-        base_rank=h.base_rank, base_resampler=base,
+        base_rank=h.base_rank, base_resampler=base_rs, base=base,
     )
 
 

@@ -3,9 +3,10 @@
 Each sample is one photo, stored as tar members `{key}.{ext}` (webdataset's convention, so any
 webdataset tool can stream the shards):
 
-    json          identity, caption, sizes for SDXL's micro-conditioning, face box, 106 landmarks
+    json          identity, caption, the crop's geometry (orig_hw, crop_tl, target_hw), face box, 106 landmarks
     latent.npy    VAE latent of the target crop, fp16 [4, H/8, W/8] (as `VAE.encode` returns it)
-    text.npy      caption embedding, fp16 [77, context]    pooled.npy  fp16 [pooled]
+    <key>.npy     the caption's conditioning, one member per key of the base profile's text conditioning,
+                  fp16 (`context` is stored as text.npy [77, context]; SDXL adds pooled.npy [pooled])
     arcface.npy   normed ArcFace embedding, fp32 [512]
     face.png      224x224 ID crop (grey background), the CLIP vision input of the ID branch
     base.png      224x224 face-blurred crop, the CLIP vision input of the Base-LoRA branch
@@ -13,8 +14,11 @@ webdataset tool can stream the shards):
 `index.json` lists every sample's members with their byte offset, size and CRC32 inside the tar,
 and every shard's size and sha256, so the trainer reads any sample directly (deterministic
 batches at any world size, exact resume) and detects a damaged shard on the first bad read.
-Frozen-encoder outputs that belong to the dataset (the empty caption's embedding for text
-dropout) live next to it in `dataset.safetensors`.
+Frozen-encoder outputs that belong to the dataset (the empty caption's conditioning for text
+dropout, `empty_<member>`) live next to it in `dataset.safetensors`. The index's info names the
+base (`base`) and the conditioning keys (`conditioning`); shards written before base profiles carry
+neither and are SDXL's (text + pooled). What the crop geometry adds (SDXL's sizes) is computed by the
+profile when a sample is read (`BaseProfile.image_conditioning`).
 """
 
 from __future__ import annotations
@@ -34,14 +38,24 @@ import torch
 from PIL import Image
 
 from .. import temporaries
+from ..comfy_bridge.bases import Conditioning, profile_named
+from ..config import LEGACY_BASE
 from ..errors import HyperLoRAError, os_error_message
 from ..safetensors_io import load_tensors, save_tensors_atomic
 
 INDEX_FILE = "index.json"
 DATASET_TENSORS = "dataset.safetensors"
 INDEX_VERSION = 1
-NPY_MEMBERS = ("latent.npy", "text.npy", "pooled.npy", "arcface.npy")
+NPY_MEMBERS = ("latent.npy", "arcface.npy")
 PNG_MEMBERS = ("face.png", "base.png")
+LEGACY_CONDITIONING = ("context", "pooled")
+"""The conditioning keys of shards written before base profiles (SDXL's)."""
+
+
+def member(key: str) -> str:
+    """The tar member stem (and `empty_<stem>` tensor) of a conditioning key: the context is `text`, as it
+    always was; other keys are their own name."""
+    return "text" if key == "context" else key
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -63,8 +77,8 @@ class SampleRecord:
     key: str
     meta: dict
     latent: np.ndarray
-    text: np.ndarray
-    pooled: np.ndarray
+    cond: dict[str, np.ndarray]
+    """The caption's conditioning (the profile's text keys), one sample, no batch axis."""
     arcface: np.ndarray
     face: np.ndarray
     base: np.ndarray | None = None
@@ -124,8 +138,7 @@ class ShardWriter:
         members = {
             "json": json.dumps({**rec.meta, "key": rec.key}).encode(),
             "latent.npy": _npy_bytes(rec.latent.astype(np.float16)),
-            "text.npy": _npy_bytes(rec.text.astype(np.float16)),
-            "pooled.npy": _npy_bytes(rec.pooled.astype(np.float16)),
+            **{f"{member(k)}.npy": _npy_bytes(v.astype(np.float16)) for k, v in rec.cond.items()},
             "arcface.npy": _npy_bytes(rec.arcface.astype(np.float32)),
             "face.png": _png_bytes(rec.face),
         }
@@ -141,12 +154,15 @@ class ShardWriter:
         self.samples.append({"key": rec.key, "identity": rec.meta["identity"], "shard": self._name, "members": where})
         self._count += 1
 
-    def finish(self, tensors: dict[str, torch.Tensor], info: dict) -> Path:
-        """Close the last shard, write dataset.safetensors and then the index (last, atomically)."""
+    def finish(self, empty: Conditioning, info: dict, base: str) -> Path:
+        """Close the last shard, write dataset.safetensors (`empty`: the empty caption's conditioning, batch
+        of one) and then the index (last, atomically); `base` is the profile that made the conditioning."""
         try:
             self._close()
         except OSError as exc:
             raise self._failed(exc) from None
+        tensors = {f"empty_{member(k)}": v[0].contiguous() for k, v in empty.items()}
+        info = {**info, "base": base, "conditioning": list(empty)}
         save_tensors_atomic(tensors, self.folder / DATASET_TENSORS, {"hyperlora.dataset": json.dumps(info)})
         index = {"version": INDEX_VERSION, "info": info, "shards": self.shards, "samples": self.samples}
         with temporaries.replacing(self.folder / INDEX_FILE) as tmp:
@@ -180,6 +196,9 @@ class ShardDataset:
         if index.get("version") != INDEX_VERSION:
             raise HyperLoRAError(f"{index_path}: index version {index.get('version')}, expected {INDEX_VERSION}; run prepare again.")
         self.info: dict = index["info"]
+        self.base = profile_named(self.info.get("base", LEGACY_BASE), f"{index_path}: info.base")
+        self.text_keys: tuple[str, ...] = tuple(self.info.get("conditioning", LEGACY_CONDITIONING))
+        """The conditioning keys stored per sample (what text dropout replaces with `empty`)."""
         self.samples: list[dict] = index["samples"]
         self.shards: dict[str, dict] = index["shards"]
         if not self.samples:
@@ -189,6 +208,8 @@ class ShardDataset:
             )
         self._check_shards(verify)
         self.tensors = load_tensors(self.folder / DATASET_TENSORS)
+        self.empty: Conditioning = {k: self.tensors[f"empty_{member(k)}"].float() for k in self.text_keys}
+        """The empty caption's conditioning, one sample."""
         identities = sorted({s["identity"] for s in self.samples})
         self.identity_ids = {name: i for i, name in enumerate(identities)}
         self.by_identity: list[list[int]] = [[] for _ in identities]
@@ -239,10 +260,11 @@ class ShardDataset:
         self._files.clear()
 
     def load(self, i: int, with_base: bool) -> dict:
-        """Sample `i` as tensors: latent, text, pooled, arcface, face [224,224,3] uint8, sizes, meta."""
+        """Sample `i` as tensors: latent, arcface, face [224,224,3] uint8 (base), meta, and `cond`: its
+        conditioning by the profile's keys (the caption's, then what its crop geometry adds)."""
         s = self.samples[i]
         out = {}
-        for m in NPY_MEMBERS:
+        for m in (*NPY_MEMBERS, *(f"{member(k)}.npy" for k in self.text_keys)):
             try:
                 out[m.split(".")[0]] = torch.from_numpy(np.load(io.BytesIO(self._read(s, m)), allow_pickle=False).astype(np.float32))
             except (ValueError, OSError) as exc:
@@ -251,6 +273,7 @@ class ShardDataset:
         for m in pngs:
             out[m.split(".")[0]] = torch.from_numpy(np.array(Image.open(io.BytesIO(self._read(s, m))).convert("RGB")))
         meta = json.loads(self._read(s, "json"))
-        out["sizes"] = torch.tensor([*meta["orig_hw"], *meta["crop_tl"], *meta["target_hw"]], dtype=torch.float32)
+        out["cond"] = {k: out.pop(member(k)) for k in self.text_keys}
+        out["cond"].update(self.base.image_conditioning(meta["orig_hw"], meta["crop_tl"], meta["target_hw"]))
         out["meta"] = meta
         return out

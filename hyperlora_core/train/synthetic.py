@@ -64,7 +64,7 @@ def write_synthetic_dataset(
             caption = TRIGGER_WORDS + f"a photo of a person, style {j % 2}"
             captions.append(caption)
             records.append((f"id{i:03d}_{j:03d}", f"person{i:03d}", img, emb, blurred))
-    cond, pooled = backbone.encode_text(captions)
+    cond = backbone.encode_text(captions)
     latents = backbone.encode_images(torch.from_numpy(np.stack([r[2] for r in records])))
     for k, (key, ident, img, emb, blurred) in enumerate(records):
         meta = {
@@ -73,9 +73,8 @@ def write_synthetic_dataset(
             "landmarks": [], "source": "synthetic",
         }
         writer.add(SampleRecord(
-            key=key, meta=meta, latent=latents[k].numpy(), text=cond[k].numpy(), pooled=pooled[k].numpy(),
+            key=key, meta=meta, latent=latents[k].numpy(), cond={name: v[k].numpy() for name, v in cond.items()},
             arcface=emb, face=_resize(img, CROP), base=_resize(blurred, CROP) if with_base else None,
         ))
-    empty_c, empty_p = backbone.encode_text([""])
     info = {"backbone": backbone.name, "resolution": size, "source": "synthetic", "samples": len(records)}
-    return writer.finish({"empty_text": empty_c[0].contiguous(), "empty_pooled": empty_p[0].contiguous()}, info)
+    return writer.finish(backbone.encode_text([""]), info, backbone.profile.name)
