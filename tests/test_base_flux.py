@@ -14,9 +14,11 @@ from pathlib import Path
 
 import comfy.supported_models
 import folder_paths
+import numpy as np
 import pytest
 import torch
 from fixtures.training import TINY_TRAIN_CONFIG, assert_same_losses
+from PIL import Image
 from safetensors import safe_open
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
@@ -31,10 +33,13 @@ from hyperlora_core.comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, d
 from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.lora import lora_modules, save_lora
 from hyperlora_core.standins import random_hyperlora, small_config
+from hyperlora_core.standins.face_models import write_tiny_face_pack
+from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.fit import close_session, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
-from hyperlora_core.train.setup import new_hyperlora, set_trainable
+from hyperlora_core.train.setup import hyper_config, new_hyperlora, set_trainable
+from hyperlora_core.train.shards import ShardDataset
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -103,6 +108,22 @@ def test_flux_dev_at_full_size_is_recognised_and_its_target_sets_have_the_stated
     sdxl_basis = _in_out(sdxl.module_specs(sdxl.build(device="meta"))) * KR
     assert sdxl_basis == 1_486_356_480  # the published ID basis (560 layers)
     assert sizes["image_attention"][1] * KR <= 2 * sdxl_basis and sizes["all_attention"][1] * KR <= 2 * sdxl_basis
+
+
+def test_flux_yaml_builds_the_hypernetwork_its_memory_plan_counts():
+    """configs/flux.yaml's comment derives its memory plan from these sizes."""
+    cfg = load_config(TINY_TRAIN_CONFIG.parent / "flux.yaml")
+    assert cfg.model.base == "flux" and cfg.lora.targets == ("image_attention",)
+    specs = FLUX.module_specs(FLUX.build(device="meta"), cfg.lora.targets)
+    with torch.device("meta"):
+        hl = HyperLoRA(hyper_config(cfg, specs, 1024, "flux"))
+    parts: dict[str, int] = {}
+    for name, p in hl.named_parameters():
+        parts[name.split(".")[0]] = parts.get(name.split(".")[0], 0) + p.numel()
+    assert parts["id_basis"] == 1_984_512 * KR and parts["base_basis"] == 1_984_512 * KR // 2
+    assert sum(parts.values()) == pytest.approx(3.191e9, rel=1e-3)
+    trained_in_id_stages = parts["id_basis"] + parts["resampler"] + parts["id_projector"]
+    assert trained_in_id_stages == pytest.approx(2.114e9, rel=1e-3)
 
 
 def test_flux_variants_are_flux_and_flux2_is_refused_by_name():
@@ -305,3 +326,47 @@ def test_lora_gradients_through_fluxs_blocks_match_finite_differences(checkpoint
         deactivate(model)
     assert all(u.grad is not None and u.grad.abs().sum() > 0 for u in ups)  # every layer's LoRA gets a gradient
     assert slope == pytest.approx((plus - minus) / (2 * eps), rel=1e-3)
+
+
+def _write_photos(folder: Path) -> None:
+    """Three people, two photos each: a dark textured scene with a bright square (the stand-in pack's face)."""
+    rng = np.random.default_rng(0)
+    for person in range(3):
+        tint = rng.uniform(0, 1, 3)
+        (folder / f"person{person}").mkdir(parents=True)
+        for j in range(2):
+            img = (rng.uniform(0, 0.25, (128, 128, 3)) + 0.1 * tint) * 255
+            x, y = rng.integers(20, 60), rng.integers(30, 50)
+            img[y : y + 40, x : x + 40] = 200 + 55 * tint
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"person{person}" / f"{j}.png")
+
+
+def test_prepare_fit_export_on_tiny_flux(tmp_path):
+    """The trainer's commands with `model.base: flux`: prepare encodes captions with the tiny FLUX text encoders
+    (T5 context, CLIP-L pooled, guidance) and 16-channel latents, fit runs every stage and its sample grids
+    (Euler on the flow schedule), export writes a checkpoint that records FLUX and makes FLUX LoRAs."""
+    face_pack = write_tiny_face_pack(tmp_path / "insightface" / "antelopev2")
+    _write_photos(tmp_path / "photos")
+    sets = ["--set", f"run_dir={tmp_path / 'run'}", "--set", f"data.shards={tmp_path / 'data'}", "--set", "model.base=flux",
+            "--set", "train.log.progress_bar=false", "--set", "train.samples.steps=2",
+            "--set", "stages={base: {steps: 2}, clip_id: {steps: 2}, arcface_id: {steps: 2}, distill: {steps: 1}}"]
+    assert main(["prepare", "--config", str(TINY_TRAIN_CONFIG), "--input", str(tmp_path / "photos"),
+                 "--face-models", str(face_pack), *sets]) == 0
+    data = ShardDataset(tmp_path / "data")
+    assert data.base is FLUX and data.text_keys == ("context", "pooled", "guidance") and len(data.samples) == 6
+    sample = data.load(0, with_base=False)
+    assert sample["latent"].shape == (16, 8, 8) and sample["cond"]["context"].shape == (T5_TOKENS, TINY_TEXT_WIDTH)
+    assert main(["fit", "--config", str(TINY_TRAIN_CONFIG), *sets]) == 0
+    assert (tmp_path / "run" / "distill" / "samples" / "step-00000001.png").is_file()
+    assert main(["export", "--config", str(TINY_TRAIN_CONFIG), "--out", str(tmp_path / "export"), *sets]) == 0
+    exported = HyperLoRA.from_pretrained(tmp_path / "export", dtype=torch.float32)
+    assert exported.config.base == "flux"
+    assert exported.config.layer_names() == [n for s in FLUX.module_specs(_tiny()[1]) for n in s.layer_names()]
+    lora = _lora_from(exported)
+    assert lora.base == "flux" and len(lora_modules(lora)) == 12
+
+
+def _lora_from(hl: HyperLoRA) -> dict:
+    g = torch.Generator().manual_seed(1)
+    return hl.generate_id_lora(torch.randn(1, 50, 32, generator=g),
+                               torch.nn.functional.normalize(torch.randn(1, 512, generator=g), dim=-1))
