@@ -218,6 +218,7 @@ def test_text_conditioning_is_what_fluxs_text_encoders_give_and_drives_the_model
     cond = FLUX.text_conditioning(clip, ["a photo of a person", "a person at the beach"])
     assert cond["context"].shape == (2, T5_TOKENS, TINY_TEXT_WIDTH) and cond["pooled"].shape == (2, TINY_POOLED_WIDTH)
     assert torch.equal(cond["guidance"], torch.full((2, 1), 3.5))
+    assert set(cond) == set(FLUX.text_keys)  # all of it is the caption's (text dropout swaps in the empty one's)
     t5, pooled = clip.encode_from_tokens(clip.tokenize("a person at the beach"), return_pooled=True)  # CLIPTextEncode
     torch.testing.assert_close(cond["context"][1], t5[0, :T5_TOKENS].float(), rtol=0, atol=0)
     torch.testing.assert_close(cond["pooled"][1], pooled[0].float(), rtol=0, atol=0)
