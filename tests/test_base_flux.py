@@ -27,7 +27,7 @@ from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.comfy_bridge.bases import profile_named, profile_of
 from hyperlora_core.comfy_bridge.bases import unet as unet_bases
 from hyperlora_core.comfy_bridge.bases.flux import T5_TOKENS, TINY_POOLED_WIDTH, TINY_TEXT_WIDTH
-from hyperlora_core.comfy_bridge.diffusion import Denoiser
+from hyperlora_core.comfy_bridge.diffusion import Denoiser, encode_prompt, euler_sample, ksample, ksampler_noise
 from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
 from hyperlora_core.comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from hyperlora_core.comfy_bridge.random_init import init_weights
@@ -371,3 +371,24 @@ def _lora_from(hl: HyperLoRA) -> dict:
     g = torch.Generator().manual_seed(1)
     return hl.generate_id_lora(torch.randn(1, 50, 32, generator=g),
                                torch.nn.functional.normalize(torch.randn(1, 512, generator=g), dim=-1))
+
+
+@pytest.mark.parametrize("cfg", [1.0, 2.0])
+def test_the_trainers_sampler_on_flux_is_ksamplers_euler_simple(tiny, cfg):
+    """The sample grids' `euler_sample` on FLUX = the KSampler node (euler, the profile's `simple` scheduler,
+    FLUX's flow sampling, guidance 3.5 as ComfyUI's `extra_conds` default) with CLIPTextEncode's conditioning."""
+    _, model = tiny
+    clip = FLUX.tiny_clip()
+    init_weights(clip.cond_stage_model, seed=1)
+    latent = torch.zeros(1, 16, 8, 8)
+    theirs = ksample(model, encode_prompt(clip, "a photo of a person"), encode_prompt(clip, ""), latent, seed=0,
+                     steps=4, cfg=cfg, scheduler=FLUX.scheduler)
+    den = Denoiser(model)
+    inputs, uncond = (den.inputs(FLUX.text_conditioning(clip, [t])) for t in ("a photo of a person", ""))
+    model.patch_model()
+    try:
+        ours = den.latent_out(euler_sample(den, ksampler_noise(latent, 0), inputs, uncond, steps=4, cfg=cfg))
+    finally:
+        model.unpatch_model()
+    assert torch.isfinite(ours).all() and ours.abs().max() > 0
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -64,8 +64,9 @@ class Denoiser:
         """The model's x0 estimate for noisy latents `x` at noise level `sigma [B]`, given `inputs`."""
         return self.model.apply_model(x, sigma, **inputs)
 
-    def sampling_sigmas(self, steps: int, scheduler: str = "karras") -> torch.Tensor:
-        return comfy.samplers.calculate_sigmas(self.model.model_sampling, scheduler, steps)
+    def sampling_sigmas(self, steps: int, scheduler: str | None = None) -> torch.Tensor:
+        """KSampler's sigmas for `steps` with `scheduler` (None: the base's, `BaseProfile.scheduler`)."""
+        return comfy.samplers.calculate_sigmas(self.model.model_sampling, scheduler or self.profile.scheduler, steps)
 
 
 @torch.no_grad()
@@ -76,7 +77,7 @@ def euler_sample(
     uncond_inputs: Mapping[str, torch.Tensor] | None = None,
     steps: int = 20,
     cfg: float = 1.0,
-    scheduler: str = "karras",
+    scheduler: str | None = None,
 ) -> torch.Tensor:
     """KSampler's "euler" from an empty latent, batched with per-sample conditioning; returns the
     denoised latents in the model's space (`Denoiser.latent_out` gives what KSampler outputs).

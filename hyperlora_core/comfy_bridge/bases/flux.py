@@ -164,6 +164,7 @@ class FluxProfile(BaseProfile):
     strength = 1.0
     cfg = 1.0
     guidance = GUIDANCE
+    scheduler = "simple"  # ComfyUI's FLUX templates: euler + simple; karras crowds the steps at low noise
     text_keys = ("context", "pooled", "guidance")
     target_sets = {"image_attention": IMAGE_ATTENTION, "all_attention": ALL_ATTENTION, "pulid_blocks": PULID_BLOCKS}
     default_targets = "image_attention"

@@ -43,6 +43,8 @@ class BaseProfile:
     """Recommended LoRA strength for the generated ID-LoRA."""
     cfg: float = 5.0
     """Recommended sampler CFG."""
+    scheduler: str = "karras"
+    """KSampler scheduler of the trainer's sample grids (`euler_sample`)."""
     trigger_words: str = TRIGGER_WORDS
     text_keys: tuple[str, ...] = ("context",)
     """Conditioning keys that come from the caption (replaced by the empty caption's under text dropout)."""
