@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import comfy.model_detection
 import comfy.supported_models
 import folder_paths
 import numpy as np
@@ -26,7 +27,7 @@ from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
 from hyperlora_core.comfy_bridge.backbone import tiny_backbone
 from hyperlora_core.comfy_bridge.bases import profile_named, profile_of
 from hyperlora_core.comfy_bridge.bases import unet as unet_bases
-from hyperlora_core.comfy_bridge.bases.flux import T5_TOKENS, TINY_POOLED_WIDTH, TINY_TEXT_WIDTH
+from hyperlora_core.comfy_bridge.bases.flux import T5_TOKENS, TINY_POOLED_WIDTH, TINY_TEXT_WIDTH, UNET_CONFIG
 from hyperlora_core.comfy_bridge.diffusion import Denoiser, encode_prompt, euler_sample, ksample, ksampler_noise
 from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
 from hyperlora_core.comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
@@ -88,6 +89,9 @@ def _in_out(specs) -> int:
 def test_flux_dev_at_full_size_is_recognised_and_its_target_sets_have_the_stated_sizes():
     full = FLUX.build(device="meta")
     assert profile_of(full) is FLUX
+    weights = full.model.diffusion_model.state_dict()  # shapes only (meta): what ComfyUI's loader detects from
+    assert comfy.model_detection.detect_unet_config(weights, "") == UNET_CONFIG
+    assert type(comfy.model_detection.model_config_from_unet_config(UNET_CONFIG, weights)) is comfy.supported_models.Flux
     assert sum(p.numel() for p in full.model.diffusion_model.parameters()) == pytest.approx(11.9e9, rel=0.01)
     key_map = unet_lora_key_map(full)
     sizes = {}
