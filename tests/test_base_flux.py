@@ -10,6 +10,9 @@ FluxClipModel gives; a short flow-matching fit whose loss falls; the error namin
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import comfy.model_detection
@@ -18,9 +21,10 @@ import folder_paths
 import numpy as np
 import pytest
 import torch
-from fixtures.training import TINY_TRAIN_CONFIG, assert_same_losses
+from fixtures.training import SGD, TINY_TRAIN_CONFIG, assert_same_losses, assert_same_training
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
@@ -39,11 +43,14 @@ from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.config import load_config
 from hyperlora_core.train.fit import close_session, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
+from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.setup import hyper_config, new_hyperlora, set_trainable
 from hyperlora_core.train.shards import ShardDataset
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FLUX = profile_named("flux")
 KR = 128 * 8
@@ -396,3 +403,44 @@ def test_the_trainers_sampler_on_flux_is_ksamplers_euler_simple(tiny, cfg):
         model.unpatch_model()
     assert torch.isfinite(ours).all() and ours.abs().max() > 0
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+DIST_STAGES = {"base": 2, "clip_id": 2, "arcface_id": 2, "distill": 2}
+DIST_SETS = ["model.base=flux", "train.samples.every=-1", "train.log.progress_bar=false",
+             "train.optimizer={" + ", ".join(f"{k}: {v}" for k, v in SGD.items()) + "}",
+             "stages={" + ", ".join(f"{k}: {{steps: {v}}}" for k, v in DIST_STAGES.items()) + "}"]
+
+
+@pytest.fixture(scope="module")
+def flux_single_run(tmp_path_factory, flux_data):
+    """One process on tiny FLUX, every stage, SGD (the reference for the two-process runs)."""
+    root = tmp_path_factory.mktemp("flux_dist")
+    sets = [f"run_dir={root / 'single'}", f"data.shards={flux_data}", *DIST_SETS]
+    assert main(["fit", "--config", str(TINY_TRAIN_CONFIG), *[x for s in sets for x in ("--set", s)]]) == 0
+    cfg = load_config(TINY_TRAIN_CONFIG, [f"run_dir={root / 'single'}", f"data.shards={flux_data}", *DIST_SETS])
+    session = open_session(cfg)
+    try:  # the weights the first stage starts from (the trainer's seeded initialisation)
+        new_hyperlora(session.config, cfg.seed).save_single_file(root / "init.safetensors", dtype=None)
+    finally:
+        close_session(session)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_processes_on_flux_match_one(flux_single_run, flux_data, mode, comfyui_path):
+    """torchrun with 2 gloo processes equals one process within fixtures/training.py's rounding bounds."""
+    root = flux_single_run
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
+    for s in [f"run_dir={root / mode}", f"data.shards={flux_data}", f"train.distributed={mode}", *DIST_SETS]:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    init = load_file(root / "init.safetensors")
+    for stage, steps in DIST_STAGES.items():
+        one = [r["loss"] for r in read_losses(root / "single" / stage)]
+        assert len(one) == steps
+        assert_same_losses(one, [r["loss"] for r in read_losses(root / mode / stage)], stage)
+        assert_same_training(load_file(root / "single" / stage / "final.safetensors"),
+                             load_file(root / mode / stage / "final.safetensors"), init, f"{mode} {stage}")
