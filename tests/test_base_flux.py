@@ -4,15 +4,19 @@ tiny random FLUX transformers and text encoders built from ComfyUI's own classes
 What each test guards: detection (FLUX.1 variants yes, FLUX.2 no); the target sets and the basis size the
 profile's docstring states; Generate -> Apply changing exactly the target weights, fused `qkv` and `linear1`
 included; ComfyUI's stock LoraLoaderModelOnly reading our saved LoRA to the same weights; the conditioning
-FluxClipModel gives; a short flow-matching fit whose loss falls; the error naming both bases.
+FluxClipModel gives; LoRA gradients through FLUX's in-place residual blocks; a short flow-matching fit whose loss
+falls; prepare -> fit -> export; the trainer's sampler against the KSampler node; two gloo processes (DDP, FSDP2)
+against one; SIGKILL + resume; the error naming both bases.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import comfy.model_detection
@@ -41,7 +45,7 @@ from hyperlora_core.standins import random_hyperlora, small_config
 from hyperlora_core.standins.face_models import write_tiny_face_pack
 from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.config import load_config
-from hyperlora_core.train.fit import close_session, open_session
+from hyperlora_core.train.fit import close_session, fit, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
 from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.setup import hyper_config, new_hyperlora, set_trainable
@@ -444,3 +448,37 @@ def test_two_processes_on_flux_match_one(flux_single_run, flux_data, mode, comfy
         assert_same_losses(one, [r["loss"] for r in read_losses(root / mode / stage)], stage)
         assert_same_training(load_file(root / "single" / stage / "final.safetensors"),
                              load_file(root / mode / stage / "final.safetensors"), init, f"{mode} {stage}")
+
+
+def test_sigkill_mid_stage_then_resume_on_flux_equals_uninterrupted(tmp_path, flux_data, comfyui_path):
+    """A FLUX run killed after its clip_id checkpoint at step 2 and resumed ends where an uninterrupted run ends
+    (losses of every step and final weights, within fixtures/training.py's bounds; SGD + momentum)."""
+    sets = [f"data.shards={flux_data}", *DIST_SETS, "train.checkpoint.every=2", "train.checkpoint.keep_last=3",
+            "stages={base: {steps: 2}, clip_id: {steps: 6}}"]
+    straight = load_config(TINY_TRAIN_CONFIG, [f"run_dir={tmp_path / 'straight'}", *sets])
+    fit(straight)
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
+    for s in [f"run_dir={run}", *sets]:
+        cmd += ["--set", s]
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = run / "clip_id" / "checkpoints" / "step-00000002" / "trainer.json"
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "clip_id" / "final.safetensors").exists()  # really killed mid-stage
+
+    fit(load_config(TINY_TRAIN_CONFIG, [f"run_dir={run}", *sets]))
+
+    one, two = tmp_path / "straight" / "clip_id", run / "clip_id"
+    assert [r["step"] for r in read_losses(two)] == list(range(1, 7))
+    assert_same_losses([r["loss"] for r in read_losses(two)], [r["loss"] for r in read_losses(one)], "clip_id")
+    assert_same_training(load_file(one / "final.safetensors"), load_file(two / "final.safetensors"),
+                         load_file(tmp_path / "straight" / "base" / "final.safetensors"), "final")
