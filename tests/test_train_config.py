@@ -98,7 +98,7 @@ def test_overrides_and_relative_paths(tmp_path):
         load_config(path, ["train.batch.identities"])
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "sdxl.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "sdxl.yaml", "flux.yaml"])
 def test_example_configs_are_valid(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.stage_names() == list(STAGE_ORDER)

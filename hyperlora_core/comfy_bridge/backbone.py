@@ -124,7 +124,7 @@ def tiny_backbone(seed: int = 0, base: str = LEGACY_BASE) -> Backbone:
     init_weights(unet.model, seed=seed, std=TINY_UNET_STD)
     clip = profile.tiny_clip()
     init_weights(clip.cond_stage_model, seed=seed + 1)
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=profile.latent_channels)
     init_weights(taesd, seed=seed + 2, std=0.05)
     with torch.no_grad():
         taesd.vae_scale.fill_(1.0)

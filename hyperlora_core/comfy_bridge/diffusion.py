@@ -18,6 +18,9 @@ import torch
 
 from .bases import Conditioning, profile_of
 
+TRAIN_TIMESTEPS = 1000
+"""Training timesteps (the eps models' discrete schedule; flow schedules are sampled at as many)."""
+
 
 class Denoiser:
     """Thin view of a ComfyUI `ModelPatcher`'s model as the functions a trainer needs."""
@@ -29,12 +32,18 @@ class Denoiser:
 
     @property
     def sigmas(self) -> torch.Tensor:
-        """The discrete schedule, one sigma per training timestep (1000 for SDXL)."""
-        return self.model.model_sampling.sigmas
+        """The schedule at the trainer's `TRAIN_TIMESTEPS` timesteps (`train.loss.t_min`/`t_max` index it):
+        SDXL's own 1000; a finer one (FLUX's flow schedule keeps 10000) taken at every n-th step, so timestep
+        999 is still the noisiest."""
+        sigmas = self.model.model_sampling.sigmas
+        step = len(sigmas) // TRAIN_TIMESTEPS
+        if step <= 1:
+            return sigmas
+        return sigmas[step - 1 :: step][:TRAIN_TIMESTEPS]
 
     @property
     def context_dim(self) -> int:
-        return int(self.model.model_config.unet_config["context_dim"])
+        return self.profile.context_width(self.model)
 
     def latent_in(self, latent: torch.Tensor) -> torch.Tensor:
         """VAE latents (as `VAE.encode` returns them) -> the model's latent space (x 0.13025 for SDXL)."""
@@ -55,8 +64,9 @@ class Denoiser:
         """The model's x0 estimate for noisy latents `x` at noise level `sigma [B]`, given `inputs`."""
         return self.model.apply_model(x, sigma, **inputs)
 
-    def sampling_sigmas(self, steps: int, scheduler: str = "karras") -> torch.Tensor:
-        return comfy.samplers.calculate_sigmas(self.model.model_sampling, scheduler, steps)
+    def sampling_sigmas(self, steps: int, scheduler: str | None = None) -> torch.Tensor:
+        """KSampler's sigmas for `steps` with `scheduler` (None: the base's, `BaseProfile.scheduler`)."""
+        return comfy.samplers.calculate_sigmas(self.model.model_sampling, scheduler or self.profile.scheduler, steps)
 
 
 @torch.no_grad()
@@ -67,7 +77,7 @@ def euler_sample(
     uncond_inputs: Mapping[str, torch.Tensor] | None = None,
     steps: int = 20,
     cfg: float = 1.0,
-    scheduler: str = "karras",
+    scheduler: str | None = None,
 ) -> torch.Tensor:
     """KSampler's "euler" from an empty latent, batched with per-sample conditioning; returns the
     denoised latents in the model's space (`Denoiser.latent_out` gives what KSampler outputs).

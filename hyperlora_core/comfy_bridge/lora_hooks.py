@@ -144,6 +144,31 @@ def _checkpointed(module: nn.Module):
     return forward
 
 
+class _OutOfPlace(torch.Tensor):
+    """A tensor whose `+=` makes a new tensor: ComfyUI's FLUX blocks add their residuals in place (`x += ...`)
+    after saving `x` for backward, which autograd refuses once a LoRA's gradient flows through them."""
+
+    def __iadd__(self, other):
+        return torch.add(self, other)
+
+
+def _out_of_place_inputs(module: nn.Module, args: tuple, kwargs: dict):  # noqa: ARG001 - hook signature
+    if not torch.is_grad_enabled():
+        return None  # inference keeps ComfyUI's in-place adds (memory)
+
+    def wrap(v):
+        return v.as_subclass(_OutOfPlace) if type(v) is torch.Tensor else v
+
+    return tuple(wrap(v) for v in args), {k: wrap(v) for k, v in kwargs.items()}
+
+
+def _plain_outputs(module: nn.Module, args: tuple, output):  # noqa: ARG001 - hook signature
+    def plain(v):
+        return v.as_subclass(torch.Tensor) if isinstance(v, _OutOfPlace) else v
+
+    return tuple(plain(v) for v in output) if isinstance(output, tuple) else plain(output)
+
+
 def _checkpoint_targets(model_patcher) -> list[nn.Module]:
     """The base's checkpointing units (`BaseProfile.checkpoint_units`) in the model."""
     units = profile_of(model_patcher).checkpoint_units()
@@ -170,6 +195,10 @@ def install_lora_hooks(
             for m in _checkpoint_targets(mp):
                 m.forward = _checkpointed(m)
                 wrapped.append(m)
+        if profile_of(mp).inplace_residuals:  # around the (checkpointed) forward, so a re-run sees unchanged inputs
+            for m in _checkpoint_targets(mp):
+                handles.append(m.register_forward_pre_hook(_out_of_place_inputs, with_kwargs=True))
+                handles.append(m.register_forward_hook(_plain_outputs))
 
     def eject(mp) -> None:  # noqa: ARG001 - ComfyUI passes the patcher
         while handles:

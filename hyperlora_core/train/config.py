@@ -77,7 +77,7 @@ class ModelConfig:
     """A registered backbone (`comfy_bridge.backbone`): tiny (seeded stand-ins of `base`'s architecture),
     checkpoint (a model .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
     base: str | None = None
-    """The base model's profile (`comfy_bridge.bases`: sdxl, sd15). Default: detected from the checkpoint;
+    """The base model's profile (`comfy_bridge.bases`: sdxl, sd15, flux). Default: detected from the checkpoint;
     for `tiny`, sdxl."""
     checkpoint: str | None = None
     clip_vision: str | None = None
@@ -112,10 +112,10 @@ class HypernetworkConfig:
 
 @dataclass(frozen=True)
 class LoRATargets:
-    targets: tuple[str, ...] = ("attention",)
+    targets: tuple[str, ...] | None = None
     """Which linear layers get a LoRA (`hypernetwork.modules: from_model`): each entry a target set of the base
-    (`attention`: every attn1/attn2 projection of SDXL and SD1.5) or a regular expression over kohya layer
-    names (e.g. `_attn2_to_[kv]$`)."""
+    (`attention`: every attn1/attn2 projection of SDXL and SD1.5; FLUX's in `bases/flux.py`) or a regular
+    expression over kohya layer names (e.g. `_attn2_to_[kv]$`); null: the base's default set."""
 
 
 @dataclass(frozen=True)
@@ -364,7 +364,7 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise HyperLoRAError(f"config: model.backbone is '{cfg.model.backbone}' but model.checkpoint is not set.")
     if cfg.model.base is not None:
         profile_named(cfg.model.base, "config: model.base")
-    if not cfg.lora.targets:
+    if cfg.lora.targets is not None and not cfg.lora.targets:
         raise HyperLoRAError("config: lora.targets is empty; list a target set (e.g. attention) or regexes.")
     _choice(cfg.data.verify, ("quick", "full"), "data.verify")
     _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")

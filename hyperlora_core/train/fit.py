@@ -130,6 +130,10 @@ def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
             f"{backbone.profile.display_name} model; run prepare with this config."
         )
     specs = backbone.profile.module_specs(backbone.unet, cfg.lora.targets)
+    if not specs:
+        profile = backbone.profile
+        raise HyperLoRAError(f"config: lora.targets {list(cfg.lora.targets or [])} selects no layer of the "
+                             f"{profile.display_name} model; its target sets: {', '.join(profile.target_sets)}.")
     config = hyper_config(cfg, specs, backbone.clip_vision_dim, backbone.profile.name)
     state = attach_lora_hooks(backbone.unet, layer_module_paths(backbone.unet, config.modules), info.device,
                               cfg.train.gradient_checkpointing)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...config import LEGACY_BASE
 from ...errors import HyperLoRAError
 from ...lora import lora_base
+from .flux import PROFILE as FLUX
 from .profile import BaseProfile, Conditioning
 from .sd15 import PROFILE as SD15
 from .sdxl import PROFILE as SDXL
@@ -15,6 +16,7 @@ from .sdxl import PROFILE as SDXL
 PROFILES: dict[str, BaseProfile] = {p.name: p for p in (
     SDXL,
     SD15,
+    FLUX,
 )}
 """name -> profile; a model is matched against them in this order."""
 

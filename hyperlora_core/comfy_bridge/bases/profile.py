@@ -43,6 +43,8 @@ class BaseProfile:
     """Recommended LoRA strength for the generated ID-LoRA."""
     cfg: float = 5.0
     """Recommended sampler CFG."""
+    scheduler: str = "karras"
+    """KSampler scheduler of the trainer's sample grids (`euler_sample`)."""
     trigger_words: str = TRIGGER_WORDS
     text_keys: tuple[str, ...] = ("context",)
     """Conditioning keys that come from the caption (replaced by the empty caption's under text dropout)."""
@@ -51,6 +53,11 @@ class BaseProfile:
     default_targets: str = "attention"
     tiny_resolution: int = 64
     """Side of the training images for the tiny backbone."""
+    inplace_residuals: bool = False
+    """The `checkpoint_units` add residuals in place (ComfyUI's FLUX blocks): while gradients are on, the
+    training hooks run them with out-of-place adds (`lora_hooks`), else autograd refuses the backward."""
+    latent_channels: int = 4
+    """Channels of the VAE latent the model denoises (the tiny backbone's TAESD is built with as many)."""
 
     # -- recognising and building ------------------------------------------------------------------
     def matches(self, model_config: object) -> bool:
@@ -67,6 +74,10 @@ class BaseProfile:
         """The tiny model's settings, same block layout as the full one; `text_width` is the width of the
         tiny text encoders' output the conditioning is built from (None: `tiny_clip`'s)."""
         raise NotImplementedError
+
+    def context_width(self, model) -> int:
+        """Width of the text context the model reads (ComfyUI's `BaseModel`), checked against prepared shards."""
+        return int(model.model_config.unet_config["context_dim"])
 
     def tiny_clip(self):
         """Tiny random text encoders of this base's kind, as a `comfy.sd.CLIP` (tests, tiny backbone)."""
