@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import comfy.supported_models
 import folder_paths
@@ -28,10 +29,14 @@ from hyperlora_core.standins import random_hyperlora, small_config
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = list(PROFILES)
-FULL_SIZE_MODULES = {"sdxl": 140, "sd15": 32}
-"""Attention modules (attn1 + attn2 of every transformer block) of the full-size UNet: SDXL 70 blocks, SD1.5 16."""
-TINY_MODULES = {"sdxl": 22, "sd15": 32}
-"""The tiny models keep the block layout with one transformer block where SDXL has 2 or 10."""
+FULL_SIZE_MODULES = {"sdxl": 140, "sd15": 32, "flux": 57}
+"""LoRA'd modules of the full-size model: attn1 + attn2 of every transformer block (SDXL 70 blocks, SD1.5 16);
+FLUX.1's 19 double + 38 single blocks (image stream)."""
+TINY_MODULES = {"sdxl": 22, "sd15": 32, "flux": 6}
+"""The tiny models keep the block layout with one transformer block where SDXL has 2 or 10; tiny FLUX has 2 + 4."""
+ONE_KIND_OF_LAYER = {"sdxl": r"_attn2_to_[kv]$", "sd15": r"_attn2_to_[kv]$", "flux": r"_img_attn_qkv$"}
+"""A target-set regex naming a subset of each base's layers (for the targets-are-data test)."""
+FIT_EXCLUDED = {"flux": "tests/test_base_flux.py's 16-step fit (flow matching falls slower than 0.6 in 12 steps)"}
 
 
 def _tiny(name: str):
@@ -74,7 +79,7 @@ def test_the_profile_recognises_its_models_and_lists_its_targets_at_full_size(na
     specs = profile.module_specs(full)
     assert len(specs) == FULL_SIZE_MODULES[name]
     names = [n for s in specs for n in s.layer_names()]
-    assert len(names) == len(set(names)) == 4 * len(specs)  # to_q, to_k, to_v, to_out_0 of each
+    assert len(names) == len(set(names)) == sum(len(s.layers) for s in specs)
     assert set(names) <= set(unet_lora_key_map(full))  # every target is a layer ComfyUI's LoRA key map knows
     tiny = profile.build(profile.tiny_config(), device="meta")
     assert profile_of(tiny) is profile and len(profile.module_specs(tiny)) == TINY_MODULES[name]
@@ -94,9 +99,11 @@ def test_an_unsupported_model_is_named_with_the_supported_bases():
 
 def test_lora_targets_are_data(tiny):
     profile, model = tiny
-    only_kv = profile.module_specs(model, [r"_attn2_to_[kv]$"])
-    assert only_kv and all([x.suffix for x in s.layers] == ["to_k", "to_v"] for s in only_kv)
-    assert all(s.name.endswith("attn2") for s in only_kv)
+    pattern = re.compile(ONE_KIND_OF_LAYER[profile.name])
+    chosen = profile.module_specs(model, [pattern.pattern])
+    everything = profile.module_specs(model)
+    assert chosen and sum(len(s.layers) for s in chosen) < sum(len(s.layers) for s in everything)
+    assert all(pattern.search(n) for s in chosen for n in s.layer_names())
     with pytest.raises(HyperLoRAError, match=r"'attn\[' is neither a target set"):
         profile.module_specs(model, ["attn["])
 
@@ -113,7 +120,7 @@ def test_generate_then_apply_changes_exactly_the_target_weights(tiny):
     targets = {}
     for name, (down, up, alpha) in lora_modules(lora).items():
         targets[key_map[name]] = strength * (alpha / down.shape[0]) * (up.float() @ down.float())
-    assert len(targets) == 4 * len(profile.module_specs(model))
+    assert len(targets) == sum(len(s.layers) for s in profile.module_specs(model))
     for key, w in after.items():
         if key in targets:
             torch.testing.assert_close(w, before[key] + targets[key], rtol=1e-5, atol=1e-6)
@@ -171,7 +178,7 @@ def test_a_checkpoint_without_a_base_is_sdxls(tmp_path):
     assert loaded.config.base == "" and loaded.config.base_name == "sdxl" and _lora(loaded).base == "sdxl"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in FIT_EXCLUDED])
 def test_fit_on_the_tiny_model_overfits_a_fixed_batch(name, tmp_path):
     """The trainer on each base (as tests/test_train_fit.py's SDXL case, same criterion): the hypernetwork's
     LoRAs go through the base's conditioning and hooks, and the loss on one batch falls."""
