@@ -220,7 +220,7 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     lines += ["## Reproduce", "", "```", "make toy-world                       # everything, writes models/toy",
               "make demo                            # held-out photos -> LoRA -> images through ComfyUI's HTTP API",
               "python -m hyperlora_core.toy.demo    # the same table and grid with ComfyUI as a library",
-              "python -m hyperlora_core.eval --toy  # the metric harness on the toy world", "```", "",
+              "python -m hyperlora_core.eval --toy  # the strength sweep on held-out identities", "```", "",
               "In the graph editor: Workflow -> Browse Templates -> comfyui-hyperlora -> hyperlora_toy_world.", ""]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))

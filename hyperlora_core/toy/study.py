@@ -169,6 +169,8 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
                 put({"no_lora": "no_lora_edit_follow", "id": "edit_follow"}[label], j.factor_match(cond, "edit"))
                 put({"no_lora": "no_lora_id_match_edit", "id": "id_match_edit"}[label], j.identity[cond])
                 result.per_factor[f"{label}_edit_follow"] = rate(j.factor_match(cond, "edit"))
+        gain = j.identity[f"ID-LoRA x1, edit, CFG {c:g}"].mean(1) - j.identity[f"no LoRA, edit, CFG {c:g}"].mean(1)
+        j.put(f"id_gain_edit_cfg{c:g}", gain)  # per identity, for the ablation's "tolerates CFG" interval
         result.cfg_rows.append(row)
         log(f"CFG {c:g}: {row}")
     if finetune_count:
