@@ -56,25 +56,12 @@ EDIT_SEEDS = (3, 4)
 
 def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed: int = 11, steps: int = 20,
                  timeout: float = 3600) -> int:
-    import torch
-
-    from hyperlora_core.eval.intervals import difference_interval
     from hyperlora_core.model import HyperLoRA
     from hyperlora_core.toy import files, world
-    from hyperlora_core.toy.base_judge import BaseJudge
-    from hyperlora_core.toy.encoders import AttributeJudge
-    from hyperlora_core.toy.evaluate import Row, ToyEval
-    from hyperlora_core.toy.study import edit_factors
+    from hyperlora_core.toy.measure import Heldout, Judgements, Judges, edit_factors, summary_line
     from hyperlora_core.toy.workflow import WORLD, setup_demo
-    from workflows.graph import api_format
-    from workflows.library import (
-        TOY_EDIT_SAVE_ID_BASE,
-        TOY_SAVE_WITH,
-        TOY_SAVE_WITHOUT,
-        toy_edit_save_id,
-        toy_world,
-        toy_world_edit,
-    )
+    from workflows.graph import api_format, outputs
+    from workflows.library import TOY_ID_BASE, TOY_WITH, TOY_WITHOUT, toy_edit_output, toy_world, toy_world_edit
 
     base = out / "comfy"
     paths = setup_demo(base, identities=identities, refs=max(REFS))
@@ -102,70 +89,63 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
         t1 = time.monotonic()
         for i in range(count):
             names = photos[i * per_identity:(i + 1) * per_identity]
-            graphs = [(f"{k} photo(s)", api_format(toy_world(
+            graphs = [(f"{k} photo(s)", toy_world(
                 names[:k], seed=seed + i, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_{k}ref", batch=1,
-                compare=k == REFS[0], display_scale=1, steps=steps)),
-                {TOY_SAVE_WITH: f"ID-LoRA x{k}", **({TOY_SAVE_WITHOUT: "no LoRA"} if k == REFS[0] else {})}) for k in REFS]
+                compare=k == REFS[0], display_scale=1, steps=steps),
+                {TOY_WITH: f"ID-LoRA x{k}", **({TOY_WITHOUT: "no LoRA"} if k == REFS[0] else {})}) for k in REFS]
             if with_base:
-                graphs.append(("editing captions", api_format(toy_world_edit(
+                graphs.append(("editing captions", toy_world_edit(
                     names[:1], captions[i], seed=seed + i, batch=1, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_edit",
-                    display_scale=1, steps=steps)),
-                    {TOY_EDIT_SAVE_ID_BASE: "ID + Base", toy_edit_save_id(0): "ID-LoRA, caption 1",
-                     toy_edit_save_id(1): "ID-LoRA, caption 2"}))
-            for what, graph, saved in graphs:
-                result = server.run(graph, timeout=timeout)
+                    display_scale=1, steps=steps),
+                    {TOY_ID_BASE: "ID + Base", toy_edit_output(0): "ID-LoRA, caption 1",
+                     toy_edit_output(1): "ID-LoRA, caption 2"}))
+            for what, nodes, saved in graphs:
+                result = server.run(api_format(nodes), timeout=timeout)
                 prompts += 1
                 if result.error:
                     say(f"identity {ident[i]}, {what}: the prompt failed: "
                         + str(result.error.get("exception_message", result.error)))
                     return 1
-                for node, label in saved.items():
-                    images[label].append(_read(_saved(server, result, str(node))))
+                node_of = outputs(nodes)
+                for name, label in saved.items():
+                    images[label].append(_read(_saved(server, result, node_of[name])))
             if i == 0 or (i + 1) % 8 == 0 or i + 1 == count:
                 say(f"{i + 1}/{count} identities queued and done ({time.monotonic() - t1:.0f} s)")
         say(f"{prompts} prompts ran through POST /prompt in {time.monotonic() - t1:.1f} s")
-    judge = files.load_module(AttributeJudge(), "judge")
-    truth = torch.from_numpy(world.all_attributes()[ident])
+    # the photos written are the held-out set `toy.measure` makes (the same identities, renders and order)
+    judges = Judges.load()
+    from hyperlora_core.toy.world_loader import ToyWorld
 
-    def pixels(stack: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(stack)).permute(0, 3, 1, 2).float() / 255.0
-
-    def matches(stack: list[np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            return (judge.predict(pixels(stack)) == truth).numpy()
-
-    rows = [Row("no LoRA", 0, 0.0, matches(images["no LoRA"]))]
-    rows += [Row("ID-LoRA", k, 1.0, matches(images[f"ID-LoRA x{k}"])) for k in REFS]
-    refs = np.stack([_read(base / "input" / name) for name in photos[::per_identity]])
-    result = ToyEval(rows, np.asarray(ident), {k: np.stack(v) for k, v in images.items()}, refs)
+    held = Heldout.make(ToyWorld.load().conditioner, count=count, refs=max(REFS))
+    if list(held.identities) != ident:
+        raise RuntimeError(f"the demo's photos are of identities {ident[:4]}..., not the held-out set {held.identities[:4]}...")
+    result = Judgements(held)
+    for label in labels:
+        result.add(label, np.stack(images[label]), judges, keep=True)
     shown = [label for label in GRID_ROWS if label == "reference" or label in images]
-    grid = result.save_grid(out / "toy_demo_grid.png", rows=shown)
+    grid = result.grid(out / "toy_demo_grid.png", rows=shown)
     print()
     print(f"Held-out identity match ({count} identities never seen in training; judge: the toy attribute "
           "classifier; empty caption, the same seed with and without the LoRA):")
-    print(result.table())
-    lift = difference_interval(rows[1].matches, rows[0].matches)
+    print(result.table(["no LoRA", *(f"ID-LoRA x{k}" for k in REFS)]))
+    lift = result.difference("ID-LoRA x1", "no LoRA")
     print(f"lift of the 1-photo ID-LoRA over no LoRA: {lift.mean:+.3f}, 95 % CI [{lift.low:+.3f}, {lift.high:+.3f}] "
           f"(bootstrap over the {count} identities)")
     if with_base:
-        base_judge = files.load_module(BaseJudge(), "base_judge")
-        with torch.no_grad():
-            factors = {label: base_judge.predict(pixels(images[label])).numpy() for label in
-                       ("no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base")}
         wanted = {f"ID-LoRA, caption {k + 1}": k for k in range(len(EDIT_SEEDS))}
         print()
         print("Editing (background colour, pattern and shirt, read by the base-factor judge; the captions name ones "
               "the photo does not have):")
         print("| images | caption | ID match | = the photo's | = the caption's |")
         print("|---|---|---|---|---|")
-        for label, f in factors.items():
+        for label in ("no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base"):
             k = wanted.get(label)
             caption = "empty" if k is None else f"e.g. '{captions[0][k]}'"
-            follow = "-" if k is None else f"{float((f == edits[k]).mean()):.3f}"
-            print(f"| {label} | {caption} | {float(matches(images[label]).mean()):.3f} | "
-                  f"{float((f == photo_factors).mean()):.3f} | {follow} |")
+            follow = "-" if k is None else f"{float(result.factor_match(label, edits[k]).mean()):.3f}"
+            print(f"| {label} | {caption} | {result.mean(label):.3f} | "
+                  f"{float(result.factor_match(label, photo_factors).mean()):.3f} | {follow} |")
     print()
     say(f"grid (rows: {', '.join(shown)}; one column per identity): {grid}")
     say(f"images: {server.output_dir / 'toy'}")
-    print(result.summary_line())
+    print(summary_line(result.mean("ID-LoRA x1"), result.mean("no LoRA")))
     return 0

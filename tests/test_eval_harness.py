@@ -1,13 +1,14 @@
-"""The evaluation loop and its reports: a scripted backend for the bookkeeping, the toy world end to end."""
+"""The evaluation loop and its reports: a scripted backend for the bookkeeping, SDXL stand-ins and the toy CLI end to end."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 
 from hyperlora_core.eval.harness import Method, Person, default_methods, evaluate, summarise
-from hyperlora_core.eval.report import markdown_table, write_report
+from hyperlora_core.eval.report import write_report
 
 
 class ScriptedBackend:
@@ -76,24 +77,24 @@ def test_base_method_is_skipped_without_a_base_lora():
     assert [r.method.name for r in records] == ["no LoRA"]
 
 
-def test_toy_world_end_to_end_through_comfyui(tmp_path):
-    from hyperlora_core.eval.backends import ToyBackend
-    from hyperlora_core.eval.metrics import DlibFaces
+@pytest.mark.usefixtures("one_thread")
+def test_toy_strength_sweep_from_the_command_line(tmp_path, capsys):
+    """`eval --toy` measures the toy world through `toy/measure.py` (no harness backend of its own): the strength
+    sweep's table with intervals, its plot, and the headline with the LoRA far above without."""
+    import re
 
-    backend = ToyBackend(steps=12)
-    persons = ToyBackend.heldout_persons(6, refs=2)
-    methods = default_methods((1.0,), backend.has_base)
-    records = evaluate(backend, persons, [""], methods, dlib=DlibFaces())
-    rows = {r["method"]: r for r in summarise(records)}
-    assert backend.has_base  # the shipped toy HyperLoRA has a Base-LoRA branch: ID + Base is measured too
-    full = next(m.label for m in methods if m.label.startswith("ID+Base"))
-    assert set(rows) == {"no LoRA", "ID-LoRA 1", full}
-    assert rows["ID-LoRA 1"]["attr_match"] > rows["no LoRA"]["attr_match"] + 0.2
-    assert rows[full]["attr_match"] > rows["no LoRA"]["attr_match"] + 0.1
-    assert rows["ID-LoRA 1"]["id_arcface"] > rows["no LoRA"]["id_arcface"]
-    assert rows["ID-LoRA 1"]["face_detected"] == 0.0  # dlib does not see 32-px cartoons as faces
-    table = markdown_table(list(rows.values()))
-    assert "toy attribute match" in table and "dlib" not in table.split("\n")[0].replace("face detection", "")
+    from hyperlora_core.comfy_bridge.boot import boot_comfy
+    from hyperlora_core.eval.__main__ import main
+
+    boot_comfy()
+    assert main(["--toy", "--identities", "8", "--steps", "12", "--strengths", "0.5,1.0", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in out.splitlines() if ln.startswith("| ")}
+    assert {"no LoRA", "ID-LoRA x1", "ID-LoRA x1 at 0.5", "ID-LoRA x4", "ID + Base"} <= set(rows)
+    with_lora, without = (float(v) for v in re.fullmatch(r"heldout_match_with_lora=(\S+) without=(\S+)",
+                                                          out.strip().splitlines()[-1]).groups())
+    assert with_lora > without + 0.2
+    assert (tmp_path / "toy_strength.png").stat().st_size > 1000
 
 
 def test_sdxl_backend_end_to_end_on_standins(tmp_path):

@@ -81,7 +81,7 @@ def test_make_demo_runs_the_toy_world_over_the_http_api(tmp_path):
     # the Base-LoRA brings back the photo's background and shirt that the ID-LoRA alone leaves out
     assert float(edits["ID + Base"][2]) > float(edits["ID-LoRA x1"][2]), edits
     table = [ln.split("|")[1].strip() for ln in lines if ln.startswith("| ") and "---" not in ln]
-    assert table == ["method", "no LoRA", "ID-LoRA", "ID-LoRA", "chance",  # identity match, then editing
+    assert table == ["condition", "no LoRA", "ID-LoRA x1", "ID-LoRA x4", "chance",  # identity match, then editing
                      "images", "no LoRA", "ID-LoRA x1", "ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base"], table
     grid = Image.open(out / "toy_demo_grid.png")
     assert grid.size == (2 + IDENTITIES * (4 * 32 + 2), 2 + 6 * (4 * 32 + 2))  # one column per identity; reference, 4 sample rows, no LoRA

@@ -11,7 +11,7 @@ from fixtures.pack import ROOT
 from hyperlora_core.config import TRIGGER_WORDS
 from hyperlora_core.models import items
 from workflows import build, library, ui
-from workflows.graph import NOTE, L, api_format
+from workflows.graph import NOTE, L, api_format, outputs
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,9 @@ def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same()
     scales = [n for n in shipped.values() if n["class_type"] == "ImageScaleBy"]
     assert len(scales) == 2 and all(s["inputs"] == {**s["inputs"], "upscale_method": "nearest-exact", "scale_by": 8.0}
                                     for s in scales)
-    demo = api_format(library.toy_world(["toy_world/a.png", "toy_world/b.png", "toy_world/c.png"], world="toy_world",
-                                        batch=1, display_scale=1))
+    nodes = library.toy_world(["toy_world/a.png", "toy_world/b.png", "toy_world/c.png"], world="toy_world", batch=1,
+                              display_scale=1)
+    demo = api_format(nodes)
     for node in demo.values():
         for value in node["inputs"].values():
             if isinstance(value, list):
@@ -106,8 +107,10 @@ def test_the_toy_world_shows_its_pictures_large_and_the_demo_graph_is_the_same()
     samplers = [(k, n["inputs"]) for k, n in shipped.items() if n["class_type"] == "KSampler"]
     demo_samplers = [(k, n["inputs"]) for k, n in demo.items() if n["class_type"] == "KSampler"]
     assert samplers == demo_samplers  # one builder: the demo samples exactly as the template does
-    assert {demo[str(library.TOY_SAVE_WITH)]["class_type"], demo[str(library.TOY_SAVE_WITHOUT)]["class_type"]} == \
-        {"SaveImage"}
+    named = outputs(nodes)  # what `make demo` reads back: by name, not by id
+    assert set(named) == {library.TOY_WITH, library.TOY_WITHOUT}
+    assert all(demo[i]["class_type"] == "SaveImage" for i in named.values())
+    assert demo[named[library.TOY_WITH]]["inputs"]["filename_prefix"].endswith(library.TOY_WITH)
     with pytest.raises(ValueError):
         library.toy_world([])
 
@@ -120,10 +123,16 @@ def test_the_edit_graph_makes_both_loras_from_one_photo_and_the_demo_graph_is_th
     photos = {shipped[n]["inputs"]["photos"][0] for n in workflows.nodes_of(shipped, "HyperLoRAToyEncode")
               + workflows.nodes_of(shipped, "HyperLoRAToyEncodeBase")}
     assert len(photos) == 1  # ID and Base from the same photo
-    demo = api_format(library.toy_world_edit(["toy_world/a.png"], ["red shirt", "blue plain background"], batch=1,
-                                             display_scale=1))
-    assert {demo[str(library.TOY_EDIT_SAVE_ID_BASE)]["class_type"], demo[str(library.toy_edit_save_id(0))]["class_type"],
-            demo[str(library.toy_edit_save_id(1))]["class_type"]} == {"SaveImage"}
+    nodes = library.toy_world_edit(["toy_world/a.png"], ["red shirt", "blue plain background"], batch=1, display_scale=1)
+    demo = api_format(nodes)
+    named = outputs(nodes)
+    assert set(named) == {library.TOY_ID_BASE, library.toy_edit_output(0), library.toy_edit_output(1)}
+    assert all(demo[i]["class_type"] == "SaveImage" for i in named.values())
+    # each named image is its own caption's: the SaveImage <- VAEDecode <- KSampler whose positive is caption k
+    for k, caption in enumerate(["red shirt", "blue plain background"]):
+        decode = demo[named[library.toy_edit_output(k)]]["inputs"]["images"][0]
+        ksampler = demo[demo[decode]["inputs"]["samples"][0]]
+        assert demo[ksampler["inputs"]["positive"][0]]["inputs"]["text"] == caption
     assert all(value[0] in demo for node in demo.values() for value in node["inputs"].values() if isinstance(value, list))
     with pytest.raises(ValueError):
         library.toy_world_edit(["a.png", "b.png"])

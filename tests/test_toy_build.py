@@ -62,17 +62,18 @@ def test_every_build_stage_runs_and_writes_loadable_files(tmp_path):
     # the exported model's are not
     ups = [v for k, v in lora.items() if k.endswith(".lora_up.weight")]
     assert sum(float(u.abs().sum()) for u in ups) > 0, "the exported HyperLoRA's LoRA is still zero: nothing trained"
-    # what the build recorded is what its world does: the same measurement through the KSampler path, re-run on
+    # what the build recorded is what its world does: the same measurement (`measure.strength_sweep`), re-run on
     # the files it wrote with the build's one thread, gives the recorded numbers
-    from hyperlora_core.toy.evaluate import evaluate
+    from hyperlora_core.toy.measure import strength_sweep
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = evaluate(toy, identities=ev["identities"], steps=4)
+        again = strength_sweep(toy, ev["identities"], (0.5, 1.0), steps=4, folder=tmp_path)
     finally:
         torch.set_num_threads(threads)
-    assert abs(again.with_lora - ev["with_lora_1ref"]) < 1e-6 and abs(again.without - ev["without"]) < 1e-6
+    assert abs(again.mean("ID-LoRA x1") - ev["with_lora_1ref"]) < 1e-6 and abs(again.mean("no LoRA") - ev["without"]) < 1e-6
+    assert "ID-LoRA x1 at 0.5" in ev["strength_table"] and "ID + Base" in ev["strength_table"]
 
 
 @pytest.mark.parametrize("device", ["cuda:99", "gpu"])

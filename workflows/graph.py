@@ -34,10 +34,21 @@ class N:
     width: int | None = None
     height: int | None = None
     """Size in the editor; None: what the node's sockets and widgets need (see `ui.py`)."""
+    output: str | None = None
+    """The name callers read this node's results by (`outputs`), instead of knowing its id."""
 
 
 def note(i: int, text: str, col: int, row: float, width: int = 330, height: int | None = None) -> N:
     return N(i, NOTE, {"text": text}, col, row, width=width, height=height)
+
+
+def outputs(nodes: list[N]) -> dict[str, str]:
+    """Output name -> the node's id in the API format (the key of `POST /prompt`'s results)."""
+    named = [n for n in nodes if n.output]
+    out = {n.output: str(n.id) for n in named}
+    if len(out) != len(named):
+        raise ValueError(f"two nodes share an output name: {sorted(n.output for n in named)}")
+    return out
 
 
 def api_format(nodes: list[N]) -> dict:

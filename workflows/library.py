@@ -41,8 +41,9 @@ TOY_SAMPLER = {"steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "k
 TOY_SEED = 11
 TOY_LATENT = 128
 """EmptyLatentImage assumes /8: 128 px gives the toy's 16 x 16 latent (its /2 VAE decodes 32 x 32 images)."""
-TOY_SAVE_WITH, TOY_SAVE_WITHOUT = 12, 15
-"""Ids of the toy graph's SaveImage nodes (with / without the ID-LoRA): `make demo` reads their images."""
+TOY_WITH, TOY_WITHOUT, TOY_ID_BASE = "with_lora", "without_lora", "id_base"
+"""Output names of the toy graphs' saved images (`graph.outputs`): with / without the ID-LoRA (`toy_world`), ID + Base
+with the empty caption (`toy_world_edit`; its ID-LoRA with caption k is `toy_edit_output(k)`). `make demo` reads them."""
 
 
 # -- shared pieces ------------------------------------------------------------------------------
@@ -298,32 +299,39 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
         N(8, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 1, 24, "Negative caption"),
         N(9, "EmptyLatentImage", {"width": TOY_LATENT, "height": TOY_LATENT, "batch_size": batch}, 1, 28, "Latent 16 x 16"),
         N(10, "KSampler", {"model": L(16), **sampler}, 3, 0, "With the ID-LoRA"),
+        *decode_save(10, L(1, 2), prefix, TOY_WITH, None, 3, 1, display_scale, scale_beside_save=True),
     ]
-    branches = [(10, TOY_SAVE_WITH, "with_lora", 0)]
     if compare:
-        nodes.append(N(13, "KSampler", {"model": L(1), **sampler}, 3, 8, "Same seeds, no LoRA"))
-        branches.append((13, TOY_SAVE_WITHOUT, "without_lora", 8))
-    for sampler_id, save_id, tag, row in branches:
-        image = L(sampler_id + 1)
-        nodes.append(N(sampler_id + 1, "VAEDecode", {"samples": L(sampler_id), "vae": L(1, 2)}, 3, row + 1))
-        if display_scale > 1:
-            nodes.append(N(30 + sampler_id, "ImageScaleBy", {"image": image, "upscale_method": "nearest-exact",
-                                                              "scale_by": float(display_scale)}, 4, row,
-                           f"x{display_scale} (pixel art)"))
-            image = L(30 + sampler_id)
-        nodes.append(N(save_id, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{tag}"}, 4, row + 1))
+        nodes += [N(30, "KSampler", {"model": L(1), **sampler}, 3, 8, "Same seeds, no LoRA"),
+                  *decode_save(30, L(1, 2), prefix, TOY_WITHOUT, None, 3, 9, display_scale, scale_beside_save=True)]
+    return nodes
+
+
+def decode_save(sampler: int, vae: L, prefix: str, output: str, title: str | None, col: int, row: float,
+                display_scale: int, scale_beside_save: bool = False) -> list[N]:
+    """A toy graph's result row: VAEDecode of KSampler `sampler` -> (display_scale > 1) nearest-neighbour upscale
+    for the editor -> SaveImage named `output` (ids `sampler` + 1, 2, 3). The decode goes in column `col`, the
+    SaveImage in the next one; the upscale below the decode, or above the SaveImage (`scale_beside_save`)."""
+    nodes = [N(sampler + 1, "VAEDecode", {"samples": L(sampler), "vae": vae}, col, row)]
+    image = L(sampler + 1)
+    if display_scale > 1:
+        at = (col + 1, row - 0.5) if scale_beside_save else (col, row + 0.5)
+        nodes.append(N(sampler + 2, "ImageScaleBy", {"image": image, "upscale_method": "nearest-exact",
+                                                      "scale_by": float(display_scale)}, *at,
+                       f"x{display_scale} (pixel art)"))
+        image = L(sampler + 2)
+    nodes.append(N(sampler + 3, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{output}"}, col + 1, row,
+                   title, output=output))
     return nodes
 
 
 TOY_EDIT_CAPTION = "red shirt, blue striped background"
 """The edit template's caption: a shirt and a background the template's photo does not have."""
-TOY_EDIT_SAVE_ID_BASE = 15
-"""Id of the edit graph's SaveImage node for ID + Base with the empty caption."""
 
 
-def toy_edit_save_id(k: int) -> int:
-    """Id of the edit graph's SaveImage node for the ID-LoRA with its `k`-th caption."""
-    return 55 + 10 * k
+def toy_edit_output(k: int) -> str:
+    """Output name of the edit graph's image of the ID-LoRA with its `k`-th caption (from 0)."""
+    return f"id_edit{k + 1}"
 
 
 def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] = (TOY_EDIT_CAPTION,), seed: int = TOY_SEED,
@@ -371,20 +379,14 @@ def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] 
           "Apply the ID-LoRA alone"),
         N(7, "CLIPTextEncode", {"text": "", "clip": L(1, 1)}, 2, 0, "Caption (empty)"),
     ]
-    rows = [(10, 16, 7, "id_base", "ID + Base, empty caption")]
+    rows = [(10, 16, 7, TOY_ID_BASE, "ID + Base, empty caption")]
     for k, caption in enumerate(captions):
         nodes.append(N(18 + k, "CLIPTextEncode", {"text": caption, "clip": L(1, 1)}, 2, 1 + k,
                        "Editing caption" + (f" {k + 1}" if len(captions) > 1 else "")))
-        rows.append((toy_edit_save_id(k) - 5, 17, 18 + k, f"id_edit{k + 1}", f"ID-LoRA, caption {k + 1}"))
-    for r, (ks, model, positive, tag, title) in enumerate(rows):
+        rows.append((50 + 10 * k, 17, 18 + k, toy_edit_output(k), f"ID-LoRA, caption {k + 1}"))
+    for r, (ks, model, positive, output, title) in enumerate(rows):
         nodes.append(N(ks, "KSampler", {"model": L(model), "positive": L(positive), **sampler}, 2, 10 + r, title))
-        nodes.append(N(ks + 1, "VAEDecode", {"samples": L(ks), "vae": L(1, 2)}, 3, 2 * r))
-        image = L(ks + 1)
-        if display_scale > 1:
-            nodes.append(N(ks + 2, "ImageScaleBy", {"image": image, "upscale_method": "nearest-exact",
-                                                     "scale_by": float(display_scale)}, 3, 2 * r + 1, f"x{display_scale} (pixel art)"))
-            image = L(ks + 2)
-        nodes.append(N(ks + 5, "SaveImage", {"images": image, "filename_prefix": f"{prefix}_{tag}"}, 4, r, title))
+        nodes += decode_save(ks, L(1, 2), prefix, output, title, 3, 2 * r, display_scale)
     return nodes
 
 

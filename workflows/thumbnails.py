@@ -128,11 +128,14 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
 
 def toy_picture(identities: int = 4) -> Image.Image:
     """Reference / with the ID-LoRA / without, for held-out identities, from the shipped toy world."""
-    from hyperlora_core.toy.evaluate import evaluate
+    from hyperlora_core.toy.measure import ID, Condition, Heldout, Judges, measure
     from hyperlora_core.toy.world_loader import ToyWorld
 
-    result = evaluate(ToyWorld.load(), identities=identities, refs=(1,))
-    rows = [result.references, result.images["ID-LoRA x1"], result.images["no LoRA"]]
+    toy = ToyWorld.load()
+    held = Heldout.make(toy.conditioner, identities, refs=1)
+    result = measure(toy, held, [Condition("ID-LoRA x1", (ID(1),)), Condition("no LoRA")], Judges(toy.judge),
+                     keep_images=True)
+    rows = [held.photos[:, 0], result.images["ID-LoRA x1"], result.images["no LoRA"]]
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
     cell, left, top = 104, 96, TOP_BAND + 8
@@ -151,21 +154,17 @@ def toy_edit_picture(identities: int = 4) -> Image.Image:
     """Photo / ID + Base (empty caption) / ID-LoRA with the edit template's caption / that caption without a
     LoRA, for held-out identities, from the shipped toy world (the study's batched sampler, same noise)."""
 
-    from hyperlora_core.pixels import uint8_pixels
-    from hyperlora_core.toy import study
-    from hyperlora_core.toy.evaluate import HookedSampler
+    from hyperlora_core.toy.measure import BASE, ID, Condition, Heldout, Judges, measure
     from hyperlora_core.toy.world_loader import ToyWorld
 
     from .library import TOY_EDIT_CAPTION
 
     toy = ToyWorld.load()
-    held = study.StudySet.make(toy.conditioner, identities, refs=1)
-    one, base = study.id_loras(toy.hyperlora, held, 1), study.base_loras(toy.hyperlora, held)
-    captions = [TOY_EDIT_CAPTION] * identities
-    with HookedSampler(toy, held) as sampler:
-        samples = [sampler.sample(study.lora_sets([(one, 1.0), (base, 1.0)])),
-                   sampler.sample(study.lora_sets([(one, 1.0)]), captions), sampler.sample(None, captions)]
-    rows = [held.photos[:, 0], *(uint8_pixels(s.permute(0, 2, 3, 1)) for s in samples)]
+    held = Heldout.make(toy.conditioner, identities, refs=1)
+    conditions = [Condition("ID + Base", (ID(1), BASE())), Condition("ID + caption", (ID(1),), TOY_EDIT_CAPTION),
+                  Condition("caption only", caption=TOY_EDIT_CAPTION)]
+    result = measure(toy, held, conditions, Judges(toy.judge), keep_images=True)
+    rows = [held.photos[:, 0], *(result.images[c.name] for c in conditions)]
     img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     d = ImageDraw.Draw(img)
     cell, left, top = 84, 150, TOP_BAND

@@ -9,7 +9,6 @@ from pathlib import Path
 
 DEFAULT_PROMPTS = ("a photo of a person", "a portrait photo of a person in a garden, soft light",
                    "a person wearing a suit, studio photo")
-TOY_PROMPTS = ("", "a face, red hair")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .backends import SDXLBackend, ToyBackend
+    from .backends import SDXLBackend
     from .harness import default_methods, evaluate, summarise
     from .metrics import ClipScorer, DlibFaces
     from .report import markdown_table, write_report
@@ -100,18 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.toy and args.summary:
         return toy_summary(args)
     if args.toy:
-        backend = ToyBackend(args.toy_world, steps=args.steps, cfg=args.cfg or 1.0)
-        persons = ToyBackend.heldout_persons(args.identities or 16)
-        prompts = _read_prompts(args.prompts, TOY_PROMPTS)
-        notes.append(f"toy world, {len(persons)} held-out identities (never trained on), 4 reference photos each")
-    else:
-        missing = [n for n in ("checkpoint", "hyperlora", "face_pack", "clip_vision", "refs") if not getattr(args, n)]
-        if missing:
-            p.error("for SDXL give --" + ", --".join(m.replace("_", "-") for m in missing) + " (or use --toy)")
-        backend = SDXLBackend.from_files(args.checkpoint, args.hyperlora, args.face_pack, args.clip_vision, size=args.size,
-                              steps=args.steps, cfg=args.cfg or 5.0)
-        persons = _read_persons(args.refs)
-        prompts = _read_prompts(args.prompts, DEFAULT_PROMPTS)
+        return toy_sweep(args)
+    missing = [n for n in ("checkpoint", "hyperlora", "face_pack", "clip_vision", "refs") if not getattr(args, n)]
+    if missing:
+        p.error("for SDXL give --" + ", --".join(m.replace("_", "-") for m in missing) + " (or use --toy)")
+    backend = SDXLBackend.from_files(args.checkpoint, args.hyperlora, args.face_pack, args.clip_vision, size=args.size,
+                                     steps=args.steps, cfg=args.cfg or 5.0)
+    persons = _read_persons(args.refs)
+    prompts = _read_prompts(args.prompts, DEFAULT_PROMPTS)
     ref_counts = [int(v) for v in args.ref_counts.split(",") if v.strip()] or [None]
     methods = default_methods(_floats(args.strengths), backend.has_base, args.base_strength, refs=ref_counts)
     if not backend.has_base:
@@ -132,6 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows, notes))
     for k, v in paths.items():
         print(f"{k}: {v}")
+    return 0
+
+
+def toy_sweep(args) -> int:
+    """`--toy`: the ID-LoRA strength sweep on held-out identities (`toy.measure.strength_sweep`: the build's eval
+    stage), its table with 95 % intervals, plot and grid; the last line is `heldout_match_with_lora=... without=...`."""
+    from ..toy.measure import strength_rows, strength_sweep, strength_table, summary_line
+    from ..toy.world_loader import ToyWorld
+    from .report import plot_strength
+
+    toy = ToyWorld.load(args.toy_world, args.hyperlora)
+    strengths = _floats(args.strengths)
+    has_base = toy.hyperlora.config.has_base
+    j = strength_sweep(toy, args.identities or 16, strengths, steps=args.steps, folder=args.toy_world)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(strength_table(j, strengths, has_base))
+    plot = plot_strength(strength_rows(j, strengths, has_base), out / "toy_strength.png", "toy world, held-out identities")
+    print(f"plot: {plot}")
+    print(f"grid: {j.grid(out / 'toy_grid.png')}")
+    print(summary_line(j.mean("ID-LoRA x1"), j.mean("no LoRA")))
     return 0
 
 

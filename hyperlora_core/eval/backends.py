@@ -1,6 +1,6 @@
-"""Evaluation backends: the toy world, and real SDXL through ComfyUI as a library.
+"""Evaluation backend for real SDXL through ComfyUI as a library (the toy world measures through `toy/measure.py`).
 
-Both generate with ComfyUI's own path: LoRAs from `HyperLoRA.generate_id_lora` applied with
+It generates with ComfyUI's own path: LoRAs from `HyperLoRA.generate_id_lora` applied with
 `comfy_bridge.apply_lora` (weight patches), `comfy.sample.sample`, the model's VAE decode.
 """
 
@@ -23,62 +23,6 @@ def _patched(model, loras: list[tuple[dict, float]]):
     for lora, strength in loras:
         model = apply_lora(model, lora, strength)
     return model
-
-
-class ToyBackend:
-    """The toy world (models/toy): held-out identities, the toy ArcFace analogue and the judge."""
-
-    name = "toy world"
-
-    def __init__(self, folder: str | os.PathLike | None = None, steps: int = 20, cfg: float = 1.0) -> None:
-        from ..toy.world_loader import ToyWorld
-
-        self.toy = ToyWorld.load(folder)
-        self.steps, self.cfg = steps, cfg
-        self.has_base = self.toy.hyperlora.config.has_base
-
-    @staticmethod
-    def heldout_persons(count: int = 16, refs: int = 4, seed: int = 0) -> list[Person]:
-        from ..toy import world
-
-        ids = world.spread_heldout_identities(count)
-        renders = world.render_set(ids, refs, seed)
-        return [Person(f"identity {i}", list(renders.images[k * refs : (k + 1) * refs]), world.all_attributes()[i])
-                for k, i in enumerate(ids)]
-
-    def prepare(self, person: Person):
-        from ..toy.encoders import to_tensor
-
-        return self.toy.conditioner(to_tensor(np.stack(person.photos)))
-
-    def id_lora(self, prepared, refs: int | None) -> dict:
-        tokens, embeds = prepared
-        k = refs or len(tokens)
-        return self.toy.hyperlora.generate_id_lora(tokens[:k], embeds[:k])
-
-    def base_lora(self, prepared, refs: int | None) -> dict | None:
-        if not self.has_base:
-            return None
-        tokens, _ = prepared
-        return self.toy.hyperlora.generate_base_lora(tokens[: refs or len(tokens)])
-
-    def generate(self, prompt: str, seed: int, loras: list[tuple[dict, float]]) -> np.ndarray:
-        images = self.toy.generate(None, self.toy.noise(1, seed), prompt, seed=seed, steps=self.steps, cfg=self.cfg,
-                                   model=_patched(self.toy.unet, loras))
-        return uint8_pixels(images)[0]
-
-    @torch.no_grad()
-    def face_embedding(self, image: np.ndarray) -> np.ndarray:
-        from ..toy.encoders import to_tensor
-
-        return self.toy.conditioner.arcface(to_tensor(image[None])).numpy()[0]
-
-    def attribute_match(self, image: np.ndarray, person: Person) -> np.ndarray | None:
-        from ..toy.encoders import to_tensor
-
-        if person.attributes is None:
-            return None
-        return self.toy.judge.predict(to_tensor(image[None])).numpy()[0] == person.attributes
 
 
 class SDXLBackend:

@@ -12,7 +12,9 @@ Modules: `world` (generator, held-out split, its name), `encoders` (judge, ToyAr
 objects, through `comfy_bridge.wrappers`), `files` (where the weights are), `world_loader` (`ToyWorld`:
 every part loaded as ComfyUI's loaders hand it out, and its KSampler path), `stages` (training
 the frozen parts), `backbone` (the trainer's `toy` backbone, dataset and config), `build`
-(`make toy-world`, a table of stages), `evaluate` and `demo` (the held-out table and grid through
-the KSampler path), `install` / `workflow` (ComfyUI folders, API graph), `conditions` (photos ->
+(`make toy-world`, a table of stages), `measure` (every measurement: held-out identities,
+conditions, judges, the batched sampler and its KSampler-path proof, `Judgements` with intervals),
+`study` / `ablation` (the paper's claims, the ablation rows), `demo` (the held-out table and grid
+through the KSampler path), `install` / `workflow` (ComfyUI folders, API graph), `conditions` (photos ->
 IDCondition), `card` (MODEL_CARD.md). Weights: models/toy/.
 """

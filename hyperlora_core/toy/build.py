@@ -189,20 +189,21 @@ def hyper_stage(b: Build) -> dict:
 
 def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
     """Held-out match (1 and 4 reference photos) of every checkpoint and stage result of the run,
-    and the no-LoRA match on the same noise; through `evaluate.HookedSampler`."""
+    and the no-LoRA match on the same noise; through `measure.measure` on one sampler."""
     from ..model import HyperLoRA
     from ..train.checkpointing import list_checkpoints, load_model_weights
     from ..train.config import STAGE
     from ..train.fit import final_path, stage_dir
     from ..train.objective import HyperStep
-    from .evaluate import HeldoutSet, HookedSampler, match
+    from .measure import ID, Condition, Heldout, HookedSampler, Judges, measure
     from .world_loader import ToyWorld
 
     toy = ToyWorld.load(b.out)
-    held = HeldoutSet.make(toy.conditioner, count=8 if b.smoke else 64)
+    held = Heldout.make(toy.conditioner, count=8 if b.smoke else 64)
+    judges = Judges(toy.judge)  # identity only
     rows, offset, t0 = [], 0, time.time()
-    with HookedSampler(toy, held, steps=4 if b.smoke else 20) as sampler:
-        no_lora = round(float(match(toy.judge, sampler.images(None), held.attributes).mean()), 4)
+    with HookedSampler(toy, len(held), steps=4 if b.smoke else 20, batch=64) as sampler:
+        no_lora = round(measure(toy, held, [Condition("no LoRA")], judges, sampler=sampler).mean("no LoRA"), 4)
         for stage in cfg.stage_names():
             if not STAGE[stage].id_lora:  # the Base-LoRA warm-up makes no ID-LoRA: nothing to match yet
                 offset += cfg.stages[stage].steps
@@ -217,10 +218,11 @@ def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
                     load_model_weights(path, HyperStep(hl))
                 row = {"step": offset + step, "stage": "id+clip" if face else "clip",
                        "minutes": round((time.time() - t0) / 60, 2)}
+                j = measure(toy, held, [Condition(f"{refs}ref", (ID(refs, face=face),)) for refs in (1, 4)], judges,
+                            hl=hl, sampler=sampler)
                 for refs in (1, 4):
-                    m = match(toy.judge, sampler.images(hl, refs=refs, face=face), held.attributes)
-                    row[f"match_{refs}ref"] = round(float(m.mean()), 4)
-                    row[f"all6_{refs}ref"] = round(float(m.all(1).mean()), 4)
+                    row[f"match_{refs}ref"] = round(j.mean(f"{refs}ref"), 4)
+                    row[f"all6_{refs}ref"] = round(float(j.all6(f"{refs}ref").mean()), 4)
                 rows.append(row)
                 b.log(f"held-out match at step {row['step']}: {row} (no LoRA {no_lora:.3f})")
             offset += cfg.stages[stage].steps
@@ -228,32 +230,29 @@ def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
 
 
 def eval_stage(b: Build) -> dict:
-    """The ComfyUI-path evaluation (table, grid) and a strength sweep with the metric harness."""
-    from ..eval.backends import ToyBackend
-    from ..eval.harness import default_methods, evaluate, summarise
-    from ..eval.report import markdown_table, plot_strength
+    """The held-out table (with 95 % intervals), its grid and the strength sweep: one `measure.measure` run."""
+    from ..eval.report import plot_strength
     from .card import FIGURES
-    from .evaluate import evaluate as toy_evaluate
+    from .measure import strength_rows, strength_sweep, strength_table, summary_line
     from .world_loader import ToyWorld
 
     figures = b.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
     count, steps = (2, 4) if b.smoke else (64, 20)
-    result = toy_evaluate(ToyWorld.load(b.out), identities=count, steps=steps, log=b.log)
-    grid = result.save_grid(figures / "heldout_grid.png")
-    b.log(result.table())
-    b.log(result.summary_line())
-    backend = ToyBackend(b.out, steps=steps)
-    persons = ToyBackend.heldout_persons(2 if b.smoke else 16)
     strengths = (0.5, 1.0) if b.smoke else (0.25, 0.5, 0.75, 1.0, 1.25)
-    rows = summarise(evaluate(backend, persons, [""], default_methods(strengths, backend.has_base, refs=(1, 4))))
-    plot = plot_strength(rows, figures / "metrics_vs_strength.png", "toy world, held-out identities")
-    table = markdown_table(rows, [f"{len(persons)} held-out identities, empty caption, CFG 1; "
-                                  "ArcFace = the toy ArcFace analogue (the conditioning face model); dlib and CLIP are "
-                                  "not meaningful on 32-px cartoons and are left out here"])
-    return {"identities": count, "table": result.table(), "summary_line": result.summary_line(),
-            "with_lora_1ref": result.with_lora, "with_lora_4ref": result.row("ID-LoRA", 4).mean,
-            "without": result.without, "grid": grid.relative_to(b.out).as_posix(), "strength_table": table,
+    toy = ToyWorld.load(b.out)
+    has_base = toy.hyperlora.config.has_base
+    j = strength_sweep(toy, count, strengths, steps=steps, folder=b.out, log=b.log)
+    grid = j.grid(figures / "heldout_grid.png")
+    table = j.table(["no LoRA", "ID-LoRA x1", "ID-LoRA x4", *(["ID + Base"] if has_base else [])])
+    line = summary_line(j.mean("ID-LoRA x1"), j.mean("no LoRA"))
+    b.log(table)
+    b.log(line)
+    plot = plot_strength(strength_rows(j, strengths, has_base), figures / "metrics_vs_strength.png",
+                         "toy world, held-out identities")
+    return {"identities": count, "table": table, "summary_line": line, "with_lora_1ref": j.mean("ID-LoRA x1"),
+            "with_lora_4ref": j.mean("ID-LoRA x4"), "without": j.mean("no LoRA"),
+            "grid": grid.relative_to(b.out).as_posix(), "strength_table": strength_table(j, strengths, has_base),
             "strength_plot": plot.relative_to(b.out).as_posix() if plot else None}
 
 

@@ -191,15 +191,16 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                          f"{row['all6_1ref']:.3f} |")
         lines.append("")
     if ev:
-        lines += ["## Evaluation through ComfyUI's own path", "",
-                  "LoRA from `HyperLoRA.generate_id_lora` -> `apply_lora` (weight patches) -> `comfy.sample.sample` (euler,",
-                  "karras, 20 steps, CFG 1, empty caption) -> toy VAE decode -> judge. Same noise with and without the LoRA.",
+        lines += ["## Evaluation on held-out identities", "",
+                  "`toy/measure.py`: every identity's LoRAs through the per-sample hooks and the batched Euler sampler, which",
+                  "equal `apply_lora` (weight patches) -> `comfy.sample.sample` (euler, karras, 20 steps, CFG 1, empty caption)",
+                  "-> toy VAE decode; then the judge. Same noise with and without the LoRA; 95 % intervals over identities.",
                   f"{ev.get('identities')} held-out identities.", "", ev.get("table", ""), ""]
         if ev.get("grid"):
             lines += [f"![held-out grid]({FIGURES}/{Path(ev['grid']).name})", "",
                       "Rows: reference photo (held-out identity) / sample with its 1-photo ID-LoRA / same noise without a LoRA.", ""]
         if ev.get("strength_table"):
-            lines += ["### Strength sweep (evaluation harness, `python -m hyperlora_core.eval --toy`)", "",
+            lines += ["### Strength sweep (the same run)", "",
                       ev["strength_table"], ""]
             if ev.get("strength_plot"):
                 lines += [f"![strength]({FIGURES}/{Path(ev['strength_plot']).name})", ""]
@@ -221,7 +222,7 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
     lines += ["## Reproduce", "", "```", "make toy-world                       # everything, writes models/toy",
               "make demo                            # held-out photos -> LoRA -> images through ComfyUI's HTTP API",
               "python -m hyperlora_core.toy.demo    # the same table and grid with ComfyUI as a library",
-              "python -m hyperlora_core.eval --toy  # the metric harness on the toy world", "```", "",
+              "python -m hyperlora_core.eval --toy  # the strength sweep on held-out identities", "```", "",
               "In the graph editor: Workflow -> Browse Templates -> comfyui-hyperlora -> hyperlora_toy_world.", ""]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines))

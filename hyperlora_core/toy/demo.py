@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from ..lora import save_lora
     from . import files
-    from .evaluate import evaluate
+    from .measure import ID, Condition, Heldout, Judges, ksampler_images, measure, summary_line
     from .models import BASE
     from .world_loader import ToyWorld
 
@@ -38,22 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     toy = ToyWorld.load(args.world)
     print(f"toy world loaded from {files.world_dir(args.world)} ({time.time() - t0:.1f}s)")
-    result = evaluate(toy, identities=args.identities, seed=args.seed, log=print)
-    grid = result.save_grid(out / "toy_demo_grid.png")
-    held = result.identities[0]
-    from .evaluate import HeldoutSet
-
-    one = HeldoutSet.make(toy.conditioner, count=args.identities, refs=1)
-    lora_path = out / f"toy_id_lora_identity{held}.safetensors"
-    save_lora(toy.lora_for(one.clip_tokens[0, :1], one.id_embeds[0, :1]), lora_path, overwrite=True,
-              base_metadata=BASE.kohya_metadata())
+    held = Heldout.make(toy.conditioner, count=args.identities)
+    judges = Judges.load(args.world, toy.judge)
+    result = measure(toy, held, [], judges)
+    for c in (Condition("no LoRA", seed=args.seed), Condition("ID-LoRA x1", (ID(1),), seed=args.seed),
+              Condition("ID-LoRA x4", (ID(4),), seed=args.seed)):
+        result.add(c.name, ksampler_images(toy, held, c), judges, keep=True)  # the KSampler path, as a graph runs it
+        print(f"{c.name}: mean match {result.mean(c.name):.3f}")
+    grid = result.grid(out / "toy_demo_grid.png")
+    lora_path = out / f"toy_id_lora_identity{held.identities[0]}.safetensors"
+    save_lora(ID(1).state_dict(toy.hyperlora, held, 0), lora_path, overwrite=True, base_metadata=BASE.kohya_metadata())
     print()
     print(result.table())
     print()
     print(f"grid (references / with LoRA / without): {grid}")
-    print(f"one generated LoRA (held-out identity {held}): {lora_path}")
+    print(f"one generated LoRA (held-out identity {held.identities[0]}): {lora_path}")
     print(f"({time.time() - t0:.0f}s)")
-    print(result.summary_line())
+    print(summary_line(result.mean("ID-LoRA x1"), result.mean("no LoRA")))
     return 0
 
 

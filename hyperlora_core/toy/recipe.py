@@ -142,16 +142,27 @@ def write_config(path: str | os.PathLike, cfg: dict, header: str = "") -> Path:
     return path
 
 
-def ablation_config(row: Row, world: str | os.PathLike, work: str | os.PathLike) -> Path:
-    """`<work>/configs/<row>.yaml` for one ablation row (runs in `<work>/runs/<row>`)."""
+def seed_work(work: str | os.PathLike, seed: int | None) -> Path:
+    """Where one training seed's ablation rows live: `<work>` for the recipe's own seed (None), else
+    `<work>/seed<seed>` (its own configs, runs and results; the dataset `<work>/shards` is shared)."""
+    return Path(work) if seed is None else Path(work) / f"seed{seed}"
+
+
+def ablation_config(row: Row, world: str | os.PathLike, work: str | os.PathLike, seed: int | None = None) -> Path:
+    """`<seed work>/configs/<row>.yaml` for one ablation row (runs in `<seed work>/runs/<row>`; `seed_work`), trained
+    with `seed` (None: the recipe's)."""
     work = Path(work)
-    folder = work / "configs"
+    here = seed_work(work, seed)
+    folder = here / "configs"
     init = None
     if row.init_from:
-        init = work / "runs" / row.init_from[0] / row.init_from[1] / "final.safetensors"
+        init = here / "runs" / row.init_from[0] / row.init_from[1] / "final.safetensors"
     overrides = _merge({"train": {"batch": {"identities": ABLATION_BUDGET["identities"]}}}, row.overrides)
-    cfg = config_dict(world, work / "shards", work / "runs" / row.name, row.stages, overrides, init, relative_to=folder)
-    return write_config(folder / f"{row.name}.yaml", cfg, f"# ablation '{row.name}': {row.label}")
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg = config_dict(world, work / "shards", here / "runs" / row.name, row.stages, overrides, init, relative_to=folder)
+    return write_config(folder / f"{row.name}.yaml", cfg, f"# ablation '{row.name}': {row.label}" +
+                        (f" (training seed {seed})" if seed is not None else ""))
 
 
 CONFIG_FILE = "toy_train.yaml"

@@ -16,14 +16,13 @@ without every LoRA, judged by the identity judge and the base-factor judge:
 - CFG: ID match and caption-following at several CFG scales (with the editing captions: with the
   empty caption as both prompts CFG changes nothing).
 
-Sampling runs every identity's own LoRA in one batch: the trainer's per-sample LoRA hooks
-(`comfy_bridge.lora_hooks`) and the bridge's batched Euler sampler, which equal ComfyUI's KSampler
-with the LoRA applied as weight patches (the toy study's tests check it, ID + Base and CFG).
+Every setting is a `measure.Condition`, sampled and judged by `measure.measure` (the one batched hook
+sampler, proven equal to ComfyUI's KSampler path); the numbers are means over identities of
+`measure.Judgements`, which also gives their 95 % intervals.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import time
@@ -32,16 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..comfy_bridge.lora_hooks import LoRASet
-from ..config import LORA_SCALE
-from ..eval.intervals import ZERO, Interval, difference_interval, mean_interval, per_identity, verdict
-from ..lora import lora_modules, sample_scales
+from ..eval.intervals import ZERO, Interval, verdict
 from ..model import HyperLoRA
-from ..pixels import uint8_pixels
 from . import files, world
-from .base_judge import BaseJudge
+from .measure import BASE, ID, Condition, Heldout, Judgements, Judges, Lora, measure
 from .recipe import CONFIG_FILE
 
 Log = Callable[[str], None]
@@ -50,142 +44,28 @@ FINETUNE_LR = 1e-3
 """The toy LoRA's factors are ~100x smaller than SDXL's; at the authors' 1e-4, 50 steps barely move them."""
 
 
-def _images01(images: np.ndarray) -> torch.Tensor:
-    """uint8 `[N, H, W, 3]` -> float `[N, 3, H, W]` in 0..1."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def edit_factors(reference: np.ndarray, seed: int = 3) -> np.ndarray:
-    """Per identity a background colour, pattern and shirt colour that all differ from its reference
-    photo's `[I, 3]`, so following the caption can never be mistaken for copying the photo."""
-    rng = np.random.default_rng(seed)
-    out = np.empty_like(reference)
-    for f, n in enumerate(world.BASE_FACTOR_SIZES):
-        out[:, f] = (reference[:, f] + rng.integers(1, n, size=len(reference))) % n
-    return out
-
-
-@dataclass
-class StudySet:
-    """Held-out identities, their reference photos (render 0..R-1), conditions and editing captions."""
-
-    identities: np.ndarray
-    attributes: np.ndarray  # [I, 6]
-    reference_factors: np.ndarray  # [I, 3] background colour, pattern, clothing of render 0
-    photos: np.ndarray  # [I, R, 32, 32, 3] uint8
-    clip_tokens: torch.Tensor  # [I, R, T, C] of the grey-background faces
-    id_embeds: torch.Tensor  # [I, R, 512]
-    base_tokens: torch.Tensor  # [I, T, C] of render 0, face blurred
-    edits: np.ndarray  # [I, 3]
-    edit_captions: list[str]
-
-    @classmethod
-    def make(cls, conditioner, count: int = 128, refs: int = 4, seed: int = 0) -> StudySet:
-        ids = world.spread_heldout_identities(count)
-        renders = world.render_set(ids, refs, seed)
-        x = _images01(renders.images)
-        tokens, embeds = conditioner(x)
-        first = renders.render_index == 0
-        with torch.no_grad():
-            base_tokens = conditioner.clip.penultimate(world.face_blurred(tensor=x[torch.from_numpy(first)]))
-        reference = renders.base_factors[first]
-        edits = edit_factors(reference)
-        n = len(ids)
-        return cls(ids, world.all_attributes()[ids], reference, renders.images.reshape(n, refs, *renders.images.shape[1:]),
-                   tokens.view(n, refs, *tokens.shape[1:]), embeds.view(n, refs, -1), base_tokens, edits,
-                   [", ".join(world.base_phrases(e)) for e in edits])
-
-    def __len__(self) -> int:
-        return len(self.identities)
-
-    def head(self, count: int) -> StudySet:
-        """The first `count` identities."""
-        return StudySet(*(getattr(self, f.name)[:count] for f in dataclasses.fields(self)))
-
-
-@dataclass
-class Loras:
-    """Per-identity LoRA factors for the hooks: `downs[l] [I, r, in]`, `ups[l] [I, out, r]`, and the
-    alpha/rank every LoRA of this kind is exported with."""
-
-    downs: list[torch.Tensor]
-    ups: list[torch.Tensor]
-    alpha_scale: float
-
-    def set(self, strength: float, rows: slice | None = None) -> LoRASet:
-        sel = rows or slice(None)
-        downs, ups = [d[sel] for d in self.downs], [u[sel] for u in self.ups]
-        return LoRASet(downs, ups, sample_scales(downs[0].shape[0], strength, self.alpha_scale))
-
-
-@torch.no_grad()
-def id_loras(hl: HyperLoRA, study: StudySet, refs: int) -> Loras:
-    """Each identity's ID-LoRA from its first `refs` photos (`HyperLoRA.generate_id_lora`, for all
-    identities at once)."""
-    return Loras(*hl.id_factors(study.clip_tokens[:, :refs], study.id_embeds[:, :refs]), LORA_SCALE)
-
-
-@torch.no_grad()
-def base_loras(hl: HyperLoRA, study: StudySet) -> Loras:
-    """Each identity's Base-LoRA from its first photo, face blurred (`HyperLoRA.generate_base_lora`)."""
-    return Loras(*hl.base_factors(study.base_tokens[:, None]), LORA_SCALE)
-
-
-def loras_from_files(dicts: list[dict[str, torch.Tensor]], hl: HyperLoRA) -> Loras:
-    """Kohya LoRA state dicts (e.g. fine-tuned ones), one per identity, in the checkpoint's layer order."""
-    names = hl.config.layer_names()
-    per = [lora_modules(d) for d in dicts]
-    downs = [torch.stack([m[name][0].float() for m in per]) for name in names]
-    ups = [torch.stack([m[name][1].float() for m in per]) for name in names]
-    down0, _, alpha = per[0][names[0]]
-    return Loras(downs, ups, float(alpha) / down0.shape[0])
-
-
-def lora_sets(loras: list[tuple[Loras, float]]) -> Callable[[slice], list[LoRASet]]:
-    """For `HookedSampler.sample`: every LoRA kind's rows of a slice of identities, at its strength."""
-    return lambda rows: [lo.set(strength, rows) for lo, strength in loras if strength]
-
-
-@dataclass
-class Judged:
-    """What the judges see in one set of samples."""
-
-    identity: np.ndarray  # [I, 6] bool: attribute == the identity's
-    factors: np.ndarray  # [I, 3] predicted background colour, pattern, clothing
-
-    @property
-    def id_match(self) -> float:
-        return float(self.identity.mean())
-
-    @property
-    def all6(self) -> float:
-        return float(self.identity.all(1).mean())
-
-    def factor_rate(self, target: np.ndarray) -> float:
-        """Mean over the three base factors of how often the prediction equals `target [I, 3]`."""
-        return float((self.factors == target).mean())
-
-
 @dataclass
 class StudyResult:
+    """The study's numbers (`numbers[k]`: the mean over identities of `judgements.values[k]`), the CFG sweep and
+    the per-factor rates; `judgements` holds every per-identity value the intervals resample."""
+
     identities: int
+    judgements: Judgements | None = None
     numbers: dict[str, float] = field(default_factory=dict)
     per_factor: dict[str, list[float]] = field(default_factory=dict)
     cfg_rows: list[dict] = field(default_factory=list)
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # label -> [I, 32, 32, 3] uint8
-    per_identity: dict[str, np.ndarray] = field(default_factory=dict)
-    """Each number's per-identity values (`numbers[k]` is their mean): what its 95 % interval resamples."""
-    judged: dict[str, Judged] = field(default_factory=dict)
-    """Per-identity judgements of each empty-caption setting ("no LoRA", "ID-LoRA x1", "ID-LoRA x4", "ID + Base"),
-    the same identities in the same order: what `eval.intervals` resamples."""
     seconds: float = 0.0
 
+    @property
+    def per_identity(self) -> dict[str, np.ndarray]:
+        return self.judgements.values if self.judgements is not None else {}
+
     def interval(self, key: str) -> Interval:
-        return mean_interval(self.per_identity[key])
+        return self.judgements.interval(key)
 
     def difference(self, key: str, other: str) -> Interval:
         """`key - other` over the same identities (paired), with its 95 % interval."""
-        return difference_interval(self.per_identity[key], self.per_identity[other])
+        return self.judgements.difference(key, other)
 
     def summary_line(self) -> str:
         keys = ("id_match_1ref", "id_match_4ref", "no_lora", "leakage", "no_lora_leakage", "edit_follow",
@@ -193,7 +73,7 @@ class StudyResult:
         return "toy_eval " + " ".join(f"{k}={self.numbers[k]:.3f}" if k in self.numbers else f"{k}=n/a" for k in keys)
 
 
-def finetune_loras(toy, hl: HyperLoRA, study: StudySet, count: int, cfg, steps: int = FINETUNE_STEPS,
+def finetune_loras(toy, hl: HyperLoRA, study: Heldout, count: int, cfg, steps: int = FINETUNE_STEPS,
                    lr: float = FINETUNE_LR, log: Log | None = None) -> tuple[list[dict], float]:
     """`train.finetune` from each of the first `count` identities' 4-photo ID-LoRA on those photos
     (captioned with their background and shirt, as a user describes a photo; 50 steps, batch 4).
@@ -234,77 +114,65 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
               train_config: str | os.PathLike | None = None) -> StudyResult:
     """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
     the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
-    from .evaluate import HookedSampler
     from .world_loader import ToyWorld
 
     t0 = time.time()
     log = log or (lambda _m: None)
     toy = ToyWorld.load(folder, hyperlora)
     hl = toy.hyperlora
-    judge = toy.judge
-    base_judge = files.load_module(BaseJudge(), "base_judge", folder)
-    study = StudySet.make(toy.conditioner, identities)
-    result = StudyResult(len(study))
+    judges = Judges.load(folder, toy.judge)
+    study = Heldout.make(toy.conditioner, identities)
+    edits = study.edit_captions
+    one, four, base = ID(1), ID(4), BASE()
+    conditions = [Condition("no LoRA", seed=seed), Condition("ID-LoRA x1", (one,), seed=seed),
+                  Condition("ID-LoRA x4", (four,), seed=seed)]
+    if hl.config.has_base:
+        conditions += [Condition("ID + Base", (one, base), seed=seed), Condition("Base", (base,), seed=seed),
+                       Condition("ID + Base, edit", (one, base), edits, edit_cfg, seed)]
+    cfg_values = sorted({edit_cfg, *cfgs})
+    conditions += [Condition(f"{label}, edit, CFG {c:g}", loras, edits, c, seed)
+                   for c in cfg_values for label, loras in (("no LoRA", ()), ("ID-LoRA x1", (one,)))]
+    j = measure(toy, study, conditions, judges, steps=steps, keep_images=("no LoRA", "ID-LoRA x1", "ID + Base"), log=log)
+    result = StudyResult(len(study), j)
     n = result.numbers
 
     def put(key: str, values) -> None:
-        """A number and its per-identity values (`[I]`, or `[I, k]` averaged per identity)."""
-        result.per_identity[key] = per_identity(values)
-        n[key] = float(result.per_identity[key].mean())
-    attrs = torch.from_numpy(study.attributes)
+        n[key] = float(j.put(key, values).mean())
 
-    def judged(images: torch.Tensor) -> Judged:
-        return Judged((judge.predict(images) == attrs).numpy(), base_judge.predict(images).numpy())
+    def rate(values) -> list[float]:
+        return list(values.mean(0))
 
-    one, four = id_loras(hl, study, 1), id_loras(hl, study, 4)
-    base = base_loras(hl, study) if hl.config.has_base else None
-    edits = study.edit_captions
-    with HookedSampler(toy, study, seed=seed, steps=steps, batch=128) as sampler:
-        plain = sampler.sample(None)
-        j0 = result.judged["no LoRA"] = judged(plain)
-        put("no_lora", j0.identity), put("no_lora_all6", j0.identity.all(1))
-        put("no_lora_leakage", j0.factors == study.reference_factors)
-        result.images["no LoRA"] = uint8_pixels(plain.permute(0, 2, 3, 1))
-        for label, lo in (("1ref", one), ("4ref", four)):
-            imgs = sampler.sample(lora_sets([(lo, 1.0)]))
-            j = result.judged[f"ID-LoRA x{label[0]}"] = judged(imgs)
-            put(f"id_match_{label}", j.identity), put(f"all6_{label}", j.identity.all(1))
-            if label == "1ref":
-                put("leakage", j.factors == study.reference_factors)
-                result.per_factor["leakage"] = list((j.factors == study.reference_factors).mean(0))
-                result.per_factor["no_lora_leakage"] = list((j0.factors == study.reference_factors).mean(0))
-                result.per_factor["id_match_1ref"] = list(j.identity.mean(0))
-                result.images["ID-LoRA"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
-            log(f"ID-LoRA {label}: match {j.id_match:.3f} all-6 {j.all6:.3f}")
-        if base is not None:
-            imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]))
-            j = result.judged["ID + Base"] = judged(imgs)
-            put("base_match", j.factors == study.reference_factors), put("id_match_id_base", j.identity)
-            result.per_factor["base_match"] = list((j.factors == study.reference_factors).mean(0))
-            result.images["ID + Base"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
-            imgs = sampler.sample(lora_sets([(base, 1.0)]))
-            j = judged(imgs)
-            put("base_only_base_match", j.factors == study.reference_factors), put("base_only_id_match", j.identity)
-            imgs = sampler.sample(lora_sets([(one, 1.0), (base, 1.0)]), edits, cfg=edit_cfg)  # "Full" asked to change them
-            j = judged(imgs)
-            put("edit_follow_id_base", j.factors == study.edits), put("id_match_edit_id_base", j.identity)
-            put("leakage_edit_id_base", j.factors == study.reference_factors)
-            log(f"ID + Base: base match {n['base_match']:.3f}, ID match {n['id_match_id_base']:.3f}")
-        for c in sorted({edit_cfg, *cfgs}):
-            row = {"cfg": c}
-            for label, loras in (("no_lora", []), ("id", [(one, 1.0)])):
-                imgs = sampler.sample(lora_sets(loras), edits, cfg=c)
-                j = judged(imgs)
-                row[f"{label}_edit_follow"] = j.factor_rate(study.edits)
-                row[f"{label}_id_match"] = j.id_match
-                row[f"{label}_leakage"] = j.factor_rate(study.reference_factors)
-                if c == edit_cfg:
-                    put({"no_lora": "no_lora_edit_follow", "id": "edit_follow"}[label], j.factors == study.edits)
-                    put({"no_lora": "no_lora_id_match_edit", "id": "id_match_edit"}[label], j.identity)
-                    result.images[f"edit {label}"] = uint8_pixels(imgs.permute(0, 2, 3, 1))
-                    result.per_factor[f"{label}_edit_follow"] = list((j.factors == study.edits).mean(0))
-            result.cfg_rows.append(row)
-            log(f"CFG {c:g}: {row}")
+    put("no_lora", j.identity["no LoRA"]), put("no_lora_all6", j.all6("no LoRA"))
+    put("no_lora_leakage", j.factor_match("no LoRA"))
+    for label, name in (("1ref", "ID-LoRA x1"), ("4ref", "ID-LoRA x4")):
+        put(f"id_match_{label}", j.identity[name]), put(f"all6_{label}", j.all6(name))
+    put("leakage", j.factor_match("ID-LoRA x1"))
+    result.per_factor["leakage"] = rate(j.factor_match("ID-LoRA x1"))
+    result.per_factor["no_lora_leakage"] = rate(j.factor_match("no LoRA"))
+    result.per_factor["id_match_1ref"] = rate(j.identity["ID-LoRA x1"])
+    if hl.config.has_base:
+        put("base_match", j.factor_match("ID + Base")), put("id_match_id_base", j.identity["ID + Base"])
+        result.per_factor["base_match"] = rate(j.factor_match("ID + Base"))
+        put("base_only_base_match", j.factor_match("Base")), put("base_only_id_match", j.identity["Base"])
+        edit = "ID + Base, edit"  # "Full" asked to change them
+        put("edit_follow_id_base", j.factor_match(edit, "edit")), put("id_match_edit_id_base", j.identity[edit])
+        put("leakage_edit_id_base", j.factor_match(edit))
+        log(f"ID + Base: base match {n['base_match']:.3f}, ID match {n['id_match_id_base']:.3f}")
+    for c in cfg_values:
+        row = {"cfg": c}
+        for label, name in (("no_lora", "no LoRA"), ("id", "ID-LoRA x1")):
+            cond = f"{name}, edit, CFG {c:g}"
+            row[f"{label}_edit_follow"] = float(j.factor_match(cond, "edit").mean())
+            row[f"{label}_id_match"] = float(j.identity[cond].mean())
+            row[f"{label}_leakage"] = float(j.factor_match(cond).mean())
+            if c == edit_cfg:
+                put({"no_lora": "no_lora_edit_follow", "id": "edit_follow"}[label], j.factor_match(cond, "edit"))
+                put({"no_lora": "no_lora_id_match_edit", "id": "id_match_edit"}[label], j.identity[cond])
+                result.per_factor[f"{label}_edit_follow"] = rate(j.factor_match(cond, "edit"))
+        gain = j.identity[f"ID-LoRA x1, edit, CFG {c:g}"].mean(1) - j.identity[f"no LoRA, edit, CFG {c:g}"].mean(1)
+        j.put(f"id_gain_edit_cfg{c:g}", gain)  # per identity, for the ablation's "tolerates CFG" interval
+        result.cfg_rows.append(row)
+        log(f"CFG {c:g}: {row}")
     if finetune_count:
         from ..train.config import load_config
 
@@ -312,17 +180,16 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
         k = min(finetune_count, len(study))
         tuned, seconds = finetune_loras(toy, hl, study, k, cfg, log=log)
         sub = study.head(k)
-        with HookedSampler(toy, sub, seed=seed, steps=steps, batch=128) as sampler:
-            imgs = sampler.sample(lora_sets([(loras_from_files(tuned, hl), 1.0)]))
-            j = Judged((judge.predict(imgs) == torch.from_numpy(sub.attributes)).numpy(), base_judge.predict(imgs).numpy())
-            before = sampler.sample(lora_sets([(id_loras(hl, sub, 4), 1.0)]))
-            jb = (judge.predict(before) == torch.from_numpy(sub.attributes)).numpy()
-        put("finetune_id_match", j.identity), put("finetune_all6", j.identity.all(1))
-        put("finetune_before_id_match", jb)
-        put("finetune_leakage", j.factors == sub.reference_factors)
+        jf = measure(toy, sub, [Condition("fine-tuned", (Lora("files", files=tuple(tuned)),), seed=seed),
+                                Condition("before", (four,), seed=seed)], judges, steps=steps)
+        put("finetune_id_match", jf.identity["fine-tuned"])
+        put("finetune_all6", jf.all6("fine-tuned"))
+        put("finetune_before_id_match", jf.identity["before"])
+        put("finetune_leakage", jf.factor_match("fine-tuned"))
         n["finetune_seconds"] = seconds
         n["finetune_identities"] = k
-        log(f"fine-tune ({k} identities): ID match {float(jb.mean()):.3f} -> {j.id_match:.3f}, {seconds:.1f} s each")
+        log(f"fine-tune ({k} identities): ID match {n['finetune_before_id_match']:.3f} -> "
+            f"{n['finetune_id_match']:.3f}, {seconds:.1f} s each")
     result.seconds = time.time() - t0
     return result
 

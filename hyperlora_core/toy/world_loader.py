@@ -1,7 +1,7 @@
 """The toy world loaded: every part as ComfyUI's loaders hand it out, and its KSampler path.
 
-The held-out check (`evaluate`), the study, the build's curve and eval stage, the eval harness's toy
-backend, the template pictures and the tests all start from the same `ToyWorld.load`, so they all
+Every toy measurement (`measure.py`: the study, the ablation, the build's curve and eval stage, the demo's
+judging, the template pictures and the tests) starts from the same `ToyWorld.load`, so they all
 measure the files a user's graph loads.
 """
 
