@@ -4,22 +4,31 @@ and tiny random NextDiT transformers and Qwen3 text encoders built from ComfyUI'
 What each test guards: detection (ZImage yes, plain Lumina2 no); the target sets and basis sizes the profile's
 docstring states; Generate -> Apply changing exactly the target weights, fused `qkv` included; ComfyUI's stock
 LoraLoaderModelOnly reading our saved LoRA to the same weights; the conditioning Qwen3 gives; the flow schedule
-with shift 3; the trainer's sampler against the KSampler node; a short fit whose loss falls; the error naming
-both bases.
+with shift 3; the trainer's sampler against the KSampler node; a short fit whose loss falls; LoRA gradients
+through NextDiT; prepare -> fit -> export; two gloo processes (DDP, FSDP2) against one; SIGKILL + resume; the
+error naming both bases. Nothing here needed a change outside `bases/zimage.py` and its registry entry.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import comfy.model_detection
 import comfy.supported_models
 import folder_paths
+import numpy as np
 import pytest
 import torch
-from fixtures.training import TINY_TRAIN_CONFIG
+from fixtures.training import SGD, TINY_TRAIN_CONFIG, assert_same_losses, assert_same_training
+from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
@@ -29,16 +38,23 @@ from hyperlora_core.comfy_bridge.bases import unet as unet_bases
 from hyperlora_core.comfy_bridge.bases.zimage import CAPTION_TOKENS, TINY_TEXT_WIDTH, UNET_CONFIG
 from hyperlora_core.comfy_bridge.diffusion import Denoiser, euler_sample, ksample, ksampler_noise
 from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
+from hyperlora_core.comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.lora import lora_modules, save_lora
 from hyperlora_core.standins import random_hyperlora, small_config
+from hyperlora_core.standins.face_models import write_tiny_face_pack
+from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.config import load_config
-from hyperlora_core.train.fit import close_session, open_session
+from hyperlora_core.train.fit import close_session, fit, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
+from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.setup import hyper_config, new_hyperlora, set_trainable
+from hyperlora_core.train.shards import ShardDataset
 from hyperlora_core.train.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ZIMAGE = profile_named("zimage")
 KR = 128 * 8
@@ -311,3 +327,152 @@ def test_flow_matching_loss_falls_on_a_fixed_batch(tmp_path, zimage_data, target
         close_session(session)
     assert losses[-1] < ratio * losses[0], losses
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= falls, losses
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_lora_gradients_through_zimages_blocks_match_finite_differences(checkpointing):
+    """In float64 the training hooks' gradient on every target layer (fused qkv included), through NextDiT's
+    refiners and joint layers, with and without checkpointing, equals the loss's slope along a random direction."""
+    model = ZIMAGE.build(ZIMAGE.tiny_config(), device="cpu", dtype=torch.float64)
+    init_weights(model.model, seed=0, std=0.1)
+    specs = ZIMAGE.module_specs(model, ["attention_refiner", "attention_mlp"])
+    g = torch.Generator().manual_seed(0)
+    shapes = [(x.in_features, x.out_features) for s in specs for x in s.layers]
+    downs = [torch.randn(1, 2, i, generator=g, dtype=torch.float64) * 0.1 for i, _ in shapes]
+    ups = [(torch.randn(1, o, 2, generator=g, dtype=torch.float64) * 0.1).requires_grad_() for _, o in shapes]
+    x = torch.randn(1, 16, 8, 8, generator=g, dtype=torch.float64)
+    inputs = ZIMAGE.model_inputs(model.model, {"context": torch.randn(1, 8, TINY_TEXT_WIDTH, generator=g,
+                                                                      dtype=torch.float64)})
+    sigma = torch.tensor([0.5], dtype=torch.float64)
+    state = attach_lora_hooks(model, layer_module_paths(model, specs), "cpu", checkpointing)
+    try:
+        def loss(u: list[torch.Tensor]) -> torch.Tensor:
+            state.sets = [LoRASet(downs, u, torch.ones(1, dtype=torch.float64))]
+            return model.model.apply_model(x, sigma, **inputs).pow(2).sum()
+
+        loss(ups).backward()
+        direction = [torch.randn(u.shape, generator=g, dtype=torch.float64) for u in ups]
+        slope = sum((u.grad * d).sum() for u, d in zip(ups, direction)).item()
+        eps = 1e-3
+        with torch.no_grad():
+            plus = loss([u + eps * d for u, d in zip(ups, direction)]).item()
+            minus = loss([u - eps * d for u, d in zip(ups, direction)]).item()
+    finally:
+        deactivate(model)
+    assert len(ups) == 14 and all(u.grad is not None and u.grad.abs().sum() > 0 for u in ups)
+    assert slope == pytest.approx((plus - minus) / (2 * eps), rel=1e-3)
+
+
+def _write_photos(folder: Path) -> None:
+    """Three people, two photos each: a dark textured scene with a bright square (the stand-in pack's face)."""
+    rng = np.random.default_rng(0)
+    for person in range(3):
+        tint = rng.uniform(0, 1, 3)
+        (folder / f"person{person}").mkdir(parents=True)
+        for j in range(2):
+            img = (rng.uniform(0, 0.25, (128, 128, 3)) + 0.1 * tint) * 255
+            x, y = rng.integers(20, 60), rng.integers(30, 50)
+            img[y : y + 40, x : x + 40] = 200 + 55 * tint
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"person{person}" / f"{j}.png")
+
+
+def test_prepare_fit_export_on_tiny_zimage(tmp_path):
+    """The trainer's commands with `model.base: zimage`: prepare encodes captions with the tiny Qwen3 (128 tokens)
+    and 16-channel latents, fit runs every stage and its sample grids, export writes a checkpoint that records
+    Z-Image and makes Z-Image LoRAs."""
+    face_pack = write_tiny_face_pack(tmp_path / "insightface" / "antelopev2")
+    _write_photos(tmp_path / "photos")
+    sets = ["--set", f"run_dir={tmp_path / 'run'}", "--set", f"data.shards={tmp_path / 'data'}",
+            "--set", "model.base=zimage", "--set", "train.log.progress_bar=false", "--set", "train.samples.steps=2",
+            "--set", "stages={base: {steps: 2}, clip_id: {steps: 2}, arcface_id: {steps: 2}, distill: {steps: 1}}"]
+    assert main(["prepare", "--config", str(TINY_TRAIN_CONFIG), "--input", str(tmp_path / "photos"),
+                 "--face-models", str(face_pack), *sets]) == 0
+    data = ShardDataset(tmp_path / "data")
+    assert data.base is ZIMAGE and data.text_keys == ("context",) and len(data.samples) == 6
+    sample = data.load(0, with_base=False)
+    assert sample["latent"].shape == (16, 8, 8) and sample["cond"]["context"].shape == (CAPTION_TOKENS, TINY_TEXT_WIDTH)
+    assert main(["fit", "--config", str(TINY_TRAIN_CONFIG), *sets]) == 0
+    assert (tmp_path / "run" / "distill" / "samples" / "step-00000001.png").is_file()
+    assert main(["export", "--config", str(TINY_TRAIN_CONFIG), "--out", str(tmp_path / "export"), *sets]) == 0
+    exported = HyperLoRA.from_pretrained(tmp_path / "export", dtype=torch.float32)
+    assert exported.config.base == "zimage"
+    assert exported.config.layer_names() == [n for s in ZIMAGE.module_specs(_tiny()[1]) for n in s.layer_names()]
+    g = torch.Generator().manual_seed(1)
+    lora = exported.generate_id_lora(torch.randn(1, 50, 32, generator=g),
+                                     torch.nn.functional.normalize(torch.randn(1, 512, generator=g), dim=-1))
+    assert lora.base == "zimage" and len(lora_modules(lora)) == 4
+
+
+DIST_STAGES = {"base": 2, "clip_id": 2, "arcface_id": 2, "distill": 2}
+DIST_SETS = ["model.base=zimage", "train.samples.every=-1", "train.log.progress_bar=false",
+             "train.optimizer={" + ", ".join(f"{k}: {v}" for k, v in SGD.items()) + "}",
+             "stages={" + ", ".join(f"{k}: {{steps: {v}}}" for k, v in DIST_STAGES.items()) + "}"]
+
+
+@pytest.fixture(scope="module")
+def zimage_single_run(tmp_path_factory, zimage_data):
+    """One process on tiny Z-Image, every stage, SGD (the reference for the two-process runs)."""
+    root = tmp_path_factory.mktemp("zimage_dist")
+    sets = [f"run_dir={root / 'single'}", f"data.shards={zimage_data}", *DIST_SETS]
+    assert main(["fit", "--config", str(TINY_TRAIN_CONFIG), *[x for s in sets for x in ("--set", s)]]) == 0
+    cfg = load_config(TINY_TRAIN_CONFIG, [f"run_dir={root / 'single'}", f"data.shards={zimage_data}", *DIST_SETS])
+    session = open_session(cfg)
+    try:  # the weights the first stage starts from (the trainer's seeded initialisation)
+        new_hyperlora(session.config, cfg.seed).save_single_file(root / "init.safetensors", dtype=None)
+    finally:
+        close_session(session)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_processes_on_zimage_match_one(zimage_single_run, zimage_data, mode, comfyui_path):
+    """torchrun with 2 gloo processes equals one process within fixtures/training.py's rounding bounds."""
+    root = zimage_single_run
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
+    for s in [f"run_dir={root / mode}", f"data.shards={zimage_data}", f"train.distributed={mode}", *DIST_SETS]:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    init = load_file(root / "init.safetensors")
+    for stage, steps in DIST_STAGES.items():
+        one = [r["loss"] for r in read_losses(root / "single" / stage)]
+        assert len(one) == steps
+        assert_same_losses(one, [r["loss"] for r in read_losses(root / mode / stage)], stage)
+        assert_same_training(load_file(root / "single" / stage / "final.safetensors"),
+                             load_file(root / mode / stage / "final.safetensors"), init, f"{mode} {stage}")
+
+
+def test_sigkill_mid_stage_then_resume_on_zimage_equals_uninterrupted(tmp_path, zimage_data, comfyui_path):
+    """A Z-Image run killed after its clip_id checkpoint at step 2 and resumed ends where an uninterrupted run ends
+    (losses of every step and final weights, within fixtures/training.py's bounds; SGD + momentum)."""
+    sets = [f"data.shards={zimage_data}", *DIST_SETS, "train.checkpoint.every=2", "train.checkpoint.keep_last=3",
+            "stages={base: {steps: 2}, clip_id: {steps: 6}}"]
+    straight = load_config(TINY_TRAIN_CONFIG, [f"run_dir={tmp_path / 'straight'}", *sets])
+    fit(straight)
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
+    for s in [f"run_dir={run}", *sets]:
+        cmd += ["--set", s]
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = run / "clip_id" / "checkpoints" / "step-00000002" / "trainer.json"
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "clip_id" / "final.safetensors").exists()  # really killed mid-stage
+
+    fit(load_config(TINY_TRAIN_CONFIG, [f"run_dir={run}", *sets]))
+
+    one, two = tmp_path / "straight" / "clip_id", run / "clip_id"
+    assert [r["step"] for r in read_losses(two)] == list(range(1, 7))
+    assert_same_losses([r["loss"] for r in read_losses(two)], [r["loss"] for r in read_losses(one)], "clip_id")
+    assert_same_training(load_file(one / "final.safetensors"), load_file(two / "final.safetensors"),
+                         load_file(tmp_path / "straight" / "base" / "final.safetensors"), "final")
