@@ -12,11 +12,13 @@ from .flux import PROFILE as FLUX
 from .profile import BaseProfile, Conditioning
 from .sd15 import PROFILE as SD15
 from .sdxl import PROFILE as SDXL
+from .zimage import PROFILE as ZIMAGE
 
 PROFILES: dict[str, BaseProfile] = {p.name: p for p in (
     SDXL,
     SD15,
     FLUX,
+    ZIMAGE,
 )}
 """name -> profile; a model is matched against them in this order."""
 
