@@ -20,7 +20,7 @@ APPLY = NodeDef(
         "with the published checkpoints; start the prompt with the trigger words 'fcsks fxhks fhyks, '."
     ),
     inputs=(
-        In("model", "MODEL", tooltip="The model to personalise (an SDXL UNet); it is not changed, a patched copy comes out."),
+        In("model", "MODEL", tooltip="The model to personalise, of the base the LoRA was made for (another base is refused with a message); it is not changed, a patched copy comes out."),
         In("lora", types.LORA, tooltip="The ID-LoRA (from Generate ID LoRA, Mix, Interpolate, Slider or a file)."),
         In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01,
            tooltip="How strongly the LoRA acts; 0.75-0.9 for the published checkpoints."),
