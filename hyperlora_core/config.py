@@ -81,6 +81,12 @@ class ModuleSpec:
         """Kohya LoRA module names of this module's layers (`<module>_<suffix>`), in token order."""
         return [f"{self.name}_{layer.suffix}" for layer in self.layers]
 
+    def keeping(self, patterns: list[re.Pattern]) -> ModuleSpec | None:
+        """This module with only the layers whose kohya name one of `patterns` finds (a training config's
+        `lora.targets`, as the profile compiles them); None when it keeps none."""
+        layers = tuple(x for x, n in zip(self.layers, self.layer_names()) if any(p.search(n) for p in patterns))
+        return ModuleSpec(self.name, layers) if layers else None
+
     def table_entry(self) -> dict:
         """This module in the JSON module table: the published `{hidden_size, cross_attention_dim}` for an
         attention module, else `{"layers": [[suffix, in, out], ...]}`."""

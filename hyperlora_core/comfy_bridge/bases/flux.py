@@ -201,12 +201,7 @@ class FluxProfile(BaseProfile):
             LayerSpec("linear1", block.linear1.in_features, block.linear1.out_features),
             LayerSpec("linear2", block.linear2.in_features, block.linear2.out_features),
         )) for i, block in enumerate(net.single_blocks)]
-        specs = []
-        for full in candidates:
-            layers = tuple(x for x, n in zip(full.layers, full.layer_names()) if any(p.search(n) for p in patterns))
-            if layers:
-                specs.append(ModuleSpec(full.name, layers))
-        return specs
+        return self.selected(candidates, patterns)
 
     def checkpoint_units(self):
         from comfy.ldm.flux.layers import DoubleStreamBlock, SingleStreamBlock

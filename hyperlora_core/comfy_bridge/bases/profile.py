@@ -89,6 +89,11 @@ class BaseProfile:
         (`target_patterns`; `lora.targets` of a training config)."""
         raise NotImplementedError
 
+    @staticmethod
+    def selected(candidates: Sequence[ModuleSpec], patterns: list[re.Pattern]) -> list[ModuleSpec]:
+        """Of every module a target set could name (in token order), what `patterns` keeps."""
+        return [kept for kept in (spec.keeping(patterns) for spec in candidates) if kept is not None]
+
     def target_patterns(self, targets: Sequence[str] | None) -> list[re.Pattern]:
         """`targets` as compiled patterns over kohya layer names: each entry the name of one of the base's
         `target_sets` or a regular expression; None: the default set."""

@@ -56,9 +56,9 @@ def attention_module_specs(model_patcher, patterns: list[re.Pattern]) -> list[Mo
         hidden = weights[ldm_key].shape[0]
         cross = weights[ldm_key.replace(".to_q.", ".to_k.")].shape[1] if attn == "attn2" else None
         full = ModuleSpec.attention("lora_unet_" + prefix.replace(".", "_"), hidden, cross)
-        layers = tuple(x for x, n in zip(full.layers, full.layer_names()) if any(p.search(n) for p in patterns))
-        if layers:
-            found.append(((_BLOCK_ORDER[block], int(idx or 0), int(att), int(tb), attn), ModuleSpec(full.name, layers)))
+        kept = full.keeping(patterns)
+        if kept is not None:
+            found.append(((_BLOCK_ORDER[block], int(idx or 0), int(att), int(tb), attn), kept))
     return [spec for _, spec in sorted(found, key=lambda item: item[0])]
 
 

@@ -177,12 +177,7 @@ class ZImageProfile(BaseProfile):
                                              (_layer("qkv", attn.qkv), _layer("out", attn.out))))
                 candidates.append(ModuleSpec(f"lora_unet_{stack}_{i}_feed_forward",
                                              (_layer("w1", ff.w1), _layer("w2", ff.w2), _layer("w3", ff.w3))))
-        specs = []
-        for full in candidates:
-            layers = tuple(x for x, n in zip(full.layers, full.layer_names()) if any(p.search(n) for p in patterns))
-            if layers:
-                specs.append(ModuleSpec(full.name, layers))
-        return specs
+        return self.selected(candidates, patterns)
 
     def checkpoint_units(self):
         from comfy.ldm.lumina.model import JointTransformerBlock
