@@ -5,18 +5,12 @@ What each test guards: detection (FLUX.1 variants yes, FLUX.2 no); the target se
 profile's docstring states; Generate -> Apply changing exactly the target weights, fused `qkv` and `linear1`
 included; ComfyUI's stock LoraLoaderModelOnly reading our saved LoRA to the same weights; the conditioning
 FluxClipModel gives; LoRA gradients through FLUX's in-place residual blocks; a short flow-matching fit whose loss
-falls; prepare -> fit -> export; the trainer's sampler against the KSampler node; two gloo processes (DDP, FSDP2)
-against one; SIGKILL + resume; the error naming both bases.
+falls; prepare -> fit -> export; the trainer's sampler against the KSampler node; the error naming both bases.
+Two gloo processes (DDP, FSDP2) against one and SIGKILL + resume: tests/test_bases_training.py, for every base.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import comfy.model_detection
@@ -25,10 +19,10 @@ import folder_paths
 import numpy as np
 import pytest
 import torch
-from fixtures.training import SGD, TINY_TRAIN_CONFIG, assert_same_losses, assert_same_training
+from fixtures.bases import base_hyperlora, id_lora, in_out, patched_weights, tiny_model
+from fixtures.training import TINY_TRAIN_CONFIG, assert_same_losses
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
@@ -41,13 +35,11 @@ from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
 from hyperlora_core.comfy_bridge.lora_hooks import LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.lora import lora_modules, save_lora
-from hyperlora_core.standins import random_hyperlora, small_config
 from hyperlora_core.standins.face_models import write_tiny_face_pack
 from hyperlora_core.train.__main__ import main
 from hyperlora_core.train.config import load_config
-from hyperlora_core.train.fit import close_session, fit, open_session
+from hyperlora_core.train.fit import close_session, open_session
 from hyperlora_core.train.objective import HyperStep, StepRunner
-from hyperlora_core.train.observe import read_losses
 from hyperlora_core.train.setup import hyper_config, new_hyperlora, set_trainable
 from hyperlora_core.train.shards import ShardDataset
 from hyperlora_core.train.synthetic import write_synthetic_dataset
@@ -61,40 +53,9 @@ KR = 128 * 8
 """Basis numbers per unit of (in + out) at the published K 128, rank 8."""
 
 
-def _tiny(name: str = "flux"):
-    profile = profile_named(name)
-    model = profile.build(profile.tiny_config(), device="cpu")
-    init_weights(model.model, seed=0, std=0.1)
-    return profile, model
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return _tiny()
-
-
-def _hyperlora(profile, model, seed: int = 3) -> HyperLoRA:
-    config = small_config(modules=tuple(profile.module_specs(model)), dim=32, depth=1, clip_dim=32, id_tokens=2)
-    return random_hyperlora(dataclasses.replace(config, base=profile.name), seed=seed)
-
-
-def _lora(hl: HyperLoRA) -> dict:
-    g = torch.Generator().manual_seed(1)
-    return hl.generate_id_lora(torch.randn(2, 50, 32, generator=g),
-                               torch.nn.functional.normalize(torch.randn(2, 512, generator=g), dim=-1))
-
-
-def _weights(model_patcher) -> dict[str, torch.Tensor]:
-    """The weights a sampler would use: patches applied, copied, then taken off again."""
-    model_patcher.patch_model()
-    try:
-        return {k: v.detach().clone() for k, v in model_patcher.model.state_dict().items()}
-    finally:
-        model_patcher.unpatch_model()
-
-
-def _in_out(specs) -> int:
-    return sum(x.in_features + x.out_features for s in specs for x in s.layers)
+    return tiny_model("flux")
 
 
 def test_flux_dev_at_full_size_is_recognised_and_its_target_sets_have_the_stated_sizes():
@@ -111,7 +72,7 @@ def test_flux_dev_at_full_size_is_recognised_and_its_target_sets_have_the_stated
         names = [n for s in specs for n in s.layer_names()]
         assert len(names) == len(set(names)) and set(names) <= set(key_map), name  # ComfyUI's key map has each
         assert all(key_map[n].endswith(".weight") for n in names)  # the whole (fused) weight, no slice
-        sizes[name] = (len(names), _in_out(specs))
+        sizes[name] = (len(names), in_out(specs))
     # the table in bases/flux.py's docstring
     assert sizes == {"image_attention": (114, 1_984_512), "all_attention": (152, 2_334_720),
                      "pulid_blocks": (40, 614_400)}
@@ -120,7 +81,7 @@ def test_flux_dev_at_full_size_is_recognised_and_its_target_sets_have_the_stated
     assert fused["qkv"] == (3072, 3 * 3072) and fused["linear1"] == (3072, 3 * 3072 + 12288)
     assert fused["linear2"] == (3072 + 12288, 3072)
     sdxl = profile_named("sdxl")
-    sdxl_basis = _in_out(sdxl.module_specs(sdxl.build(device="meta"))) * KR
+    sdxl_basis = in_out(sdxl.module_specs(sdxl.build(device="meta"))) * KR
     assert sdxl_basis == 1_486_356_480  # the published ID basis (560 layers)
     assert sizes["image_attention"][1] * KR <= 2 * sdxl_basis and sizes["all_attention"][1] * KR <= 2 * sdxl_basis
 
@@ -174,13 +135,13 @@ def test_target_sets_are_data_on_the_tiny_model(tiny):
 
 def test_generate_then_apply_changes_exactly_the_target_weights(tiny):
     profile, model = tiny
-    lora = _lora(_hyperlora(profile, model))
+    lora = id_lora(base_hyperlora(profile, model))
     assert lora.base == "flux"
     key_map = unet_lora_key_map(model)
     before = {k: v.detach().clone() for k, v in model.model.state_dict().items()}
-    assert all(torch.equal(v, before[k]) for k, v in _weights(apply_lora(model, lora, 0.0)).items())  # strength 0
+    assert all(torch.equal(v, before[k]) for k, v in patched_weights(apply_lora(model, lora, 0.0)).items())  # strength 0
     strength = 0.7
-    after = _weights(apply_lora(model, lora, strength))
+    after = patched_weights(apply_lora(model, lora, strength))
     targets = {}
     for name, (down, up, alpha) in lora_modules(lora).items():
         targets[key_map[name]] = strength * (alpha / down.shape[0]) * (up.float() @ down.float())
@@ -196,7 +157,7 @@ def test_generate_then_apply_changes_exactly_the_target_weights(tiny):
 
 def test_our_saved_lora_through_comfyuis_lora_loader_patches_what_apply_patches(tiny, tmp_path, monkeypatch):
     profile, model = tiny
-    lora = _lora(_hyperlora(profile, model))
+    lora = id_lora(base_hyperlora(profile, model))
     path = save_lora(lora, tmp_path / "flux_id.safetensors", dtype=torch.float32, base_metadata=profile.kohya_metadata())
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
@@ -207,7 +168,7 @@ def test_our_saved_lora_through_comfyuis_lora_loader_patches_what_apply_patches(
     (stock,) = comfy_nodes().LoraLoaderModelOnly().load_lora_model_only(model, path.name, 0.8)
     ours = apply_lora(model, lora, 0.8)
     assert set(stock.patches) == set(ours.patches) and len(ours.patches) == len(lora_modules(lora)) == 12
-    theirs, mine = _weights(stock), _weights(ours)
+    theirs, mine = patched_weights(stock), patched_weights(ours)
     changed = [k for k in mine if not torch.equal(mine[k], model.model.state_dict()[k])]
     assert len(changed) == 12
     for key in mine:
@@ -216,9 +177,9 @@ def test_our_saved_lora_through_comfyuis_lora_loader_patches_what_apply_patches(
 
 @pytest.mark.parametrize(("made_for", "model_of"), [("flux", "sdxl"), ("sdxl", "flux")])
 def test_a_lora_for_flux_on_sdxl_and_the_reverse_names_both(made_for, model_of):
-    profile, model = _tiny(made_for)
-    lora = _lora(_hyperlora(profile, model))
-    other_profile, other = _tiny(model_of)
+    profile, model = tiny_model(made_for)
+    lora = id_lora(base_hyperlora(profile, model))
+    other_profile, other = tiny_model(model_of)
     before = {k: v.clone() for k, v in other.model.state_dict().items()}
     with pytest.raises(HyperLoRAError, match=rf"was made for {profile.display_name} \('{made_for}'\) "
                                              rf"but the MODEL is {other_profile.display_name} \('{model_of}'\)"):
@@ -377,7 +338,7 @@ def test_prepare_fit_export_on_tiny_flux(tmp_path):
     assert main(["export", "--config", str(TINY_TRAIN_CONFIG), "--out", str(tmp_path / "export"), *sets]) == 0
     exported = HyperLoRA.from_pretrained(tmp_path / "export", dtype=torch.float32)
     assert exported.config.base == "flux"
-    assert exported.config.layer_names() == [n for s in FLUX.module_specs(_tiny()[1]) for n in s.layer_names()]
+    assert exported.config.layer_names() == [n for s in FLUX.module_specs(tiny_model("flux")[1]) for n in s.layer_names()]
     lora = _lora_from(exported)
     assert lora.base == "flux" and len(lora_modules(lora)) == 12
 
@@ -407,78 +368,3 @@ def test_the_trainers_sampler_on_flux_is_ksamplers_euler_simple(tiny, cfg):
         model.unpatch_model()
     assert torch.isfinite(ours).all() and ours.abs().max() > 0
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
-
-
-DIST_STAGES = {"base": 2, "clip_id": 2, "arcface_id": 2, "distill": 2}
-DIST_SETS = ["model.base=flux", "train.samples.every=-1", "train.log.progress_bar=false",
-             "train.optimizer={" + ", ".join(f"{k}: {v}" for k, v in SGD.items()) + "}",
-             "stages={" + ", ".join(f"{k}: {{steps: {v}}}" for k, v in DIST_STAGES.items()) + "}"]
-
-
-@pytest.fixture(scope="module")
-def flux_single_run(tmp_path_factory, flux_data):
-    """One process on tiny FLUX, every stage, SGD (the reference for the two-process runs)."""
-    root = tmp_path_factory.mktemp("flux_dist")
-    sets = [f"run_dir={root / 'single'}", f"data.shards={flux_data}", *DIST_SETS]
-    assert main(["fit", "--config", str(TINY_TRAIN_CONFIG), *[x for s in sets for x in ("--set", s)]]) == 0
-    cfg = load_config(TINY_TRAIN_CONFIG, [f"run_dir={root / 'single'}", f"data.shards={flux_data}", *DIST_SETS])
-    session = open_session(cfg)
-    try:  # the weights the first stage starts from (the trainer's seeded initialisation)
-        new_hyperlora(session.config, cfg.seed).save_single_file(root / "init.safetensors", dtype=None)
-    finally:
-        close_session(session)
-    return root
-
-
-@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
-def test_two_processes_on_flux_match_one(flux_single_run, flux_data, mode, comfyui_path):
-    """torchrun with 2 gloo processes equals one process within fixtures/training.py's rounding bounds."""
-    root = flux_single_run
-    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
-    for s in [f"run_dir={root / mode}", f"data.shards={flux_data}", f"train.distributed={mode}", *DIST_SETS]:
-        cmd += ["--set", s]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    init = load_file(root / "init.safetensors")
-    for stage, steps in DIST_STAGES.items():
-        one = [r["loss"] for r in read_losses(root / "single" / stage)]
-        assert len(one) == steps
-        assert_same_losses(one, [r["loss"] for r in read_losses(root / mode / stage)], stage)
-        assert_same_training(load_file(root / "single" / stage / "final.safetensors"),
-                             load_file(root / mode / stage / "final.safetensors"), init, f"{mode} {stage}")
-
-
-def test_sigkill_mid_stage_then_resume_on_flux_equals_uninterrupted(tmp_path, flux_data, comfyui_path):
-    """A FLUX run killed after its clip_id checkpoint at step 2 and resumed ends where an uninterrupted run ends
-    (losses of every step and final weights, within fixtures/training.py's bounds; SGD + momentum)."""
-    sets = [f"data.shards={flux_data}", *DIST_SETS, "train.checkpoint.every=2", "train.checkpoint.keep_last=3",
-            "stages={base: {steps: 2}, clip_id: {steps: 6}}"]
-    straight = load_config(TINY_TRAIN_CONFIG, [f"run_dir={tmp_path / 'straight'}", *sets])
-    fit(straight)
-    run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "hyperlora_core.train", "fit", "--config", str(TINY_TRAIN_CONFIG)]
-    for s in [f"run_dir={run}", *sets]:
-        cmd += ["--set", s]
-    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = run / "clip_id" / "checkpoints" / "step-00000002" / "trainer.json"
-    deadline = time.time() + 300
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "clip_id" / "final.safetensors").exists()  # really killed mid-stage
-
-    fit(load_config(TINY_TRAIN_CONFIG, [f"run_dir={run}", *sets]))
-
-    one, two = tmp_path / "straight" / "clip_id", run / "clip_id"
-    assert [r["step"] for r in read_losses(two)] == list(range(1, 7))
-    assert_same_losses([r["loss"] for r in read_losses(two)], [r["loss"] for r in read_losses(one)], "clip_id")
-    assert_same_training(load_file(one / "final.safetensors"), load_file(two / "final.safetensors"),
-                         load_file(tmp_path / "straight" / "base" / "final.safetensors"), "final")

@@ -16,15 +16,15 @@ import comfy.supported_models
 import folder_paths
 import pytest
 import torch
+from fixtures.bases import base_hyperlora, id_lora, patched_weights, tiny_model
 from safetensors import safe_open
 
 from hyperlora_core import HyperLoRA, HyperLoRAError
 from hyperlora_core.comfy_bridge import apply_lora, unet_lora_key_map
 from hyperlora_core.comfy_bridge.bases import PROFILES, profile_named, profile_of
 from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
-from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.lora import lora_modules, save_lora
-from hyperlora_core.standins import random_hyperlora, small_config
+from hyperlora_core.standins import random_hyperlora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,36 +42,9 @@ FIT_EXCLUDED = {"flux": "tests/test_base_flux.py's 16-step fit (flow matching fa
                 "zimage": "tests/test_base_zimage.py's 40-step fit (its default set falls to about 0.74)"}
 
 
-def _tiny(name: str):
-    profile = profile_named(name)
-    model = profile.build(profile.tiny_config(), device="cpu")
-    init_weights(model.model, seed=0, std=0.1)
-    return profile, model
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def tiny(request):
-    return _tiny(request.param)
-
-
-def _hyperlora(profile, model, seed: int = 3) -> HyperLoRA:
-    config = small_config(modules=tuple(profile.module_specs(model)), dim=32, depth=1, clip_dim=32, id_tokens=2)
-    return random_hyperlora(dataclasses.replace(config, base=profile.name), seed=seed)
-
-
-def _lora(hl: HyperLoRA) -> dict:
-    g = torch.Generator().manual_seed(1)
-    return hl.generate_id_lora(torch.randn(2, 50, 32, generator=g),
-                               torch.nn.functional.normalize(torch.randn(2, 512, generator=g), dim=-1))
-
-
-def _weights(model_patcher) -> dict[str, torch.Tensor]:
-    """The weights a sampler would use: patches applied, copied, then taken off again."""
-    model_patcher.patch_model()
-    try:
-        return {k: v.detach().clone() for k, v in model_patcher.model.state_dict().items()}
-    finally:
-        model_patcher.unpatch_model()
+    return tiny_model(request.param)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -113,13 +86,13 @@ def test_lora_targets_are_data(tiny):
 
 def test_generate_then_apply_changes_exactly_the_target_weights(tiny):
     profile, model = tiny
-    lora = _lora(_hyperlora(profile, model))
+    lora = id_lora(base_hyperlora(profile, model))
     assert lora.base == profile.name
     key_map = unet_lora_key_map(model)
     before = {k: v.detach().clone() for k, v in model.model.state_dict().items()}
-    assert all(torch.equal(v, before[k]) for k, v in _weights(apply_lora(model, lora, 0.0)).items())  # strength 0
+    assert all(torch.equal(v, before[k]) for k, v in patched_weights(apply_lora(model, lora, 0.0)).items())  # strength 0
     strength = 0.7
-    after = _weights(apply_lora(model, lora, strength))
+    after = patched_weights(apply_lora(model, lora, strength))
     targets = {}
     for name, (down, up, alpha) in lora_modules(lora).items():
         targets[key_map[name]] = strength * (alpha / down.shape[0]) * (up.float() @ down.float())
@@ -134,7 +107,7 @@ def test_generate_then_apply_changes_exactly_the_target_weights(tiny):
 
 def test_our_saved_lora_through_comfyuis_lora_loader_patches_what_apply_patches(tiny, tmp_path, monkeypatch):
     profile, model = tiny
-    lora = _lora(_hyperlora(profile, model))
+    lora = id_lora(base_hyperlora(profile, model))
     path = save_lora(lora, tmp_path / f"{profile.name}_id.safetensors", dtype=torch.float32,
                      base_metadata=profile.kohya_metadata())
     with safe_open(str(path), "pt") as f:
@@ -145,16 +118,16 @@ def test_our_saved_lora_through_comfyuis_lora_loader_patches_what_apply_patches(
     (stock,) = comfy_nodes().LoraLoaderModelOnly().load_lora_model_only(model, path.name, 0.8)
     ours = apply_lora(model, lora, 0.8)
     assert set(stock.patches) == set(ours.patches) and len(ours.patches) == len(lora_modules(lora))
-    theirs, mine = _weights(stock), _weights(ours)
+    theirs, mine = patched_weights(stock), patched_weights(ours)
     for key in mine:
         torch.testing.assert_close(theirs[key], mine[key], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(("made_for", "model_of"), list(itertools.permutations(NAMES, 2)))
 def test_a_lora_for_one_base_on_a_model_of_another_names_both(made_for, model_of):
-    profile, model = _tiny(made_for)
-    lora = _lora(_hyperlora(profile, model))
-    other_profile, other = _tiny(model_of)
+    profile, model = tiny_model(made_for)
+    lora = id_lora(base_hyperlora(profile, model))
+    other_profile, other = tiny_model(model_of)
     before = {k: v.clone() for k, v in other.model.state_dict().items()}
     with pytest.raises(HyperLoRAError, match=rf"ID-LoRA: this LoRA was made for {profile.display_name} \('{made_for}'\) "
                                              rf"but the MODEL is {other_profile.display_name} \('{model_of}'\)"):
@@ -165,20 +138,20 @@ def test_a_lora_for_one_base_on_a_model_of_another_names_both(made_for, model_of
 @pytest.mark.parametrize("fmt", ["single", "folder"])
 def test_the_checkpoint_records_its_base(tiny, tmp_path, fmt):
     profile, model = tiny
-    hl = _hyperlora(profile, model)
+    hl = base_hyperlora(profile, model)
     path = tmp_path / ("ckpt.safetensors" if fmt == "single" else "ckpt")
     (hl.save_single_file if fmt == "single" else hl.save_pretrained)(path, dtype=torch.float32)
     loaded = HyperLoRA.from_pretrained(path)
-    assert loaded.config.base == profile.name and _lora(loaded).base == profile.name
+    assert loaded.config.base == profile.name and id_lora(loaded).base == profile.name
 
 
 def test_a_checkpoint_without_a_base_is_sdxls(tmp_path):
     """The published checkpoints and our files from before base profiles record none: all were SDXL's."""
-    profile, model = _tiny("sdxl")
-    hl = random_hyperlora(dataclasses.replace(_hyperlora(profile, model).config, base=""), seed=0)
+    profile, model = tiny_model("sdxl")
+    hl = random_hyperlora(dataclasses.replace(base_hyperlora(profile, model).config, base=""), seed=0)
     hl.save_pretrained(tmp_path / "old", dtype=torch.float32)
     loaded = HyperLoRA.from_pretrained(tmp_path / "old")
-    assert loaded.config.base == "" and loaded.config.base_name == "sdxl" and _lora(loaded).base == "sdxl"
+    assert loaded.config.base == "" and loaded.config.base_name == "sdxl" and id_lora(loaded).base == "sdxl"
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in FIT_EXCLUDED])

@@ -4,11 +4,10 @@ and the saved file read back by ComfyUI's stock LoraLoaderModelOnly (tiny random
 
 from __future__ import annotations
 
-import dataclasses
-
 import folder_paths
 import pytest
 import torch
+from fixtures.bases import CLIP_WIDTH, base_hyperlora, patched_weights, tiny_model
 from fixtures.nodes_env import model_folder, output_folder, run_node
 from fixtures.pack import load_pack
 from safetensors import safe_open
@@ -17,26 +16,16 @@ from hyperlora_core import HyperLoRAError
 from hyperlora_core.comfy_bridge import unet_lora_key_map
 from hyperlora_core.comfy_bridge.bases import PROFILES, profile_named
 from hyperlora_core.comfy_bridge.host_nodes import comfy_nodes
-from hyperlora_core.comfy_bridge.random_init import init_weights
 from hyperlora_core.conditions import IDCondition
 from hyperlora_core.lora import lora_modules
-from hyperlora_core.standins import random_hyperlora, small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-CLIP_WIDTH = 32
-
 
 @pytest.fixture(scope="module")
 def pack():
     return load_pack("auto")[1]
 
 
-def _tiny_model(name: str):
-    profile = profile_named(name)
-    model = profile.build(profile.tiny_config(), device="cpu")
-    init_weights(model.model, seed=0, std=0.1)
-    return model
 
 
 def _cond(n: int, seed: int) -> IDCondition:
@@ -50,25 +39,15 @@ def _cond(n: int, seed: int) -> IDCondition:
     )
 
 
-def _weights(model_patcher) -> dict[str, torch.Tensor]:
-    model_patcher.patch_model()
-    try:
-        return {k: v.detach().clone() for k, v in model_patcher.model.state_dict().items()}
-    finally:
-        model_patcher.unpatch_model()
-
-
 def _loaded(pack, name: str, folder):
     """(the Loader node's HyperLoRA for base `name`, a tiny model of that base, the checkpoint's config)."""
-    profile = profile_named(name)
-    model = _tiny_model(name)
-    config = small_config(modules=tuple(profile.module_specs(model)), dim=32, depth=1, clip_dim=CLIP_WIDTH,
-                          id_tokens=2)
-    random_hyperlora(dataclasses.replace(config, base=name), seed=3).save_single_file(folder / f"tiny_{name}.safetensors")
+    profile, model = tiny_model(name)
+    hl = base_hyperlora(profile, model)
+    hl.save_single_file(folder / f"tiny_{name}.safetensors")
     with model_folder("hyper_lora", folder):
         (hyper_lora,), _ = run_node(pack["HyperLoRACheckpointLoader"], checkpoint=f"tiny_{name}.safetensors",
                                     dtype="auto")
-    return hyper_lora, model, config
+    return hyper_lora, model, hl.config
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -86,7 +65,7 @@ def test_every_lora_node_works_on_the_base_and_comfyuis_loader_reads_what_save_w
         assert lora.base == name  # every LoRA node keeps the base it was made for
 
     (patched,), _ = run_node(pack["HyperLoRAApply"], model=model, lora=mixed, strength=0.8, base_strength=0.0)
-    before, after = _weights(model), _weights(patched)
+    before, after = patched_weights(model), patched_weights(patched)
     key_map = unet_lora_key_map(model)
     targets = {key_map[n] for n in lora_modules(mixed)}
     assert len(targets) == len(config.layer_names())
@@ -102,7 +81,7 @@ def test_every_lora_node_works_on_the_base_and_comfyuis_loader_reads_what_save_w
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "loras",
                         ([str(saved.parent)], folder_paths.folder_names_and_paths["loras"][1]))
     (stock,), _ = run_node(comfy_nodes().LoraLoaderModelOnly, model=model, lora_name=saved.name, strength_model=0.8)
-    theirs = _weights(stock)
+    theirs = patched_weights(stock)
     assert set(stock.patches) == set(patched.patches)
     for key in targets:
         torch.testing.assert_close(theirs[key], after[key], rtol=1e-5, atol=1e-6)
@@ -113,7 +92,7 @@ def test_the_apply_node_names_both_bases_and_leaves_the_model_alone(pack, tmp_pa
     made_for, model_of = names[-1], names[0]
     hyper_lora, _, _ = _loaded(pack, made_for, tmp_path)
     (lora,), _ = run_node(pack["HyperLoRAGenerateID"], hyper_lora=hyper_lora, id_cond=_cond(1, 0))
-    model = _tiny_model(model_of)
+    _, model = tiny_model(model_of)
     with pytest.raises(HyperLoRAError, match=rf"made for {profile_named(made_for).display_name} \('{made_for}'\) but "
                                              rf"the MODEL is {profile_named(model_of).display_name}"):
         run_node(pack["HyperLoRAApply"], model=model, lora=lora, strength=0.8, base_strength=0.0)
