@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FULL_STEPS = {"judge": 800, "base_judge": 500, "arcface": 800, "clip": 800, "vae": 1000, "base": 1500}
+FULL_STEPS = {"judge": 800, "base_judge": 500, "arcface": 800, "clip": 800, "vae": 1000, "base": 3000}
 SMOKE_STEPS = {"judge": 3, "base_judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
 
 
