@@ -213,7 +213,7 @@ def prepare(
     resolution = resolution or backbone_kind(cfg.model.backbone).resolution
     if resolution % 8:
         raise HyperLoRAError(f"prepare: resolution {resolution} is not a multiple of 8 (the VAE's factor).")
-    backbone = backbone or build_backbone(cfg)
+    backbone = backbone or build_backbone(cfg, ("text_encoders", "vae"))  # latents and captions: no denoiser
     report = PrepareReport(folder)
     if synthetic:
         write_synthetic_dataset(folder, backbone, size=resolution)

@@ -100,6 +100,8 @@ class SDXLProfile(BaseProfile):
     strength = 0.85
     cfg = 5.0
     text_keys = ("context", "pooled")
+    text_encoders = ("CLIP_L", "CLIP_G")
+    clip_type = "STABLE_DIFFUSION"  # DualCLIPLoader's "sdxl"
     target_sets = {"attention": unet.ATTENTION_TARGETS}
     tiny_resolution = 64
 

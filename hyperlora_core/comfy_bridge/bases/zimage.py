@@ -149,6 +149,8 @@ class ZImageProfile(BaseProfile):
     default_targets = "attention"
     tiny_resolution = 64
     latent_channels = 16
+    text_encoders = ("QWEN3_4B",)
+    clip_type = "LUMINA2"  # ComfyUI's Z-Image template: CLIPLoader type lumina2 (one Qwen3-4B file)
 
     def build(self, unet_config: dict | None = None, device=None, dtype: torch.dtype = torch.float32):
         return unet.build_unet(comfy.supported_models.ZImage, unet_config or UNET_CONFIG, device, dtype)
