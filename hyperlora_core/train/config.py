@@ -123,7 +123,7 @@ class HypernetworkConfig:
 class LoRATargets:
     targets: tuple[str, ...] | None = None
     """Which linear layers get a LoRA (`hypernetwork.modules: from_model`): each entry a target set of the base
-    (`attention`: every attn1/attn2 projection of SDXL and SD1.5; FLUX's in `bases/flux.py`) or a regular
+    (`attention`: every attn1/attn2 projection of SDXL and SD1.5; FLUX's and Z-Image's in their profiles) or a regular
     expression over kohya layer names (e.g. `_attn2_to_[kv]$`); null: the base's default set."""
 
 

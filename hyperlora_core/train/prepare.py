@@ -132,8 +132,9 @@ def analyze_face(rgb: np.ndarray, analyzer, number: int) -> FaceData | str:
 def target_crop(rgb: np.ndarray, bbox: np.ndarray, resolution: int) -> tuple[np.ndarray, list[int], list[int]]:
     """The largest square of the photo centred on the face (clamped), resized to `resolution`.
 
-    Returns the image in 0..1 and SDXL's micro-conditioning: original size (h, w) and the crop's
-    top-left in the photo scaled so its short side is `resolution` (as peers compute it).
+    Returns the image in 0..1 and the crop's geometry (SDXL's micro-conditioning; each base's profile decides
+    what it adds): original size (h, w) and the crop's top-left in the photo scaled so its short side is
+    `resolution` (as peers compute it).
     """
     h, w = rgb.shape[:2]
     side = min(h, w)
