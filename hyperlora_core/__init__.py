@@ -1,4 +1,5 @@
-"""HyperLoRA core: a hypernetwork that turns face photos into SDXL LoRA weights.
+"""HyperLoRA core: a hypernetwork that turns face photos into LoRA weights for a base model (SDXL, as published;
+SD1.5, FLUX.1, Z-Image: `comfy_bridge/bases/`).
 
 Pure torch; nothing here imports ComfyUI except `hyperlora_core.comfy_bridge`.
 """

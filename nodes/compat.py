@@ -317,7 +317,8 @@ APPLY = NodeDef(
     node_id="HyperLoRAApplyLoRA",
     display_name="HyperLoRA Apply LoRA (published)",
     description="Compatibility node (published pack).",
-    inputs=(In("model", "MODEL", tooltip="The SDXL model to personalise."), In("lora", types.LORA, tooltip="The LoRA to apply."),
+    inputs=(In("model", "MODEL", tooltip="The model to personalise, of the base the LoRA was made for (another base is "
+                                      "refused with a message)."), In("lora", types.LORA, tooltip="The LoRA to apply."),
             In("weight", "FLOAT", default=0.8, min=-1.5, max=1.5, step=0.01, tooltip="LoRA strength (0.75-0.9 recommended).")),
     outputs=(Out("MODEL", "MODEL"),),
     run=_apply,

@@ -47,7 +47,8 @@ ONE_CLICK = NodeDef(
         "weights, largest face). For weights, several people or sliders use the separate nodes."
     ),
     inputs=(
-        In("model", "MODEL", tooltip="The SDXL model to personalise."),
+        In("model", "MODEL", tooltip="The model to personalise, of the base the HyperLoRA checkpoint was trained for "
+                                      "(the published checkpoints: SDXL; another base is refused with a message)."),
         In("photos", "IMAGE", tooltip="Photos of one person (a batch); each counts the same."),
         In("strength", "FLOAT", default=0.85, min=-2.0, max=2.0, step=0.01,
            tooltip="How strongly the LoRA acts; 0.75-0.9 for the published checkpoints."),

@@ -75,12 +75,6 @@ def wrap_caption_encoder(state_dict: dict[str, torch.Tensor]):
                                lambda text: caption_tokens([text])[0].tolist(), state_dict)
 
 
-def size_embedding(unet) -> torch.Tensor:
-    """The size part of SDXL's `y` for a 16x16 toy latent, `[1, 6 x 256]`: the toy UNet's own training and
-    sampling loops build `y` as [pooled caption, this] for whole batches at once."""
-    return BASE.adm(unet.model, torch.zeros(1, CONTEXT_DIM), IMAGE_CONDITIONING["sizes"])[:, CONTEXT_DIM:]
-
-
 def load_toy_models(folder: str | os.PathLike | None = None) -> tuple[object, object, object]:
     """(MODEL, CLIP, VAE) of a toy world folder, as ComfyUI's loaders return them."""
     return (wrap_unet(files.load_part("unet", folder)), wrap_caption_encoder(files.load_part("caption_encoder", folder)),

@@ -29,7 +29,7 @@ from ..train.schedule import lr_lambda
 from . import world
 from .caption import CaptionEncoder, token_ids
 from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP, to_tensor
-from .models import LATENT_SCALE, new_unet, new_vae_model, size_embedding
+from .models import IMAGE_CONDITIONING, LATENT_SCALE, new_unet, new_vae_model
 
 Log = Callable[[str], None]
 Device = torch.device | str
@@ -288,15 +288,20 @@ def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 
     return torch.tensor([token_ids([int(v) if k else None for v, k in zip(a, kk)]) for a, kk in zip(attrs, keep)])
 
 
-def eps_loss(den: Denoiser, x0: torch.Tensor, context: torch.Tensor, adm: torch.Tensor,
-             gen: torch.Generator) -> torch.Tensor:
-    """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps."""
+def geometry(batch: int) -> dict[str, torch.Tensor]:
+    """Every toy sample's crop geometry (SDXL's size numbers, `IMAGE_CONDITIONING`) for a batch."""
+    return {k: v.expand(batch, *v.shape[1:]) for k, v in IMAGE_CONDITIONING.items()}
+
+
+def eps_loss(den: Denoiser, x0: torch.Tensor, inputs: dict, gen: torch.Generator) -> torch.Tensor:
+    """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps; `inputs`: the
+    batch's `apply_model` arguments (`Denoiser.inputs`)."""
     sigmas = den.sigmas
     t = torch.randint(0, len(sigmas), (x0.shape[0],), generator=gen)
     sigma = sigmas[t.to(sigmas.device)].to(x0)
     noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x = den.noisy(sigma, noise, x0)
-    eps = (x - den.denoise(x, sigma, {"c_crossattn": context, "y": adm})) / sigma.view(-1, 1, 1, 1)
+    eps = (x - den.denoise(x, sigma, inputs)) / sigma.view(-1, 1, 1, 1)
     return F.mse_loss(eps, noise)
 
 
@@ -322,13 +327,13 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
     for p in params:
         p.requires_grad_(True)
     patcher.model.train()
-    sizes = size_embedding(patcher).to(device)
+    sizes = geometry(batch)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(latents), (batch,), generator=gen)
         context, pooled = captions(random_caption_ids(attrs[idx], gen).to(device))
-        adm = torch.cat([pooled, sizes.expand(batch, -1)], dim=1)
-        return eps_loss(den, latents[idx].to(device), context, adm, gen), ""
+        inputs = den.inputs({"context": context, "pooled": pooled, **sizes})  # the SDXL profile's y
+        return eps_loss(den, latents[idx].to(device), inputs, gen), ""
 
     def after_step(step: int) -> None:
         decay = min(ema_decay, (1 + step) / (10 + step))
@@ -378,7 +383,6 @@ def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, 
     """Images 0..1 `[N, 3, 32, 32]` for caption token ids (the bridge's batched Euler, fixed noise per seed)."""
     den = Denoiser(model.unet)
     dev = module_device(model.captions)
-    sizes = size_embedding(model.unet).to(dev)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((len(ids), 4, 16, 16), generator=gen).to(dev)
     empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)], device=dev))
@@ -386,9 +390,8 @@ def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, 
     for s in range(0, len(ids), batch):
         ctx, pooled = model.captions(torch.tensor(ids[s : s + batch], device=dev))
         b = ctx.shape[0]
-        adm = torch.cat([pooled, sizes.expand(b, -1)], 1)
-        uadm = torch.cat([empty_pooled.expand(b, -1), sizes.expand(b, -1)], 1)
-        lat = euler_sample(den, noise[s : s + b], {"c_crossattn": ctx, "y": adm},
-                           {"c_crossattn": empty_ctx.expand(b, -1, -1), "y": uadm}, steps=steps, cfg=cfg)
+        cond = den.inputs({"context": ctx, "pooled": pooled, **geometry(b)})
+        uncond = den.inputs({"context": empty_ctx.expand(b, -1, -1), "pooled": empty_pooled.expand(b, -1), **geometry(b)})
+        lat = euler_sample(den, noise[s : s + b], cond, uncond, steps=steps, cfg=cfg)
         out.append(vae_decode(vae, den.latent_out(lat)))
     return torch.cat(out)

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--input", help="folder of photos (identity = sub-folder) or a .jsonl of {image, caption, identity}")
     src.add_argument("--synthetic", action="store_true", help="write a small synthetic dataset instead (tests, demos)")
     pr.add_argument("--out", help="output folder (default: data.shards of the config)")
-    pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default: the backbone's, 1024 for SDXL)")
+    pr.add_argument("--resolution", type=int, default=None, help="side of the square training crop (default: the backbone's: 1024 for checkpoint, 64 tiny, 32 toy)")
     pr.add_argument("--face-models", default=None,
                     help="the antelopev2 face model folder (holding its .onnx files), or a folder holding antelopev2/ "
                          "(default: ComfyUI's models/insightface/models/antelopev2)")

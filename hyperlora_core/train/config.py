@@ -75,11 +75,20 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "tiny"
     """A registered backbone (`comfy_bridge.backbone`): tiny (seeded stand-ins of `base`'s architecture),
-    checkpoint (a model .safetensors) or toy (the toy world; `checkpoint` is then its folder)."""
+    checkpoint (a model .safetensors, or split files) or toy (the toy world; `checkpoint` is then its folder)."""
     base: str | None = None
-    """The base model's profile (`comfy_bridge.bases`: sdxl, sd15, flux). Default: detected from the checkpoint;
-    for `tiny`, sdxl."""
+    """The base model's profile (`comfy_bridge.bases`: sdxl, sd15, flux, zimage). Default: detected from the
+    checkpoint (or the diffusion model); for `tiny`, sdxl."""
     checkpoint: str | None = None
+    """One file holding the diffusion model, its text encoders and VAE (ComfyUI's models/checkpoints)."""
+    diffusion_model: str | None = None
+    """The split form instead of `checkpoint` (how FLUX and Z-Image ship): the diffusion model file (ComfyUI's
+    models/diffusion_models); the base is detected from it."""
+    text_encoders: tuple[str, ...] = ()
+    """Split form: the base's text encoder files (ComfyUI's models/text_encoders), e.g. FLUX's CLIP-L and T5-XXL;
+    used by prepare, finetune on photos and fit's sample grids."""
+    vae: str | None = None
+    """Split form: the VAE file (ComfyUI's models/vae); used where the text encoders are."""
     clip_vision: str | None = None
     """CLIP ViT-L/14 vision tower (.safetensors, ComfyUI clip_vision format)."""
     tiny_seed: int = 0
@@ -114,7 +123,7 @@ class HypernetworkConfig:
 class LoRATargets:
     targets: tuple[str, ...] | None = None
     """Which linear layers get a LoRA (`hypernetwork.modules: from_model`): each entry a target set of the base
-    (`attention`: every attn1/attn2 projection of SDXL and SD1.5; FLUX's in `bases/flux.py`) or a regular
+    (`attention`: every attn1/attn2 projection of SDXL and SD1.5; FLUX's and Z-Image's in their profiles) or a regular
     expression over kohya layer names (e.g. `_attn2_to_[kv]$`); null: the base's default set."""
 
 
@@ -354,14 +363,38 @@ def _check_optimizer(o: OptimizerConfig, where: str) -> None:
         raise HyperLoRAError(f"config: {where}.grad_clip must be > 0 (or null for no clipping); found {o.grad_clip}.")
 
 
+def _check_model_files(m: ModelConfig, kind) -> None:
+    """One checkpoint or the split form (`diffusion_model` with `text_encoders`, `vae`), as the backbone reads."""
+    split = [f"model.{k}" for k in ("diffusion_model", "text_encoders", "vae") if getattr(m, k)]
+    if split and not kind.split_files:
+        raise HyperLoRAError(f"config: {', '.join(split)} set, but backbone '{m.backbone}' reads no split model files; "
+                             "remove them (they are for backbone 'checkpoint').")
+    if not kind.needs_checkpoint:
+        return
+    if not kind.split_files:
+        if not m.checkpoint:
+            raise HyperLoRAError(f"config: model.backbone is '{m.backbone}' but model.checkpoint is not set.")
+        return
+    if m.checkpoint and m.diffusion_model:
+        raise HyperLoRAError("config: model.checkpoint and model.diffusion_model are both set; set model.checkpoint "
+                             "to one file holding everything, or model.diffusion_model (with model.text_encoders and "
+                             "model.vae) to split files, not both.")
+    if not m.diffusion_model and (m.text_encoders or m.vae):
+        raise HyperLoRAError("config: model.text_encoders and model.vae belong to split files and need "
+                             "model.diffusion_model; a checkpoint's own are used with model.checkpoint. Set "
+                             "model.diffusion_model instead of model.checkpoint, or remove them.")
+    if not m.checkpoint and not m.diffusion_model:
+        raise HyperLoRAError(f"config: model.backbone is '{m.backbone}' but neither model.checkpoint (one file) nor "
+                             "model.diffusion_model (split files) is set.")
+
+
 def validate(cfg: FitConfig) -> FitConfig:
     """Value checks that types alone cannot express (choices, ranges, stage names)."""
     t = cfg.train
     from ..comfy_bridge.backbone import backbone_kind
     from ..comfy_bridge.bases import profile_named
 
-    if backbone_kind(cfg.model.backbone).needs_checkpoint and not cfg.model.checkpoint:
-        raise HyperLoRAError(f"config: model.backbone is '{cfg.model.backbone}' but model.checkpoint is not set.")
+    _check_model_files(cfg.model, backbone_kind(cfg.model.backbone))
     if cfg.model.base is not None:
         profile_named(cfg.model.base, "config: model.base")
     if cfg.lora.targets is not None and not cfg.lora.targets:
@@ -480,7 +513,9 @@ def parse_config(text: str, base_dir: str | Path = ".", overrides: dict | list[s
         cfg,
         run_dir=resolve(cfg.run_dir),
         data=dataclasses.replace(cfg.data, shards=resolve(cfg.data.shards)),
-        model=dataclasses.replace(cfg.model, checkpoint=resolve(cfg.model.checkpoint), clip_vision=resolve(cfg.model.clip_vision)),
+        model=dataclasses.replace(cfg.model, checkpoint=resolve(cfg.model.checkpoint), clip_vision=resolve(cfg.model.clip_vision),
+                                  diffusion_model=resolve(cfg.model.diffusion_model), vae=resolve(cfg.model.vae),
+                                  text_encoders=tuple(resolve(p) for p in cfg.model.text_encoders)),
         hypernetwork=dataclasses.replace(
             cfg.hypernetwork,
             init=resolve(cfg.hypernetwork.init),

@@ -127,7 +127,7 @@ def finetune(
     backbone=None,
 ) -> dict:
     """Train the LoRA's factors for `steps` AdamW steps; write it with the input's names and alphas."""
-    from ..comfy_bridge.backbone import backbone_kind
+    from ..comfy_bridge.backbone import PARTS, backbone_kind
     from .fit import build_backbone
 
     if steps < 1 or batch < 1:
@@ -138,10 +138,11 @@ def finetune(
     lora = load_tensors(lora_path)
     meta = read_metadata(lora_path)
     factors = LoRAFactors(lora)
-    backbone = backbone or build_backbone(cfg)
+    prepared = photos.is_dir() and (photos / INDEX_FILE).is_file()
+    backbone = backbone or build_backbone(cfg, ("diffusion_model",) if prepared else PARTS)
     unet = backbone.unet
     paths = lora_layer_paths(unet, factors.names)
-    if photos.is_dir() and (photos / INDEX_FILE).is_file():
+    if prepared:
         data = load_prepared(photos)
     elif photos.is_dir():
         data = load_photos(photos, backbone, resolution or backbone_kind(cfg.model.backbone).resolution, caption)

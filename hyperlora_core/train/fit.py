@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..comfy_bridge.backbone import Backbone, backbone_kind
+from ..comfy_bridge.backbone import PARTS, Backbone, backbone_kind
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
 from ..comfy_bridge.lora_hooks import LoRAHookState, LoRASet, attach_lora_hooks, deactivate, layer_module_paths
 from ..config import HyperLoRAConfig
@@ -43,11 +44,19 @@ log = logging.getLogger("hyperlora.train")
 FINAL = "final.safetensors"
 
 
-def build_backbone(cfg: FitConfig) -> Backbone:
-    """The frozen models the config's `model` section names, through the backbone registry."""
+def build_backbone(cfg: FitConfig, parts: Collection[str] = PARTS) -> Backbone:
+    """The frozen models the config's `model` section names, through the backbone registry; of a base's model
+    files only the `parts` the command needs are loaded."""
     m = cfg.model
-    return backbone_kind(m.backbone).load(checkpoint=m.checkpoint, clip_vision=m.clip_vision, seed=m.tiny_seed,
-                                          base=m.base)
+    kind = backbone_kind(m.backbone)
+    files = dict(diffusion_model=m.diffusion_model, text_encoders=m.text_encoders, vae=m.vae, parts=parts)
+    return kind.load(checkpoint=m.checkpoint, clip_vision=m.clip_vision, seed=m.tiny_seed, base=m.base,
+                     **(files if kind.split_files else {}))
+
+
+def session_parts(cfg: FitConfig) -> tuple[str, ...]:
+    """What `fit` needs of the base: the diffusion model, and the encoders for its sample grids if it draws any."""
+    return PARTS if cfg.train.samples.every >= 0 else ("diffusion_model",)
 
 
 def stage_dir(cfg: FitConfig, stage: str) -> Path:
@@ -112,7 +121,7 @@ class Session:
 
 def open_session(cfg: FitConfig, info: DistInfo | None = None) -> Session:
     info = info or init_distributed()
-    backbone = build_backbone(cfg)
+    backbone = build_backbone(cfg, session_parts(cfg))
     dataset = ShardDataset(cfg.data.shards, cfg.data.verify)
     denoiser = Denoiser(backbone.unet)
     text_dim = dataset.tensors["empty_text"].shape[-1]

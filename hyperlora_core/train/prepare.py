@@ -132,8 +132,9 @@ def analyze_face(rgb: np.ndarray, analyzer, number: int) -> FaceData | str:
 def target_crop(rgb: np.ndarray, bbox: np.ndarray, resolution: int) -> tuple[np.ndarray, list[int], list[int]]:
     """The largest square of the photo centred on the face (clamped), resized to `resolution`.
 
-    Returns the image in 0..1 and SDXL's micro-conditioning: original size (h, w) and the crop's
-    top-left in the photo scaled so its short side is `resolution` (as peers compute it).
+    Returns the image in 0..1 and the crop's geometry (SDXL's micro-conditioning; each base's profile decides
+    what it adds): original size (h, w) and the crop's top-left in the photo scaled so its short side is
+    `resolution` (as peers compute it).
     """
     h, w = rgb.shape[:2]
     side = min(h, w)
@@ -213,7 +214,7 @@ def prepare(
     resolution = resolution or backbone_kind(cfg.model.backbone).resolution
     if resolution % 8:
         raise HyperLoRAError(f"prepare: resolution {resolution} is not a multiple of 8 (the VAE's factor).")
-    backbone = backbone or build_backbone(cfg)
+    backbone = backbone or build_backbone(cfg, ("text_encoders", "vae"))  # latents and captions: no denoiser
     report = PrepareReport(folder)
     if synthetic:
         write_synthetic_dataset(folder, backbone, size=resolution)

@@ -4,9 +4,11 @@ Each sample is one photo, stored as tar members `{key}.{ext}` (webdataset's conv
 webdataset tool can stream the shards):
 
     json          identity, caption, the crop's geometry (orig_hw, crop_tl, target_hw), face box, 106 landmarks
-    latent.npy    VAE latent of the target crop, fp16 [4, H/8, W/8] (as `VAE.encode` returns it)
+    latent.npy    VAE latent of the target crop, fp16 [C, H/8, W/8] (as `VAE.encode` returns it; C is the
+                  base's latent channels: 4 for SD1.5 / SDXL, 16 for FLUX / Z-Image)
     <key>.npy     the caption's conditioning, one member per key of the base profile's text conditioning,
-                  fp16 (`context` is stored as text.npy [77, context]; SDXL adds pooled.npy [pooled])
+                  fp16 (`context` is stored as text.npy [tokens, width]: SDXL [77, 2048]; SDXL adds
+                  pooled.npy, FLUX pooled.npy and guidance.npy)
     arcface.npy   normed ArcFace embedding, fp32 [512]
     face.png      224x224 ID crop (grey background), the CLIP vision input of the ID branch
     base.png      224x224 face-blurred crop, the CLIP vision input of the Base-LoRA branch

@@ -23,7 +23,7 @@ PROFILES: dict[str, BaseProfile] = {p.name: p for p in (
 """name -> profile; a model is matched against them in this order."""
 
 __all__ = ["PROFILES", "BaseProfile", "Conditioning", "check_model_base", "lora_profile", "profile_named", "profile_of",
-           "supported"]
+           "profile_of_config", "supported"]
 
 
 def supported() -> str:
@@ -42,10 +42,16 @@ def profile_of(model_patcher, what: str = "MODEL") -> BaseProfile:
     """The profile of a ComfyUI MODEL, from the `supported_models` class ComfyUI detected it as."""
     inner = getattr(model_patcher, "model", None)
     model_config = getattr(inner, "model_config", None)
+    return profile_of_config(model_config, what, type(inner or model_patcher).__name__)
+
+
+def profile_of_config(model_config, what: str, kind: str = "") -> BaseProfile:
+    """The profile of a ComfyUI `supported_models` instance (as `comfy.model_detection` returns it for a file);
+    `kind` names the model in the message when there is no config."""
     for profile in PROFILES.values():
         if model_config is not None and profile.matches(model_config):
             return profile
-    kind = type(model_config).__name__ if model_config is not None else type(inner or model_patcher).__name__
+    kind = type(model_config).__name__ if model_config is not None else kind
     raise HyperLoRAError(f"{what}: a {kind} model, which HyperLoRA does not support; it works with {supported()} "
                          "models. Load a checkpoint of one of those.")
 

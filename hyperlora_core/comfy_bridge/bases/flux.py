@@ -170,6 +170,8 @@ class FluxProfile(BaseProfile):
     default_targets = "image_attention"
     tiny_resolution = 64
     latent_channels = 16
+    text_encoders = ("CLIP_L", "T5_XXL")
+    clip_type = "FLUX"
     inplace_residuals = True
 
     def matches(self, model_config: object) -> bool:

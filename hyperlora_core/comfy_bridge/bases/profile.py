@@ -58,6 +58,11 @@ class BaseProfile:
     training hooks run them with out-of-place adds (`lora_hooks`), else autograd refuses the backward."""
     latent_channels: int = 4
     """Channels of the VAE latent the model denoises (the tiny backbone's TAESD is built with as many)."""
+    text_encoders: tuple[str, ...] = ()
+    """The text encoder files the base reads captions with, one per file, by the `comfy.sd.TEModel` name ComfyUI's
+    `detect_te_model` gives each (training from split files checks them before loading)."""
+    clip_type: str = ""
+    """The `comfy.sd.CLIPType` its text encoder files load as (the `type` of ComfyUI's CLIPLoader / DualCLIPLoader)."""
 
     # -- recognising and building ------------------------------------------------------------------
     def matches(self, model_config: object) -> bool:

@@ -67,6 +67,8 @@ class SD15Profile(BaseProfile):
     strength = 0.85
     cfg = 7.0
     text_keys = ("context",)
+    text_encoders = ("CLIP_L",)
+    clip_type = "STABLE_DIFFUSION"
     target_sets = {"attention": unet.ATTENTION_TARGETS}
     tiny_resolution = 64
 

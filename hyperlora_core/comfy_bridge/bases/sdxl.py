@@ -100,6 +100,8 @@ class SDXLProfile(BaseProfile):
     strength = 0.85
     cfg = 5.0
     text_keys = ("context", "pooled")
+    text_encoders = ("CLIP_L", "CLIP_G")
+    clip_type = "STABLE_DIFFUSION"  # DualCLIPLoader's "sdxl"
     target_sets = {"attention": unet.ATTENTION_TARGETS}
     tiny_resolution = 64
 
@@ -130,15 +132,17 @@ class SDXLProfile(BaseProfile):
         """`sizes [6]` = (height, width, crop_top, crop_left, target_height, target_width) in pixels."""
         return {"sizes": torch.tensor([*orig_hw, *crop_tl, *target_hw], dtype=torch.float32)}
 
+    def size_embedding(self, model, sizes: torch.Tensor) -> torch.Tensor:
+        """`sizes [B, 6]` (`image_conditioning`'s order, which is `encode_adm`'s) -> the size part of `y`,
+        `[B, 6 x 256]`, for a whole batch in one call of ComfyUI's own embedder (`model.embedder`, the
+        `Timestep(256)` that `encode_adm` applies to one sample's six numbers, as one size for the batch).
+        On the CPU, where `encode_adm` makes its tensors: the same numbers, bit for bit, as calling it per sample."""
+        return model.embedder(sizes.detach().float().cpu().reshape(-1)).reshape(sizes.shape[0], SIZE_EMBEDDING)
+
     def adm(self, model, pooled: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """SDXL's `y`: pooled text + size embeddings, per sample (ComfyUI's `encode_adm` broadcasts one size
-        over a batch, so it is called per sample)."""
-        rows = []
-        for i in range(pooled.shape[0]):
-            h, w, ct, cl, th, tw = (float(v) for v in sizes[i].tolist())
-            rows.append(model.encode_adm(pooled_output=pooled[i : i + 1], width=w, height=h, crop_w=cl, crop_h=ct,
-                                         target_width=tw, target_height=th))
-        return torch.cat(rows).to(pooled.device)
+        """SDXL's `y` for a batch: each sample's pooled text vector, then its size embedding (what `encode_adm`
+        makes of one sample with `pooled_output` and its sizes), on the pooled vector's device."""
+        return torch.cat([pooled, self.size_embedding(model, sizes).to(pooled.device)], dim=1)
 
     def model_inputs(self, model, cond: Mapping[str, torch.Tensor]) -> dict:
         return {**unet.context_input(cond), "y": self.adm(model, cond["pooled"], cond["sizes"])}

@@ -18,6 +18,24 @@ of 32 with the model's learned `cap_pad_token` inside `patchify_and_embed`); our
 the context refiner and its attention reads a `[B, L]` mask wrongly for B > 1, so no mask is passed:
 the trainer sees a fixed-length caption, and the sample grids use the same padded conditioning.
 
+Why the trainer does not feed each caption at its own length (investigated; not done):
+- ComfyUI's output for a caption of n tokens comes from its own padding: `patchify_and_embed` appends
+  (-n) % 32 copies of the learned `cap_pad_token` after `cap_embedder`. No input row reproduces that token
+  (`cap_embedder` is an RMSNorm and a 2560 -> 3840 linear map: most of its output space is out of reach), so
+  padding the features, with zeros or anything else, cannot give ComfyUI's output.
+- A mask cannot remove padding either: NextDiT hands its 30 joint layers no mask (`mask = None`), and one passed
+  through `transformer_options` (`optimized_attention_override`) would still leave the image tokens' first RoPE
+  coordinate at the padded caption length + 1, so padding moves every image token relative to every caption
+  token.
+- So a batched call equals ComfyUI's per-caption calls only when every caption in it has the same token count.
+  Batches are drawn by identity (`train/data.py`), so that means one `apply_model` per distinct length (in
+  practice per sample), each with its rows of the per-sample LoRA factors (`Denoiser.denoise` and the hook
+  state in `lora_hooks` slicing them), and each caption's token count stored in the shards. That trades the
+  batched forward for the exact length; what padding costs the trained LoRA (trained on 128-token captions,
+  used in ComfyUI on unpadded ones) is unmeasured. It is not a small effect on the model's output: on the tiny
+  model (random weights and `cap_pad_token`), a 15-token caption zero-padded to 128 changes the output by up to
+  half its mean magnitude against the same caption at its own length.
+
 LoRA targets: ComfyUI's generic key map names every linear `lora_unet_<path with _>`
 (`comfy.lora.model_lora_keys_unet`), so the fused `qkv` is one layer of its full width (3840 -> 11520), as
 LoraLoaderModelOnly loads it. A module is one block's attention (`qkv`, `out`) or feed-forward
@@ -149,6 +167,8 @@ class ZImageProfile(BaseProfile):
     default_targets = "attention"
     tiny_resolution = 64
     latent_channels = 16
+    text_encoders = ("QWEN3_4B",)
+    clip_type = "LUMINA2"  # ComfyUI's Z-Image template: CLIPLoader type lumina2 (one Qwen3-4B file)
 
     def build(self, unet_config: dict | None = None, device=None, dtype: torch.dtype = torch.float32):
         return unet.build_unet(comfy.supported_models.ZImage, unet_config or UNET_CONFIG, device, dtype)
