@@ -27,8 +27,17 @@ FILES = {
     "caption_encoder": "toy_caption_encoder.safetensors",
     "hyperlora": "hyper_lora/toy_hyperlora.safetensors",
 }
-"""Part name -> file name in the toy model folder. The HyperLoRA sits in its own sub-folder so that
-folder can be ComfyUI's `hyper_lora` model path (extra_model_paths.yaml) without listing the rest."""
+"""Part name -> file name in the toy model folder (the UNet world and the parts both bases share). The HyperLoRA
+sits in its own sub-folder so that folder can be ComfyUI's `hyper_lora` model path (extra_model_paths.yaml)
+without listing the rest."""
+
+DIT_FILES = {
+    "dit": "toy_dit.safetensors",
+    "dit_caption_encoder": "toy_dit_caption_encoder.safetensors",
+    "dit_hyperlora": "hyper_lora/toy_dit_hyperlora.safetensors",
+}
+"""The DiT base's own parts (`models.DIT`), beside the UNet's: its transformer, caption encoder and HyperLoRA;
+the judges, analogues and VAE are the UNet world's."""
 
 STATS_FILE = "toy_world.json"
 
@@ -38,7 +47,7 @@ def world_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def part_path(part: str, folder: str | os.PathLike | None = None) -> Path:
-    return world_dir(folder) / FILES[part]
+    return world_dir(folder) / {**FILES, **DIT_FILES}[part]
 
 
 def save_module(module: nn.Module | dict, part: str, folder: str | os.PathLike | None = None,
