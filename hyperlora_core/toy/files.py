@@ -102,17 +102,22 @@ BUILTIN_WORLD = "(built-in) models/toy"
 """The Toy World Loader's name for the pack's own copy."""
 
 
+def has_world(folder: Path) -> bool:
+    """Whether `folder` holds a toy world: the model of one of its bases (the UNet or the DiT)."""
+    return any((folder / name).is_file() for name in (FILES["unet"], DIT_FILES["dit"]))
+
+
 def world_choices() -> dict[str, Path]:
     """Display name -> folder of every toy world ComfyUI can see (the pack's own copy first, then
     `models/toy_world` and its sub-folders, extra_model_paths.yaml included)."""
     from ..comfy_bridge.folders import TOY_WORLD, toy_world_roots
 
     found: dict[str, Path] = {}
-    if part_path("unet", DEFAULT_DIR).is_file():
+    if has_world(DEFAULT_DIR):
         found[BUILTIN_WORLD] = DEFAULT_DIR
     for root in toy_world_roots():
         for folder in [root, *(Path(e.path) for e in list_dir(root) if e.is_dir())] if os.path.isdir(root) else []:
-            if (folder / FILES["unet"]).is_file():
+            if has_world(folder):
                 found.setdefault(f"{TOY_WORLD}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
     return found
 
