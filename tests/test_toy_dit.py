@@ -80,6 +80,12 @@ def test_the_smoke_build_writes_the_dit_beside_the_shared_parts(built, toy):
     ups = [v for k, v in toy.lora_for(*toy.conditioner(torch.rand(2, 3, 32, 32))).items() if k.endswith("lora_up.weight")]
     assert sum(float(u.abs().sum()) for u in ups) > 0, "the exported HyperLoRA's LoRA is still zero: nothing trained"
 
+    # the DiT's files are full size at smoke size too (only the steps differ): with the shipped UNet world's parts the
+    # repository's world stays within its 32 MiB fp16 budget
+    dit_bytes = sum(files.part_path(part, out).stat().st_size for part in files.DIT_FILES)
+    shipped = sum(p.stat().st_size for p in (files.part_path(part, files.DEFAULT_DIR) for part in files.FILES) if p.is_file())
+    assert dit_bytes + shipped <= 32 * 2**20, (dit_bytes, shipped)
+
 
 def test_the_hook_sampler_gives_the_ksampler_images_on_the_dit(built):
     """ID-LoRA + Base-LoRA at two strengths, an editing caption and CFG 2, and the bare model: the batch (the DiT's
