@@ -31,12 +31,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A smoke-size world with every shared part and the DiT base (no UNet), and the build's records."""
-    from hyperlora_core.toy.build import main
+    from hyperlora_core.toy.build import STAGES, main
 
     out = tmp_path_factory.mktemp("dit_world") / "toy_world"
     threads = torch.get_num_threads()
     try:
-        stats = main(["--smoke", "--threads", "1", "--base", "dit", "--out", str(out)])
+        # every stage: a fresh folder has no shared parts (`--base dit` alone trains only the DiT's base, hyper, eval)
+        stats = main(["--smoke", "--threads", "1", "--base", "dit", "--stages", ",".join(STAGES), "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
     return out, stats

@@ -4,7 +4,7 @@
     python -m hyperlora_core.toy.build --stages base,hyper  # only some stages (others are loaded)
     python -m hyperlora_core.toy.build --smoke --out /tmp/w # a few steps of every stage (CI)
     python -m hyperlora_core.toy.build --device cuda        # train on a GPU (the default when there is one)
-    python -m hyperlora_core.toy.build --base dit --stages base,hyper,eval  # the DiT base beside the UNet
+    python -m hyperlora_core.toy.build --base dit           # the DiT base beside the UNet (its base, hyper, eval)
 
 Stages (`STAGES`, run in this order): judge, base_judge, arcface, clip, vae, base (UNet + caption
 encoder), hyper (the HyperLoRA, through `python -m hyperlora_core.train fit` and `export`, the
@@ -295,7 +295,9 @@ BASE_STAGES = ("base", "hyper", "eval")
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated subset of {','.join(STAGES)} (default: all; with a --base other than unet "
+                             f"only {','.join(BASE_STAGES)}, so the shared parts the UNet was trained with stay)")
     parser.add_argument("--out", default=None, help="output folder (default models/toy)")
     parser.add_argument("--smoke", action="store_true", help="a few steps per stage on a small data set")
     parser.add_argument("--threads", type=int, default=0,
@@ -315,7 +317,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", default=None, help="scratch folder for the trainer's dataset and run "
                                                      "(default output/toy_build)")
     args = parser.parse_args(argv)
-    wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+    default = STAGES if args.base == "unet" else BASE_STAGES
+    wanted = [s.strip() for s in (args.stages or ",".join(default)).split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
