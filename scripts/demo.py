@@ -81,7 +81,7 @@ def standin_setup(base: Path) -> tuple[dict, Path]:
     return {"tiny_checkpoint": "tiny_standin.safetensors"}, inputs
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", help="a face photo for the real models")
     parser.add_argument("--toy", action="store_true", help="use the toy world even if real models exist")
@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=None, help="image side in px (default: 1024 real, 64 stand-ins)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--out", default=str(OUT), help="output folder (default output/demo)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
 
     comfy = comfyui_path()
