@@ -253,8 +253,11 @@ def model_check() -> list[N]:
 
 
 def toy_loader_inputs(world: str, base: str | None) -> dict:
-    """The Toy World Loader's widgets: the world, and the base when it is not the default (the UNet)."""
-    return {"world": world, **({"base": base} if base else {})}
+    """The Toy World Loader's widgets: the world and its base (None: the UNet), both written out as the editor
+    saves them."""
+    from hyperlora_core.toy.models import UNET
+
+    return {"world": world, "base": base or UNET.name}
 
 
 def toy_sampler(base: str | None) -> dict:
