@@ -1,4 +1,5 @@
-"""Toy-world nodes: load the tiny synthetic SDXL world and encode its reference photos.
+"""Toy-world nodes: load the tiny synthetic world (its SDXL-class UNet or FLUX-class DiT) and encode its
+reference photos.
 
 The toy world (models/toy, rebuilt by `make toy-world`) lets anyone see HyperLoRA personalise
 images without the published weights: its UNet, text encoder and VAE load through this node as
@@ -18,7 +19,7 @@ from hyperlora_core.toy.conditions import check_image_batch, encode_toy_base, en
 from hyperlora_core.toy.files import BUILTIN_WORLD, resolve_world
 from hyperlora_core.toy.files import world_choices as toy_world_choices
 from hyperlora_core.toy.install import heldout_photos
-from hyperlora_core.toy.models import load_toy_models
+from hyperlora_core.toy.models import TOY_BASES, UNET, load_toy_models, toy_base
 
 from . import types
 from .encode import WEIGHTS_TIP, weights_for, weights_problem
@@ -30,13 +31,20 @@ def world_choices() -> list[str]:
     return list(toy_world_choices()) or [BUILTIN_WORLD]
 
 
-def _load(world: str):
+def _load(world: str, base: str = UNET.name):
     folder = resolve_world(world)
-    hyper = files.part_path("hyperlora", folder)
+    b = toy_base(base)
+    rebuild = "`make toy-world`" if b is UNET else f"`make toy-world BASE={b.name}`"
+    model = files.part_path(b.parts["model"], folder)
+    if not model.is_file():
+        raise HyperLoRAError(f"toy world '{world}' ({folder}) has no {b.description} ({model.name}); pick another base "
+                             f"or world, or build it with {rebuild}.")
+    hyper = files.part_path(b.parts["hyperlora"], folder)
     if not hyper.is_file():
-        raise HyperLoRAError(f"toy world '{world}' ({folder}) has no trained HyperLoRA at {hyper}; copy "
-                             f"models/toy/{files.FILES['hyperlora']} of the pack there, or rebuild with `make toy-world`.")
-    return (*load_toy_models(folder), load_checkpoint(hyper, "auto"))
+        raise HyperLoRAError(f"toy world '{world}' ({folder}) has no trained HyperLoRA for its {b.description} at "
+                             f"{hyper}; copy models/toy/{hyper.relative_to(folder).as_posix()} of the pack there, or "
+                             f"rebuild with {rebuild}.")
+    return (*load_toy_models(folder, b.name), load_checkpoint(hyper, "auto"))
 
 
 def _photos(identity: int, photos: int, variation: int, scale: int):
@@ -59,13 +67,17 @@ TOY_LOADER = NodeDef(
     node_id="HyperLoRAToyWorldLoader",
     display_name="HyperLoRA Toy World Loader",
     description=(
-        "Loads the toy world (a tiny synthetic SDXL-architecture world trained on CPU, shipped in models/toy): "
-        "its UNet as MODEL, caption encoder as CLIP, /2 VAE as VAE and its trained HyperLoRA. Use EmptyLatentImage "
-        "128 x 128 for its 16 x 16 latents (32 x 32 images); captions are attribute phrases such as "
-        "'a face, red hair, smiling'."
+        "Loads the toy world (a tiny synthetic world trained on CPU, shipped in models/toy): its base model as MODEL "
+        "(an SDXL-architecture UNet, or a FLUX-architecture DiT), that base's caption encoder as CLIP, the /2 VAE as "
+        "VAE and the base's trained HyperLoRA. Use EmptyLatentImage 128 x 128 for its 16 x 16 latents (32 x 32 "
+        "images); captions are attribute phrases such as 'a face, red hair, smiling'."
     ),
     inputs=(In("world", "COMBO", options=world_choices, default=BUILTIN_WORLD, identity=resolve_world,
-               tooltip="The pack's own copy, or a folder in models/toy_world."),),
+               tooltip="The pack's own copy, or a folder in models/toy_world."),
+            In("base", "COMBO", options=tuple(TOY_BASES), default=UNET.name, optional=True,
+               tooltip="The world's base model: unet (SDXL-architecture UNet, sample with euler + karras) or dit "
+                       "(FLUX-architecture DiT trained with flow matching, sample with euler + simple), each with its "
+                       "own caption encoder and HyperLoRA.")),
     outputs=(Out("MODEL", "model"), Out("CLIP", "clip"), Out("VAE", "vae"),
              Out(types.HYPERLORA, "hyper_lora", "The toy world's HyperLoRA (also loadable by the HyperLoRA Loader).")),
     run=_load,

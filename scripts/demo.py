@@ -81,19 +81,22 @@ def standin_setup(base: Path) -> tuple[dict, Path]:
     return {"tiny_checkpoint": "tiny_standin.safetensors"}, inputs
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", help="a face photo for the real models")
     parser.add_argument("--toy", action="store_true", help="use the toy world even if real models exist")
     parser.add_argument("--standins", action="store_true",
                         help="use tiny random stand-ins (every node, noise pictures) instead of real models or the toy world")
     parser.add_argument("--identities", type=int, default=24, help="toy world: held-out identities to test")
+    parser.add_argument("--base", default=None,
+                        help="toy world: its base model, unet (default: the SDXL-architecture UNet) or dit (the "
+                             "FLUX-architecture DiT), each with its own HyperLoRA")
     parser.add_argument("--seed", type=int, default=11, help="toy world: first sampler seed (one per identity)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: 20 real, 2 stand-ins)")
     parser.add_argument("--size", type=int, default=None, help="image side in px (default: 1024 real, 64 stand-ins)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--out", default=str(OUT), help="output folder (default output/demo)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
 
     comfy = comfyui_path()
@@ -117,14 +120,19 @@ def main() -> int:
     from scripts.toy_demo import run_toy_demo, toy_world_ready
 
     if not real and not args.standins:
-        if toy_world_ready():
+        if toy_world_ready(args.base):
             if not args.toy:
                 say("real models not used (missing: " + "; ".join(missing) + ").")
-            say("running on the TOY WORLD shipped in models/toy: a tiny synthetic SDXL-architecture world and a "
+            kind = "FLUX-architecture DiT (flow matching)" if args.base == "dit" else "SDXL-architecture"
+            say(f"running on the TOY WORLD shipped in models/toy: a tiny synthetic {kind} world and a "
                 "HyperLoRA trained on it by this pack's trainer (`make toy-world`).")
             shutil.rmtree(out / "images" / "toy", ignore_errors=True)
             return run_toy_demo(comfy, server_mod, out, identities=args.identities, seed=args.seed,
-                                steps=args.steps or 20, timeout=args.timeout)
+                                steps=args.steps or 20, timeout=args.timeout, base=args.base)
+        if args.base:
+            say(f"the toy world in models/toy has no '{args.base}' base (build it with `make toy-world BASE="
+                f"{args.base}`).")
+            return 2
         say("the toy world is not in models/toy (rebuild it with `make toy-world`); falling back to stand-ins.")
     if real:
         say("using the real models: " + ", ".join(f"{k}={v}" for k, v in found.items() if k != "photo"))

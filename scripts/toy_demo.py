@@ -13,6 +13,10 @@ images are then read back and judged by the toy world's attribute classifier and
 (networks the HyperLoRA never reads): the identity-match table, the editing table, a grid PNG
 (reference / ID-LoRA / ID-LoRA with caption 1 / with caption 2 / ID + Base / no LoRA) and, last,
 `heldout_match_with_lora=<x> without=<y>`.
+
+`base` "dit" (`make demo BASE=dit`, `python -m scripts.toy_demo --base dit`) runs the same on the world's DiT
+(a tiny FLUX-architecture model trained with flow matching) and its own HyperLoRA: the graphs' Toy World Loader
+picks that base, their KSampler its profile's scheduler.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ def say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def toy_world_ready() -> bool:
-    """Whether the shipped toy world (with its trained HyperLoRA) is there."""
+def toy_world_ready(base: str | None = None) -> bool:
+    """Whether the shipped toy world (with its trained HyperLoRA) is there, with the base `base` (None: the UNet)."""
     from hyperlora_core.toy import files
+    from hyperlora_core.toy.models import toy_base
 
-    return all(files.part_path(part).is_file() for part in files.FILES)
+    parts = [*files.FILES, *toy_base(base).parts.values()]
+    return all(files.part_path(part).is_file() for part in parts)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -55,16 +61,16 @@ EDIT_SEEDS = (3, 4)
 
 
 def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed: int = 11, steps: int = 20,
-                 timeout: float = 3600) -> int:
+                 timeout: float = 3600, base: str | None = None) -> int:
     from hyperlora_core.model import HyperLoRA
     from hyperlora_core.toy import files, world
     from hyperlora_core.toy.measure import Heldout, Judgements, Judges, edit_factors, summary_line
+    from hyperlora_core.toy.models import toy_base
     from hyperlora_core.toy.workflow import WORLD, setup_demo
     from workflows.graph import api_format, outputs
     from workflows.library import TOY_ID_BASE, TOY_WITH, TOY_WITHOUT, toy_edit_output, toy_world, toy_world_edit
 
-    base = out / "comfy"
-    paths = setup_demo(base, identities=identities, refs=max(REFS))
+    paths = setup_demo(out / "comfy", identities=identities, refs=max(REFS))
     photos = paths["photo_names"]
     per_identity = max(REFS)
     count = len(photos) // per_identity
@@ -74,10 +80,12 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     for i in np.flatnonzero((edits[1] == edits[0]).all(1)):  # two different captions: another shirt colour
         edits[1][i, 2] = next(v for v in range(world.BASE_FACTOR_SIZES[2]) if v not in (photo_factors[i, 2], edits[0][i, 2]))
     captions = [[", ".join(world.base_phrases(e[i])) for e in edits] for i in range(count)]
-    with_base = HyperLoRA.from_pretrained(files.part_path("hyperlora")).config.has_base
-    say(f"toy world (models/toy) linked into {base / 'models'}; reference photos of {count} held-out identities "
-        f"in {base / 'input' / 'toy_world'}")
-    server = server_mod.ComfyServer(comfy, base, packs={"comfyui-hyperlora": ROOT}, output_dir=out / "images")
+    model = toy_base(base)
+    with_base = HyperLoRA.from_pretrained(files.part_path(model.parts["hyperlora"])).config.has_base
+    comfy_dir = out / "comfy"
+    say(f"toy world (models/toy, base: {model.description}) linked into {comfy_dir / 'models'}; reference photos of "
+        f"{count} held-out identities in {comfy_dir / 'input' / 'toy_world'}")
+    server = server_mod.ComfyServer(comfy, comfy_dir, packs={"comfyui-hyperlora": ROOT}, output_dir=out / "images")
     labels = ["no LoRA", *(f"ID-LoRA x{k}" for k in REFS)]
     if with_base:
         labels += ["ID-LoRA, caption 1", "ID-LoRA, caption 2", "ID + Base"]
@@ -91,12 +99,12 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
             names = photos[i * per_identity:(i + 1) * per_identity]
             graphs = [(f"{k} photo(s)", toy_world(
                 names[:k], seed=seed + i, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_{k}ref", batch=1,
-                compare=k == REFS[0], display_scale=1, steps=steps),
+                compare=k == REFS[0], display_scale=1, steps=steps, base=base),
                 {TOY_WITH: f"ID-LoRA x{k}", **({TOY_WITHOUT: "no LoRA"} if k == REFS[0] else {})}) for k in REFS]
             if with_base:
                 graphs.append(("editing captions", toy_world_edit(
                     names[:1], captions[i], seed=seed + i, batch=1, world=WORLD, prefix=f"toy/identity{ident[i]:04d}_edit",
-                    display_scale=1, steps=steps),
+                    display_scale=1, steps=steps, base=base),
                     {TOY_ID_BASE: "ID + Base", toy_edit_output(0): "ID-LoRA, caption 1",
                      toy_edit_output(1): "ID-LoRA, caption 2"}))
             for what, nodes, saved in graphs:
@@ -149,3 +157,11 @@ def run_toy_demo(comfy: Path, server_mod, out: Path, identities: int = 24, seed:
     say(f"images: {server.output_dir / 'toy'}")
     print(summary_line(result.mean("ID-LoRA x1"), result.mean("no LoRA")))
     return 0
+
+
+if __name__ == "__main__":  # `python -m scripts.toy_demo [--base dit] ...`: `make demo`'s toy path, on the toy world
+    import sys
+
+    from scripts.demo import main
+
+    raise SystemExit(main(["--toy", *sys.argv[1:]]))

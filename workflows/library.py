@@ -252,12 +252,29 @@ def model_check() -> list[N]:
     ]
 
 
+def toy_loader_inputs(world: str, base: str | None) -> dict:
+    """The Toy World Loader's widgets: the world and its base (None: the UNet), both written out as the editor
+    saves them."""
+    from hyperlora_core.toy.models import UNET
+
+    return {"world": world, "base": base or UNET.name}
+
+
+def toy_sampler(base: str | None) -> dict:
+    """The toy sampler for a toy base (None: the UNet): euler with the base's own scheduler (its profile's)."""
+    if not base:
+        return dict(TOY_SAMPLER)
+    from hyperlora_core.toy.models import toy_base
+
+    return {**TOY_SAMPLER, "scheduler": toy_base(base).profile.scheduler}
+
+
 def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strength: float = 1.0, prompt: str = "",
               batch: int = 4, world: str | None = None, prefix: str = "hyperlora/toy", compare: bool = True,
-              display_scale: int = 8, steps: int = TOY_SAMPLER["steps"]) -> list[N]:
+              display_scale: int = 8, steps: int = TOY_SAMPLER["steps"], base: str | None = None) -> list[N]:
     """The shipped toy world end to end, nothing to download: a never-seen identity's photo -> its ID-LoRA ->
     `batch` samples with it and (if `compare`) the same seeds without it, with an empty caption so that
-    only the LoRA can carry identity.
+    only the LoRA can carry identity. `base`: the world's base model (None: the UNet; "dit": the DiT).
 
     The template makes its reference photo with the Toy Reference Photos node; `make demo` passes `photos`
     (names in ComfyUI's input folder) and `display_scale=1` (it judges the 32 x 32 images themselves).
@@ -265,12 +282,14 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
     from hyperlora_core.toy.files import BUILTIN_WORLD
 
     world = world or BUILTIN_WORLD
+    what = ("a tiny synthetic world with a FLUX-architecture DiT trained by flow matching on CPU" if base == "dit"
+            else "a tiny synthetic SDXL-architecture world trained on CPU")
     nodes = [
-        note(20, "The toy world (models/toy): a tiny synthetic SDXL-architecture world trained on CPU, shipped "
+        note(20, f"The toy world (models/toy): {what}, shipped "
              "with the pack. Press Run: a never-seen identity's photo -> its ID-LoRA -> four samples with it "
              "(top) and the same seeds without it (bottom). The caption stays empty so only the LoRA carries "
              "identity. Change 'identity' for another person.", 0, 0),
-        N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 6, "Toy world"),
+        N(1, "HyperLoRAToyWorldLoader", toy_loader_inputs(world, base), 0, 6, "Toy world"),
     ]
     if photos is None:
         nodes += [
@@ -288,7 +307,8 @@ def toy_world(photos: Sequence[str] | None = None, seed: int = TOY_SEED, strengt
                 nodes.append(N(200 + k, "ImageBatch", {"image1": L(100 if k == 1 else 200 + k - 1), "image2": L(100 + k)},
                                1, 10 + 3 * k))
         source = L(100 if len(photos) == 1 else 200 + len(photos) - 1)
-    sampler = {"seed": seed, **TOY_SAMPLER, "steps": steps, "positive": L(7), "negative": L(8), "latent_image": L(9)}
+    sampler = {"seed": seed, **toy_sampler(base), "steps": steps, "positive": L(7), "negative": L(8),
+               "latent_image": L(9)}
     nodes += [
         N(5, "HyperLoRAToyEncode", {"photos": source, "world": world, "weights": ""}, 1, 6, "Toy encode"),
         N(6, "HyperLoRAGenerateID", {"hyper_lora": L(1, 3), "id_cond": L(5), "allow_other_face_pack": False}, 1, 10,
@@ -336,26 +356,26 @@ def toy_edit_output(k: int) -> str:
 
 def toy_world_edit(photos: Sequence[str] | None = None, captions: Sequence[str] = (TOY_EDIT_CAPTION,), seed: int = TOY_SEED,
                    batch: int = 4, world: str | None = None, prefix: str = "hyperlora/toy_edit", display_scale: int = 8,
-                   steps: int = TOY_SAMPLER["steps"]) -> list[N]:
+                   steps: int = TOY_SAMPLER["steps"], base: str | None = None) -> list[N]:
     """The ID / Base split in the toy world, on one never-seen person's photo: an ID-LoRA (Toy Encode -> Generate
     ID) and a Base-LoRA (Toy Encode Base -> Generate Base), then, on the same seeds, ID + Base with an empty caption
     (the photo's background and shirt come back) and the ID-LoRA alone with each editing caption (the person
     stays, the caption changes shirt and background).
 
     The template makes its photo with the Toy Reference Photos node; `make demo` passes `photos` (one name in
-    ComfyUI's input folder) and its own captions."""
+    ComfyUI's input folder) and its own captions. `base`: the world's base model (None: the UNet; "dit": the DiT)."""
     from hyperlora_core.toy.files import BUILTIN_WORLD
 
     world = world or BUILTIN_WORLD
     if not captions:
         raise ValueError("give at least one editing caption")
-    sampler = {"seed": seed, **TOY_SAMPLER, "steps": steps, "negative": L(8), "latent_image": L(9)}
+    sampler = {"seed": seed, **toy_sampler(base), "steps": steps, "negative": L(8), "latent_image": L(9)}
     nodes = [
         note(20, "Toy world: ID-LoRA and Base-LoRA from one photo. Press Run. Top: ID + Base, empty caption: the "
              "photo's person, background and shirt. Below: the ID-LoRA alone with the editing caption: the same "
              "person in the shirt and background the caption names. Try '<colour> shirt, <colour> "
              "plain|striped|dotted background'.", 0, 0),
-        N(1, "HyperLoRAToyWorldLoader", {"world": world}, 0, 1, "Toy world"),
+        N(1, "HyperLoRAToyWorldLoader", toy_loader_inputs(world, base), 0, 1, "Toy world"),
     ]
     if photos is None:
         nodes += [N(2, "HyperLoRAToyPhotos", {"identity": 0, "photos": 1, "variation": 0, "scale": 4}, 0, 2,
@@ -402,6 +422,7 @@ class Template:
 TEMPLATES = (
     Template("hyperlora_toy_world", "HyperLoRA toy world", toy_world),
     Template("hyperlora_toy_world_edit", "HyperLoRA toy ID and Base", toy_world_edit),
+    Template("hyperlora_toy_world_dit", "HyperLoRA toy world (DiT)", lambda: toy_world(base="dit")),
     Template("hyperlora_t2i_one_photo", "HyperLoRA one photo", one_photo),
     Template("hyperlora_t2i_several_photos", "HyperLoRA several photos", several_photos),
     Template("hyperlora_interpolate_two_people", "HyperLoRA between two people", two_people),

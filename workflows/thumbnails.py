@@ -126,12 +126,19 @@ def diagram(title: str, inputs: list[tuple[str, Image.Image]], middle: str, outp
     return img
 
 
-def toy_picture(identities: int = 4) -> Image.Image:
-    """Reference / with the ID-LoRA / without, for held-out identities, from the shipped toy world."""
+def toy_picture(identities: int = 4, base: str | None = None) -> Image.Image:
+    """Reference / with the ID-LoRA / without, for held-out identities, from the shipped toy world (its base `base`;
+    a base the shipped world does not have yet is drawn as a diagram)."""
+    from hyperlora_core.toy import files
     from hyperlora_core.toy.measure import ID, Condition, Heldout, Judges, measure
+    from hyperlora_core.toy.models import toy_base
     from hyperlora_core.toy.world_loader import ToyWorld
 
-    toy = ToyWorld.load()
+    parts = toy_base(base).parts
+    if not all(files.part_path(parts[p]).is_file() for p in ("model", "hyperlora")):
+        return diagram("Toy world", [("photo", silhouette(140))], "toy\nDiT", ("sample", silhouette(140, tint=ACCENT)),
+                       f"toy world, {toy_base(base).description}")
+    toy = ToyWorld.load(base=base)
     held = Heldout.make(toy.conditioner, identities, refs=1)
     result = measure(toy, held, [Condition("ID-LoRA x1", (ID(1),)), Condition("no LoRA")], Judges(toy.judge),
                      keep_images=True)
@@ -186,6 +193,7 @@ def pictures() -> dict[str, Callable[[], Image.Image]]:
     return {
         "hyperlora_toy_world": toy_picture,
         "hyperlora_toy_world_edit": toy_edit_picture,
+        "hyperlora_toy_world_dit": lambda: toy_picture(base="dit"),
         "hyperlora_t2i_one_photo": lambda: diagram("One photo", [("photo", face)], lora, ("portrait", person),
                                                    "one photo -> a LoRA -> that person, any prompt"),
         "hyperlora_t2i_several_photos": lambda: diagram(

@@ -175,6 +175,19 @@ def _checkpoint_targets(model_patcher) -> list[nn.Module]:
     return [m for m in model_patcher.model.diffusion_model.modules() if isinstance(m, units)]
 
 
+def out_of_place_residuals(model_patcher) -> list:
+    """While gradients are on, run the blocks of a base whose blocks add residuals in place (`inplace_residuals`:
+    FLUX) with out-of-place adds, so every weight can train (the toy world trains its DiT whole); no-op for other
+    bases. Returns the hook handles (`remove()` undoes it)."""
+    if not profile_of(model_patcher).inplace_residuals:
+        return []
+    handles = []
+    for m in _checkpoint_targets(model_patcher):
+        handles.append(m.register_forward_pre_hook(_out_of_place_inputs, with_kwargs=True))
+        handles.append(m.register_forward_hook(_plain_outputs))
+    return handles
+
+
 def install_lora_hooks(
     model_patcher,
     paths: list[str],
@@ -195,10 +208,7 @@ def install_lora_hooks(
             for m in _checkpoint_targets(mp):
                 m.forward = _checkpointed(m)
                 wrapped.append(m)
-        if profile_of(mp).inplace_residuals:  # around the (checkpointed) forward, so a re-run sees unchanged inputs
-            for m in _checkpoint_targets(mp):
-                handles.append(m.register_forward_pre_hook(_out_of_place_inputs, with_kwargs=True))
-                handles.append(m.register_forward_hook(_plain_outputs))
+        handles.extend(out_of_place_residuals(mp))  # around the (checkpointed) forward: a re-run sees unchanged inputs
 
     def eject(mp) -> None:  # noqa: ARG001 - ComfyUI passes the patcher
         while handles:

@@ -19,12 +19,17 @@ from ..errors import HyperLoRAError
 
 
 def torch_default_init(module: nn.Module) -> None:
-    """Run torch's own `reset_parameters` on the layers whose ComfyUI ops skip initialisation."""
+    """Run torch's own `reset_parameters` on the layers whose ComfyUI ops skip initialisation; RMS norms that
+    hold their gain as `scale` (FLUX's query/key norms, made with `torch.empty`) start at one."""
     for m in module.modules():
         for cls in (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.LayerNorm):
             if isinstance(m, cls):
                 cls.reset_parameters(m)
                 break
+        else:
+            if type(m).__name__ == "RMSNorm" and isinstance(getattr(m, "scale", None), nn.Parameter):
+                with torch.no_grad():
+                    m.scale.fill_(1.0)
 
 
 def autoencoder_kl(ddconfig: dict, embed_dim: int) -> comfy.ldm.models.autoencoder.AutoencoderKL:
@@ -62,6 +67,17 @@ def unet_object(profile, unet_config: dict, state_dict: dict[str, torch.Tensor],
             "they were made for another model size."
         )
     return patcher
+
+
+def read_latents_like(patcher, profile) -> None:
+    """Make a built model read and write latents in the latent format of `profile`'s base (channels, scale,
+    shift), as `process_latent_in/out` and KSampler's empty-latent fix read it: the toy world's DiT denoises the
+    toy VAE's 4-channel latents, whose scale was folded for SDXL's format, not FLUX's 16-channel one."""
+    fmt = profile.model_configs[0].latent_format
+    if type(patcher.model.latent_format) is fmt:
+        return
+    patcher.model.latent_format = fmt()
+    patcher.model.model_config.latent_format = patcher.model.latent_format
 
 
 def text_encoder_object(encoder: Callable[[], nn.Module], tokenize: Callable[[str], list[int]],

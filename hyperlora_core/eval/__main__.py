@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--toy", action="store_true", help="evaluate the toy world (no real weights needed)")
     p.add_argument("--toy-world", default=None, help="toy world folder (default models/toy)")
+    p.add_argument("--base", default=None,
+                   help="toy: the world's base model, unet (default: the tiny SDXL-class UNet) or dit (the tiny "
+                        "FLUX-class DiT), each with its own HyperLoRA")
     p.add_argument("--identities", type=int, default=None,
                    help="toy: held-out identities (default 16; 128 with --summary)")
     p.add_argument("--summary", action="store_true",
@@ -137,10 +140,11 @@ def toy_sweep(args) -> int:
     from ..toy.world_loader import ToyWorld
     from .report import plot_strength
 
-    toy = ToyWorld.load(args.toy_world, args.hyperlora)
+    toy = ToyWorld.load(args.toy_world, args.hyperlora, args.base)
     strengths = _floats(args.strengths)
     has_base = toy.hyperlora.config.has_base
     j = strength_sweep(toy, args.identities or 16, strengths, steps=args.steps, folder=args.toy_world)
+    print(f"toy world base: {toy.base.description}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(strength_table(j, strengths, has_base))
@@ -158,7 +162,7 @@ def toy_summary(args) -> int:
     from ..toy.study import interval_tables, run_study, study_tables
 
     result = run_study(args.toy_world, args.hyperlora, identities=args.identities or 128, steps=args.steps,
-                       finetune_count=args.finetune, edit_cfg=args.cfg or 1.0, log=print)
+                       finetune_count=args.finetune, edit_cfg=args.cfg or 1.0, log=print, base=args.base)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "toy_summary.json").write_text(json.dumps({"numbers": result.numbers, "per_factor": result.per_factor,
@@ -181,7 +185,9 @@ def toy_summary(args) -> int:
         from ..toy.card import write_card
 
         stats = files.read_stats(args.toy_world)
-        stats["study"] = {"tables": tables, "intervals": intervals, "summary_line": result.summary_line(), "numbers": result.numbers,
+        from ..toy.models import toy_base
+
+        stats[f"{toy_base(args.base).prefix}study"] = {"tables": tables, "intervals": intervals, "summary_line": result.summary_line(), "numbers": result.numbers,
                           "identities": result.identities, "minutes": round(result.seconds / 60, 1),
                           "threads": torch.get_num_threads()}
         files.write_stats(stats, args.toy_world)

@@ -9,7 +9,7 @@ core `HyperLoRA`, trained by `python -m hyperlora_core.train` (backbone `toy`), 
 
 Modules: `world` (generator, held-out split, its name), `encoders` (judge, ToyArcFace, ToyCLIP,
 `Conditioner`), `caption` (text encoder), `models` (VAE / UNet / caption encoder as ComfyUI
-objects, through `comfy_bridge.wrappers`), `files` (where the weights are), `world_loader` (`ToyWorld`:
+objects, through `comfy_bridge.wrappers`; the world's bases, `ToyBase`: the UNet and a FLUX-class DiT), `files` (where the weights are), `world_loader` (`ToyWorld`:
 every part loaded as ComfyUI's loaders hand it out, and its KSampler path), `stages` (training
 the frozen parts), `backbone` (the trainer's `toy` backbone, dataset and config), `build`
 (`make toy-world`, a table of stages), `measure` (every measurement: held-out identities,

@@ -1,6 +1,7 @@
 """The toy world for the headless trainer (`python -m hyperlora_core.train fit`, `model.backbone: toy`).
 
-- `toy_backbone(folder)`: the trainer's `Backbone` with the toy UNet, caption encoder (as CLIP),
+- `toy_backbone(folder, base)`: the trainer's `Backbone` with the toy UNet (or, `base` "dit", the toy DiT and its
+  own caption encoder; `model.base: flux` in a config), caption encoder (as CLIP),
   VAE and the CLIP-vision analogue (`clip_tokens` = its `hidden_states[-2]` of the grey-background
   32-px face, as the real backbone returns ViT-L/14's penultimate tokens of the 224-px crop).
   Importing this module registers it as the backbone `toy` (the trainer never imports the toy world).
@@ -24,12 +25,11 @@ import numpy as np
 import torch
 
 from ..comfy_bridge.backbone import Backbone, BackboneKind, register_backbone
-from ..errors import HyperLoRAError
 from ..pixels import uint8_pixels
 from . import files, world
 from .conditions import to_toy_size
 from .encoders import CLIP_WIDTH, ToyArcFace, ToyCLIP, masked_reference, to_tensor
-from .models import BASE, COMFY_SIZE, load_toy_models
+from .models import COMFY_SIZE, UNET, load_toy_models, toy_base, toy_base_of_profile
 
 
 @dataclass
@@ -47,19 +47,19 @@ class ToyBackbone(Backbone):
         return self.clip_vision.penultimate(x).float()
 
 
-def toy_backbone(folder: str | os.PathLike | None = None) -> ToyBackbone:
+def toy_backbone(folder: str | os.PathLike | None = None, base: str | None = None) -> ToyBackbone:
+    """The toy world in `folder` with its base `base` (`models.TOY_BASES`; None: the UNet); named `toy` for the
+    UNet, `toy-dit` for the DiT (what a dataset records: a DiT's shards carry its own caption encoder's text)."""
     folder = files.world_dir(folder)
-    unet, clip, vae = load_toy_models(folder)
+    b = toy_base(base)
+    unet, clip, vae = load_toy_models(folder, b.name)
     return ToyBackbone(unet=unet, clip=clip, vae=vae, clip_vision=files.load_module(ToyCLIP(), "clip_vision", folder),
-                       name=world.NAME, profile=BASE)
+                       name=world.NAME if b is UNET else f"{world.NAME}-{b.name}", profile=b.profile)
 
 
 def _load_kind(checkpoint: str | None = None, clip_vision: str | None = None, seed: int = 0,  # noqa: ARG001
                base: str | None = None) -> ToyBackbone:
-    if base not in (None, BASE.name):
-        raise HyperLoRAError(f"config: model.base is '{base}' but the toy world's UNet is {BASE.display_name}-class; "
-                             "leave model.base out for the toy backbone.")
-    return toy_backbone(checkpoint)
+    return toy_backbone(checkpoint, toy_base_of_profile(base).name)
 
 
 register_backbone(BackboneKind("toy", _load_kind, resolution=world.IMAGE_SIZE))
@@ -67,11 +67,12 @@ register_backbone(BackboneKind("toy", _load_kind, resolution=world.IMAGE_SIZE))
 
 @torch.no_grad()
 def write_toy_dataset(folder: str | os.PathLike, renders: world.Renders, world_folder: str | os.PathLike | None = None,
-                      per_shard: int = 4000, backbone: ToyBackbone | None = None) -> Path:
-    """Every render as one training sample (identity = its toy identity); returns the index path."""
+                      per_shard: int = 4000, backbone: ToyBackbone | None = None, base: str | None = None) -> Path:
+    """Every render as one training sample (identity = its toy identity), for the toy base `base` (None: the UNet);
+    returns the index path."""
     from ..train.shards import SampleRecord, ShardWriter
 
-    backbone = backbone or toy_backbone(world_folder)
+    backbone = backbone or toy_backbone(world_folder, base)
     arcface = files.load_module(ToyArcFace(), "arcface", world_folder)
     x = to_tensor(renders.images)
     latents = backbone.encode_images(torch.from_numpy(renders.images).float() / 255.0)

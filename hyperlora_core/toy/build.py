@@ -4,11 +4,17 @@
     python -m hyperlora_core.toy.build --stages base,hyper  # only some stages (others are loaded)
     python -m hyperlora_core.toy.build --smoke --out /tmp/w # a few steps of every stage (CI)
     python -m hyperlora_core.toy.build --device cuda        # train on a GPU (the default when there is one)
+    python -m hyperlora_core.toy.build --base dit           # the DiT base beside the UNet (its base, hyper, eval)
 
 Stages (`STAGES`, run in this order): judge, base_judge, arcface, clip, vae, base (UNet + caption
 encoder), hyper (the HyperLoRA, through `python -m hyperlora_core.train fit` and `export`, the
 recipe of `toy/recipe.py`: Base-LoRA warm-up, CLIP-analogue stage, ArcFace-analogue stage), eval. Each stage writes its fp16 file to the output folder and its
 minutes and numbers to `toy_world.json`, from which the model card is written.
+
+`--base` picks the base model the base, hyper and eval stages make (`models.TOY_BASES`): `unet` (default, the
+tiny SDXL-class UNet) or `dit` (the tiny FLUX-class DiT, its files `toy_dit*.safetensors` beside the UNet's,
+its HyperLoRA config `toy_dit_train.yaml`, recorded as `dit_base`, `dit_hyper`, `dit_eval`); the judges,
+analogues and VAE are the same for both.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import ToyBase
 
 FULL_STEPS = {"judge": 800, "base_judge": 500, "arcface": 800, "clip": 800, "vae": 1000, "base": 3000}
 SMOKE_STEPS = {"judge": 3, "base_judge": 3, "arcface": 3, "clip": 3, "vae": 3, "base": 3}
@@ -37,6 +47,13 @@ class Build:
     resume_hyper: bool = False
     device: str = "cpu"
     """Where the judge, analogues, VAE and base UNet train; the HyperLoRA trainer picks its own (every visible GPU)."""
+    base: ToyBase | None = None
+    """The base model the base, hyper and eval stages make (`models.TOY_BASES`; None: the UNet)."""
+
+    def __post_init__(self) -> None:
+        from .models import UNET
+
+        self.base = self.base or UNET
     log: Callable[[str], None] = print
     parts: dict = field(default_factory=dict)
     data: object = None
@@ -123,10 +140,11 @@ def base_stage(b: Build) -> dict:
 
     labels = np.column_stack([b.data.train.attributes, b.data.train.base_factors])  # each render's full caption
     base = stages.train_base(latents, torch.from_numpy(labels), steps, log=b.log,
-                             eval_every=steps if b.smoke else max(1, steps // 5), evaluate=evaluate, device=b.device)
-    b.save(base.unet.model.diffusion_model, "unet", "base")
-    b.save(base.captions, "caption_encoder", "base")
-    return {"fidelity_curve": curve}
+                             eval_every=steps if b.smoke else max(1, steps // 5), evaluate=evaluate, device=b.device,
+                             base=b.base)
+    b.save(base.unet.model.diffusion_model, b.base.parts["model"], "base")
+    b.save(base.captions, b.base.parts["captions"], "base")
+    return {"fidelity_curve": curve, **({"model": b.base.description} if b.base.prefix else {})}
 
 
 def hyper_stage(b: Build) -> dict:
@@ -146,14 +164,15 @@ def hyper_stage(b: Build) -> dict:
     from .backbone import write_toy_dataset
 
     # the shipped recipe (toy/recipe.py); the smoke run a few steps of each stage
-    config_path = (recipe.shipped_config(b.out, b.work, recipe.SMOKE_STAGES, {"train": {"checkpoint": {"every": 2}}})
-                   if b.smoke else recipe.shipped_config(b.out, b.work))
+    config_path = (recipe.shipped_config(b.out, b.work, recipe.SMOKE_STAGES, {"train": {"checkpoint": {"every": 2}}},
+                                         base=b.base)
+                   if b.smoke else recipe.shipped_config(b.out, b.work, base=b.base))
     overrides = ["train.batch.identities=4"] if b.smoke else []
     cfg = load_config(config_path, overrides)
     shards = Path(cfg.data.shards)
     if not (shards / "index.json").is_file():
         t = time.time()
-        write_toy_dataset(shards, b.data.train, b.out)
+        write_toy_dataset(shards, b.data.train, b.out, base=b.base.name)
         b.log(f"trainer dataset: {len(b.data.train)} renders -> {shards} ({time.time() - t:.0f}s)")
     run = Path(cfg.run_dir)
     resumed = b.resume_hyper and run.exists()  # an earlier run's checkpoints are continued, not merely allowed
@@ -164,8 +183,8 @@ def hyper_stage(b: Build) -> dict:
     if train_cli(["fit", *args]) != 0:
         raise RuntimeError("hyperlora_core.train fit failed")
     fit_minutes = (time.time() - t) / 60
-    single = files.part_path("hyperlora", b.out)
-    train_cli(["export", *args, "--out", str(b.work / "export"), "--single", str(single)])
+    single = files.part_path(b.base.parts["hyperlora"], b.out)
+    train_cli(["export", *args, "--out", str(b.work / f"{b.base.prefix}export"), "--single", str(single)])
     hl = HyperLoRA.from_pretrained(single)  # the trainer knows no face packs but insightface's: name the toy one
     hl.config = dataclasses.replace(hl.config, face_pack=world.NAME)
     hl.save_single_file(single)
@@ -182,7 +201,7 @@ def hyper_stage(b: Build) -> dict:
                        "warmup": cfg.train.scheduler.warmup_steps, "t_min": cfg.train.loss.t_min, "w_distill": 0.0,
                        "seed": cfg.seed, "decay_id": cfg.stages["arcface_id"].decay_steps},
             "seconds_per_step": step_seconds, "threads": torch.get_num_threads(), "resumed": resumed,
-            "trainer": "python -m hyperlora_core.train fit / export (config models/toy/toy_train.yaml)",
+            "trainer": f"python -m hyperlora_core.train fit / export (config models/toy/{config_path.name})",
             "fit_minutes": round(fit_minutes, 2), "no_lora_match": no_lora, "match_curve": rows, "losses": losses,
             "file_bytes": single.stat().st_size, "config": json.loads(json.dumps(cfg.source))}
 
@@ -198,7 +217,7 @@ def held_out_curve(b: Build, cfg) -> tuple[list[dict], float]:
     from .measure import ID, Condition, Heldout, HookedSampler, Judges, measure
     from .world_loader import ToyWorld
 
-    toy = ToyWorld.load(b.out)
+    toy = ToyWorld.load(b.out, base=b.base.name)
     held = Heldout.make(toy.conditioner, count=8 if b.smoke else 64)
     judges = Judges(toy.judge)  # identity only
     rows, offset, t0 = [], 0, time.time()
@@ -240,16 +259,16 @@ def eval_stage(b: Build) -> dict:
     figures.mkdir(parents=True, exist_ok=True)
     count, steps = (2, 4) if b.smoke else (64, 20)
     strengths = (0.5, 1.0) if b.smoke else (0.25, 0.5, 0.75, 1.0, 1.25)
-    toy = ToyWorld.load(b.out)
+    toy = ToyWorld.load(b.out, base=b.base.name)
     has_base = toy.hyperlora.config.has_base
     j = strength_sweep(toy, count, strengths, steps=steps, folder=b.out, log=b.log)
-    grid = j.grid(figures / "heldout_grid.png")
+    grid = j.grid(figures / f"{b.base.prefix}heldout_grid.png")
     table = j.table(["no LoRA", "ID-LoRA x1", "ID-LoRA x4", *(["ID + Base"] if has_base else [])])
     line = summary_line(j.mean("ID-LoRA x1"), j.mean("no LoRA"))
     b.log(table)
     b.log(line)
-    plot = plot_strength(strength_rows(j, strengths, has_base), figures / "metrics_vs_strength.png",
-                         "toy world, held-out identities")
+    plot = plot_strength(strength_rows(j, strengths, has_base), figures / f"{b.base.prefix}metrics_vs_strength.png",
+                         f"toy world ({b.base.description}), held-out identities")
     return {"identities": count, "table": table, "summary_line": line, "with_lora_1ref": j.mean("ID-LoRA x1"),
             "with_lora_4ref": j.mean("ID-LoRA x4"), "without": j.mean("no LoRA"),
             "grid": grid.relative_to(b.out).as_posix(), "strength_table": strength_table(j, strengths, has_base),
@@ -270,16 +289,24 @@ STAGES: dict[str, Callable[[Build], dict]] = {
     "vae": vae_stage, "base": base_stage, "hyper": hyper_stage, "eval": eval_stage,
 }
 """Stage name -> what it does, in the order they run; `eval` measures, the others train."""
+BASE_STAGES = ("base", "hyper", "eval")
+"""The stages that make (or measure) one base model's parts (`--base`); the others are shared by every base."""
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated subset of {','.join(STAGES)} (default: all; with a --base other than unet "
+                             f"only {','.join(BASE_STAGES)}, so the shared parts the UNet was trained with stay)")
     parser.add_argument("--out", default=None, help="output folder (default models/toy)")
     parser.add_argument("--smoke", action="store_true", help="a few steps per stage on a small data set")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is faster on a machine shared with other jobs)")
     parser.add_argument("--base-steps", type=int, default=None)
+    parser.add_argument("--base", default="unet",
+                        help="the base model the base, hyper and eval stages make: unet (tiny SDXL-class UNet) or dit "
+                             "(tiny FLUX-class DiT, files toy_dit*.safetensors beside the UNet's; recorded as dit_base, "
+                             "dit_hyper, dit_eval). The other stages are shared by both")
     parser.add_argument("--device", default=None,
                         help="where the judge, analogues, VAE and base UNet train: cpu, cuda, cuda:1 ... (default: the "
                              "first GPU if torch sees one, else cpu). The HyperLoRA stage runs the trainer, which uses "
@@ -290,7 +317,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", default=None, help="scratch folder for the trainer's dataset and run "
                                                      "(default output/toy_build)")
     args = parser.parse_args(argv)
-    wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+    default = STAGES if args.base == "unet" else BASE_STAGES
+    wanted = [s.strip() for s in (args.stages or ",".join(default)).split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
@@ -307,8 +335,15 @@ def main(argv: list[str] | None = None) -> dict:
     except (RuntimeError, AssertionError) as e:
         parser.error(f"--device {device}: torch cannot use it here ({str(e).splitlines()[0]}); "
                      "pick cpu, or a GPU torch sees (torch.cuda.is_available()).")
+    from ..errors import HyperLoRAError
     from . import files, stages
     from .card import write_card
+    from .models import toy_base
+
+    try:
+        base = toy_base(args.base)
+    except HyperLoRAError as e:
+        parser.error(f"--base: {e}")
 
     out = files.world_dir(args.out)
     steps = dict(SMOKE_STEPS if args.smoke else FULL_STEPS)
@@ -319,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    b = Build(out=out, work=work, smoke=args.smoke, steps=steps, resume_hyper=args.resume_hyper, device=device, log=log)
+    b = Build(out=out, work=work, smoke=args.smoke, steps=steps, resume_hyper=args.resume_hyper, device=device, log=log,
+              base=base)
     mine: dict = {"stages": {}}  # what this process measured; other build processes may fill other stages
 
     def record() -> dict:
@@ -338,15 +374,16 @@ def main(argv: list[str] | None = None) -> dict:
         started, cpu = time.time(), time.process_time()
         numbers = STAGES[name](b)
         minutes = round((time.time() - started) / 60, 2)
+        key = f"{b.base.prefix}{name}" if name in BASE_STAGES else name  # a DiT's base, hyper, eval: dit_base ...
         if name == "eval":
-            mine["eval"] = {**numbers, "minutes": minutes}
+            mine[key] = {**numbers, "minutes": minutes}
         else:
             trained_on = trainer_device() if name == "hyper" else stages.device_name(device)
-            mine["stages"][name] = {"minutes": minutes, "cpu_minutes": round((time.process_time() - cpu) / 60, 2),
-                                    "threads": torch.get_num_threads(), "device": trained_on, **numbers}
+            mine["stages"][key] = {"minutes": minutes, "cpu_minutes": round((time.process_time() - cpu) / 60, 2),
+                                   "threads": torch.get_num_threads(), "device": trained_on, **numbers}
             if name in steps:
-                mine["stages"][name]["steps"] = steps[name]
-            log(f"== {name}: {mine['stages'][name]}")
+                mine["stages"][key]["steps"] = steps[name]
+            log(f"== {key}: {mine['stages'][key]}")
         record()
     stats = record()
     log(f"model card: {write_card(out)}")

@@ -48,7 +48,8 @@ def _size_rows(folder: Path) -> list[tuple[str, int, int]]:
     from ..safetensors_io import read_shapes
 
     rows = []
-    for part in files.FILES:
+    names = {**files.FILES, **files.DIT_FILES}  # the DiT base's files where the world has them
+    for part in names:
         p = files.part_path(part, folder)
         if p.is_file():
             params = 0
@@ -57,7 +58,7 @@ def _size_rows(folder: Path) -> list[tuple[str, int, int]]:
                 for d in shape:
                     n *= d
                 params += n
-            rows.append((files.FILES[part], params, p.stat().st_size))
+            rows.append((names[part], params, p.stat().st_size))
     return rows
 
 
@@ -90,6 +91,10 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
         "toy_unet.safetensors": "ComfyUI SDXL UNet (`model_base.SDXL`), model_channels 32, context 64, 22 attention modules",
         "toy_caption_encoder.safetensors": "caption encoder: attribute and background/shirt phrases -> context [10, 64] + pooled [64]",
         "hyper_lora/toy_hyperlora.safetensors": "HyperLoRA (`hyperlora_core.model.HyperLoRA`), single-file format",
+        "toy_dit.safetensors": "the second base: ComfyUI FLUX transformer (`model_base.Flux`), hidden 128, 2 double + 4 "
+                               "single blocks, 4 latent channels, flow matching",
+        "toy_dit_caption_encoder.safetensors": "the DiT's own caption encoder (same kind as the UNet's)",
+        "hyper_lora/toy_dit_hyperlora.safetensors": "the DiT's HyperLoRA (FLUX profile, image-attention targets)",
     }
     total_p = total_b = 0
     for name, params, size in _size_rows(folder):
@@ -129,23 +134,24 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
                             if s.get("match_curve") else ""),
     }
     total = 0.0
-    for name in ("judge", "base_judge", "arcface", "clip", "vae", "base", "hyper"):
+    for name in ("judge", "base_judge", "arcface", "clip", "vae", "base", "hyper", "dit_base", "dit_hyper"):
         s = st.get(name)
         if not s:
             continue
+        kind = name.removeprefix("dit_")  # the DiT base's stages (`build --base dit`) read like the UNet's
         r = s.get("recipe", {})
         per_stage = {"base": r.get("steps_base") or 0, "clip_id": r.get("steps_clip") or 0,
                      "arcface_id": r.get("steps_id") or 0}
         steps = s.get("steps") or sum(per_stage.values())
         minutes, cpu = s.get("minutes", ""), s.get("cpu_minutes", "")
-        if name == "hyper" and s.get("resumed") and s.get("seconds_per_step"):
+        if kind == "hyper" and s.get("resumed") and s.get("seconds_per_step"):
             # a resumed build's own clock says little: the trainer's measured step times times the steps
             minutes = round(sum(per_stage[k] * v for k, v in s["seconds_per_step"].items()) / 60, 2)
             cpu = "(see below)"
         total += minutes if isinstance(minutes, (int, float)) else 0
         # builds before the `--device` option trained everything on the CPU and did not say so
         lines.append(f"| {name} | {steps} | {minutes} | {cpu} | {s.get('threads', '')} | {s.get('device', 'cpu')} "
-                     f"| {results[name](s)} |")
+                     f"| {results[kind](s)} |")
     lines.append(f"| **total** | | **{total:.1f}** | | | | |")
     lines += ["", "Machine: 2 CPU cores. Parts trained on the CPU used one thread each while other jobs shared the machine",
               "(load average about 5), so their wall minutes overstate the cost on an idle machine; CPU minutes are the",
@@ -205,6 +211,11 @@ def write_card(folder: str | os.PathLike | None = None) -> Path:
             if ev.get("strength_plot"):
                 lines += [f"![strength]({FIGURES}/{Path(ev['strength_plot']).name})", ""]
         lines += [f"Headline: `{ev.get('summary_line', '')}`", ""]
+    dit = stats.get("dit_eval")
+    if dit:
+        lines += ["## The DiT base (`build --base dit`)", "", f"{st.get('dit_base', {}).get('model', 'DiT')}, its own caption "
+                  "encoder and HyperLoRA, the shared judges, analogues and VAE; the same held-out measurement:", "",
+                  dit.get("table", ""), "", f"Headline: `{dit.get('summary_line', '')}`", ""]
     study = stats.get("study")
     if study:
         lines += ["## The paper's claims, measured", "",

@@ -16,6 +16,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", default=None, help="toy world folder (default models/toy)")
+    parser.add_argument("--base", default=None, help="the world's base model: unet (default) or dit")
     parser.add_argument("--identities", type=int, default=32, help="held-out identities to test")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", default=None, help="output folder (default output/toy_demo)")
@@ -31,12 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..lora import save_lora
     from . import files
     from .measure import ID, Condition, Heldout, Judges, ksampler_images, measure, summary_line
-    from .models import BASE
     from .world_loader import ToyWorld
 
     out = Path(args.out) if args.out else files.ROOT / "output" / "toy_demo"
     t0 = time.time()
-    toy = ToyWorld.load(args.world)
+    toy = ToyWorld.load(args.world, base=args.base)
     print(f"toy world loaded from {files.world_dir(args.world)} ({time.time() - t0:.1f}s)")
     held = Heldout.make(toy.conditioner, count=args.identities)
     judges = Judges.load(args.world, toy.judge)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c.name}: mean match {result.mean(c.name):.3f}")
     grid = result.grid(out / "toy_demo_grid.png")
     lora_path = out / f"toy_id_lora_identity{held.identities[0]}.safetensors"
-    save_lora(ID(1).state_dict(toy.hyperlora, held, 0), lora_path, overwrite=True, base_metadata=BASE.kohya_metadata())
+    save_lora(ID(1).state_dict(toy.hyperlora, held, 0), lora_path, overwrite=True, base_metadata=toy.base.profile.kohya_metadata())
     print()
     print(result.table())
     print()

@@ -27,8 +27,17 @@ FILES = {
     "caption_encoder": "toy_caption_encoder.safetensors",
     "hyperlora": "hyper_lora/toy_hyperlora.safetensors",
 }
-"""Part name -> file name in the toy model folder. The HyperLoRA sits in its own sub-folder so that
-folder can be ComfyUI's `hyper_lora` model path (extra_model_paths.yaml) without listing the rest."""
+"""Part name -> file name in the toy model folder (the UNet world and the parts both bases share). The HyperLoRA
+sits in its own sub-folder so that folder can be ComfyUI's `hyper_lora` model path (extra_model_paths.yaml)
+without listing the rest."""
+
+DIT_FILES = {
+    "dit": "toy_dit.safetensors",
+    "dit_caption_encoder": "toy_dit_caption_encoder.safetensors",
+    "dit_hyperlora": "hyper_lora/toy_dit_hyperlora.safetensors",
+}
+"""The DiT base's own parts (`models.DIT`), beside the UNet's: its transformer, caption encoder and HyperLoRA;
+the judges, analogues and VAE are the UNet world's."""
 
 STATS_FILE = "toy_world.json"
 
@@ -38,7 +47,7 @@ def world_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def part_path(part: str, folder: str | os.PathLike | None = None) -> Path:
-    return world_dir(folder) / FILES[part]
+    return world_dir(folder) / {**FILES, **DIT_FILES}[part]
 
 
 def save_module(module: nn.Module | dict, part: str, folder: str | os.PathLike | None = None,
@@ -93,17 +102,22 @@ BUILTIN_WORLD = "(built-in) models/toy"
 """The Toy World Loader's name for the pack's own copy."""
 
 
+def has_world(folder: Path) -> bool:
+    """Whether `folder` holds a toy world: the model of one of its bases (the UNet or the DiT)."""
+    return any((folder / name).is_file() for name in (FILES["unet"], DIT_FILES["dit"]))
+
+
 def world_choices() -> dict[str, Path]:
     """Display name -> folder of every toy world ComfyUI can see (the pack's own copy first, then
     `models/toy_world` and its sub-folders, extra_model_paths.yaml included)."""
     from ..comfy_bridge.folders import TOY_WORLD, toy_world_roots
 
     found: dict[str, Path] = {}
-    if part_path("unet", DEFAULT_DIR).is_file():
+    if has_world(DEFAULT_DIR):
         found[BUILTIN_WORLD] = DEFAULT_DIR
     for root in toy_world_roots():
         for folder in [root, *(Path(e.path) for e in list_dir(root) if e.is_dir())] if os.path.isdir(root) else []:
-            if (folder / FILES["unet"]).is_file():
+            if has_world(folder):
                 found.setdefault(f"{TOY_WORLD}/{folder.relative_to(root).as_posix()}".rstrip("/."), folder)
     return found
 

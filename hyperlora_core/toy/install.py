@@ -5,7 +5,7 @@ Two ways, both used by `make demo` when no real weights are present:
 - `install_toy_world(models_dir)`: links (or copies) the files into a ComfyUI `models` folder:
   `models/toy_world/*` (UNet, VAE, caption encoder, the ArcFace/CLIP analogues, the judge and the
   HyperLoRA, for the Toy World Loader) and `models/hyper_lora/toy_world/toy_hyperlora.safetensors`
-  (found by the HyperLoRA Loader).
+  (found by the HyperLoRA Loader); the DiT base's files (`files.DIT_FILES`) too where the world has them.
 - `extra_model_paths_yaml()`: the same without copying, as an `extra_model_paths.yaml` section.
 
 `write_reference_photos(folder)` writes PNG photos of held-out identities (never seen in any
@@ -36,14 +36,15 @@ def install_toy_world(models_dir: str | os.PathLike, source: str | os.PathLike |
     src_dir = files.world_dir(source)
     models = Path(models_dir)
     placed: dict[str, Path] = {}
-    for part, name in files.FILES.items():
+    dit = {part: name for part, name in files.DIT_FILES.items() if (src_dir / name).is_file()}  # a DiT, if built
+    for part, name in {**files.FILES, **dit}.items():
         src = (src_dir / name).resolve()
         if not src.is_file():
             raise HyperLoRAError(f"{src}: the toy world's {part} is missing; run `make toy-world` first.")
-        dst = (models / "hyper_lora" / TOY_FOLDER / Path(name).name if part == "hyperlora"
-               else models / TOY_FOLDER / Path(name).name)
+        hyper = name.startswith("hyper_lora/")
+        dst = models / "hyper_lora" / TOY_FOLDER / Path(name).name if hyper else models / TOY_FOLDER / Path(name).name
         placed[part] = _place(src, dst, mode)
-        if part == "hyperlora":  # the world folder stays complete too (the Toy World Loader reads it there)
+        if hyper:  # the world folder stays complete too (the Toy World Loader reads it there)
             _place(src, models / TOY_FOLDER / name, mode)
     return placed
 

@@ -40,7 +40,6 @@ from ..pixels import uint8_pixels
 from . import files, world
 from .base_judge import BaseJudge
 from .encoders import AttributeJudge, Conditioner, to_tensor
-from .models import IMAGE_CONDITIONING
 from .world_loader import ToyWorld
 
 SEED = 11
@@ -340,7 +339,8 @@ class HookedSampler:
     def text(self, caption: str) -> dict[str, torch.Tensor]:
         """The model inputs of a caption (batch of one), as CLIPTextEncode + the toy crop's conditioning."""
         if caption not in self._text:
-            self._text[caption] = self.denoiser.inputs({**self.toy.backbone.encode_text([caption]), **IMAGE_CONDITIONING})
+            self._text[caption] = self.denoiser.inputs({**self.toy.backbone.encode_text([caption]),
+                                                         **self.toy.base.image_conditioning})
         return self._text[caption]
 
     @torch.no_grad()

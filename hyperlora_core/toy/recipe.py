@@ -170,13 +170,25 @@ CONFIG_FILE = "toy_train.yaml"
 SMOKE_STAGES: dict = {"base": {"steps": 2}, "clip_id": {"steps": 2}, "arcface_id": {"steps": 3, "decay_steps": 1}}
 
 
+def config_file(base=None) -> str:
+    """The trainer config's file name in the world's folder for toy base `base` (`models.ToyBase`; None: the UNet):
+    `toy_train.yaml`, `toy_dit_train.yaml`."""
+    return CONFIG_FILE if base is None or not base.prefix else f"toy_{base.prefix}train.yaml"
+
+
 def shipped_config(world: str | os.PathLike, work: str | os.PathLike, stages: dict | None = None,
-                   overrides: dict | None = None) -> Path:
-    """`<world>/toy_train.yaml`: the shipped recipe, its dataset and run folder under `work`."""
+                   overrides: dict | None = None, base=None) -> Path:
+    """`<world>/toy_train.yaml`: the shipped recipe, its dataset and run folder under `work`. `base`: the toy base
+    (`models.ToyBase`) it trains for, None the UNet; another base's config (`toy_dit_train.yaml`) is the same
+    recipe with `model.base` set to the base's profile, its own dataset (`<work>/dit_shards`: its caption
+    encoder's conditioning) and run (`<work>/dit_run`)."""
     world = Path(world)
-    cfg = config_dict(world, Path(work) / "shards", Path(work) / "run", stages or SHIPPED_STAGES, overrides,
-                      relative_to=world)
+    prefix = base.prefix if base is not None else ""
+    if prefix:
+        overrides = _merge({"model": {"base": base.profile.name}}, overrides or {})
+    cfg = config_dict(world, Path(work) / f"{prefix}shards", Path(work) / f"{prefix}run", stages or SHIPPED_STAGES,
+                      overrides, relative_to=world)
     header = ("# The toy HyperLoRA's training config (hyperlora_core/toy/recipe.py). `make toy-world` writes the\n"
-              "# dataset and runs `python -m hyperlora_core.train fit --config toy_train.yaml`, then `export`.\n"
+              f"# dataset and runs `python -m hyperlora_core.train fit --config {config_file(base)}`, then `export`.\n"
               "# Relative paths are relative to this file; model.checkpoint is the toy world in this folder.")
-    return write_config(world / CONFIG_FILE, cfg, header)
+    return write_config(world / config_file(base), cfg, header)

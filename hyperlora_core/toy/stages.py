@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from ..comfy_bridge.diffusion import Denoiser, euler_sample
+from ..comfy_bridge.lora_hooks import out_of_place_residuals
 from ..train.schedule import lr_lambda
 from . import world
 from .caption import CaptionEncoder, token_ids
 from .encoders import AttributeJudge, CaptionTower, ToyArcFace, ToyCLIP, to_tensor
-from .models import IMAGE_CONDITIONING, LATENT_SCALE, new_unet, new_vae_model
+from .models import LATENT_SCALE, UNET, ToyBase, new_vae_model
 
 Log = Callable[[str], None]
 Device = torch.device | str
@@ -273,11 +274,12 @@ def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
 
-# -- base UNet + caption encoder -----------------------------------------------------------------
+# -- base model (UNet or DiT) + caption encoder -----------------------------------------------------
 @dataclass
 class BaseModel:
-    unet: object  # ComfyUI ModelPatcher (EMA weights)
+    unet: object  # ComfyUI ModelPatcher (EMA weights) of `base`'s model
     captions: CaptionEncoder
+    base: ToyBase = UNET
 
 
 def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 0.3, empty: float = 0.2) -> torch.Tensor:
@@ -288,34 +290,37 @@ def random_caption_ids(attrs: torch.Tensor, gen: torch.Generator, drop: float = 
     return torch.tensor([token_ids([int(v) if k else None for v, k in zip(a, kk)]) for a, kk in zip(attrs, keep)])
 
 
-def geometry(batch: int) -> dict[str, torch.Tensor]:
-    """Every toy sample's crop geometry (SDXL's size numbers, `IMAGE_CONDITIONING`) for a batch."""
-    return {k: v.expand(batch, *v.shape[1:]) for k, v in IMAGE_CONDITIONING.items()}
-
-
 def eps_loss(den: Denoiser, x0: torch.Tensor, inputs: dict, gen: torch.Generator) -> torch.Tensor:
-    """The diffusion loss through ComfyUI's own model: eps-MSE at uniform discrete timesteps; `inputs`: the
-    batch's `apply_model` arguments (`Denoiser.inputs`)."""
+    """The diffusion loss through ComfyUI's own model at uniform timesteps of its own schedule (`Denoiser.sigmas`),
+    in the output's own parametrisation: `(x - x0_hat) / sigma` against the noise for an eps model (SDXL), against
+    the velocity noise - x0 for a flow model (FLUX: the flow-matching loss). Both are the x0 error weighted by
+    1 / sigma^2, the trainer's `eps` objective."""
     sigmas = den.sigmas
     t = torch.randint(0, len(sigmas), (x0.shape[0],), generator=gen)
     sigma = sigmas[t.to(sigmas.device)].to(x0)
     noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x = den.noisy(sigma, noise, x0)
-    eps = (x - den.denoise(x, sigma, inputs)) / sigma.view(-1, 1, 1, 1)
-    return F.mse_loss(eps, noise)
+    s = sigma.view(-1, 1, 1, 1)
+    out = (x - den.denoise(x, sigma, inputs)) / s
+    target = noise if den.profile.prediction(den.patcher) == "EPS" else (x - x0) / s
+    return F.mse_loss(out, target)
 
 
 def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: int = 64, lr: float = 1e-3,
                ema_decay: float = 0.999, seed: int = 5, log: Log = print, eval_every: int = 0,
-               evaluate: Callable[[BaseModel, int], None] | None = None, device: Device = "cpu") -> BaseModel:
-    """Tiny SDXL UNet + caption encoder on scaled latents `[N, 4, 16, 16]` (already x LATENT_SCALE);
-    `attrs [N, 9]`: each render's identity attributes and named base factors (its full caption).
-    `evaluate` gets the EMA model on `device`; the result is on the CPU."""
+               evaluate: Callable[[BaseModel, int], None] | None = None, device: Device = "cpu",
+               base: ToyBase = UNET) -> BaseModel:
+    """A toy base model (`base`: the tiny SDXL UNet or the tiny FLUX DiT) + its caption encoder on scaled latents
+    `[N, 4, 16, 16]` (already x LATENT_SCALE); `attrs [N, 9]`: each render's identity attributes and named base
+    factors (its full caption). The captions reach the model as the base's profile's conditioning
+    (`ToyBase.conditioning` -> `Denoiser.inputs`). `evaluate` gets the EMA model on `device`; the result is on
+    the CPU."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    patcher = new_unet()
+    patcher = base.new_model()
+    out_of_place_residuals(patcher)  # FLUX's blocks add residuals in place: trained whole, they must not
     captions = CaptionEncoder()
-    ema_unet, ema_captions = new_unet(), CaptionEncoder()
+    ema_unet, ema_captions = base.new_model(), CaptionEncoder()
     for module in (patcher.model, captions, ema_unet.model, ema_captions):
         module.to(device)
     den = Denoiser(patcher)
@@ -327,13 +332,11 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
     for p in params:
         p.requires_grad_(True)
     patcher.model.train()
-    sizes = geometry(batch)
 
     def loss(step: int) -> tuple[torch.Tensor, str]:  # noqa: ARG001
         idx = torch.randint(len(latents), (batch,), generator=gen)
         context, pooled = captions(random_caption_ids(attrs[idx], gen).to(device))
-        inputs = den.inputs({"context": context, "pooled": pooled, **sizes})  # the SDXL profile's y
-        return eps_loss(den, latents[idx].to(device), inputs, gen), ""
+        return eps_loss(den, latents[idx].to(device), den.inputs(base.conditioning(context, pooled)), gen), ""
 
     def after_step(step: int) -> None:
         decay = min(ema_decay, (1 + step) / (10 + step))
@@ -341,13 +344,14 @@ def train_base(latents: torch.Tensor, attrs: torch.Tensor, steps: int, batch: in
             for e, p in zip(ema_params, params):
                 e.lerp_(p, 1 - decay)
         if evaluate is not None and eval_every and (step + 1) % eval_every == 0:
-            evaluate(BaseModel(ema_unet, ema_captions.eval()), step + 1)
+            evaluate(BaseModel(ema_unet, ema_captions.eval(), base), step + 1)
 
-    train_loop("base", params, steps, lr, loss, log, warmup=200, grad_clip=1.0, after_step=after_step, log_every=100)
+    train_loop(f"{base.prefix}base", params, steps, lr, loss, log, warmup=200, grad_clip=1.0, after_step=after_step,
+               log_every=100)
     for p in ema_params:
         p.requires_grad_(False)
     ema_unet.model.cpu()
-    return BaseModel(ema_unet, ema_captions.cpu().eval())
+    return BaseModel(ema_unet, ema_captions.cpu().eval(), base)
 
 
 @torch.no_grad()
@@ -380,18 +384,19 @@ def base_fidelity(model: BaseModel, vae, judge: AttributeJudge, count: int = 64,
 @torch.no_grad()
 def sample_captions(model: BaseModel, vae, ids: list[list[int]], seed: int = 0, cfg: float = 1.0, steps: int = 20,
                     batch: int = 64) -> torch.Tensor:
-    """Images 0..1 `[N, 3, 32, 32]` for caption token ids (the bridge's batched Euler, fixed noise per seed)."""
+    """Images 0..1 `[N, 3, 32, 32]` for caption token ids (the bridge's batched Euler with the base's scheduler,
+    fixed noise per seed)."""
     den = Denoiser(model.unet)
     dev = module_device(model.captions)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((len(ids), 4, 16, 16), generator=gen).to(dev)
-    empty_ctx, empty_pooled = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)], device=dev))
+    empty = model.captions(torch.tensor([token_ids([None] * world.NUM_ATTRIBUTES)], device=dev))
     out = []
     for s in range(0, len(ids), batch):
         ctx, pooled = model.captions(torch.tensor(ids[s : s + batch], device=dev))
         b = ctx.shape[0]
-        cond = den.inputs({"context": ctx, "pooled": pooled, **geometry(b)})
-        uncond = den.inputs({"context": empty_ctx.expand(b, -1, -1), "pooled": empty_pooled.expand(b, -1), **geometry(b)})
-        lat = euler_sample(den, noise[s : s + b], cond, uncond, steps=steps, cfg=cfg)
+        uncond = model.base.conditioning(empty[0].expand(b, -1, -1), empty[1].expand(b, -1))
+        lat = euler_sample(den, noise[s : s + b], den.inputs(model.base.conditioning(ctx, pooled)), den.inputs(uncond),
+                           steps=steps, cfg=cfg)
         out.append(vae_decode(vae, den.latent_out(lat)))
     return torch.cat(out)

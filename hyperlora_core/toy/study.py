@@ -36,7 +36,7 @@ from ..eval.intervals import ZERO, Interval, verdict
 from ..model import HyperLoRA
 from . import files, world
 from .measure import BASE, ID, Condition, Heldout, Judgements, Judges, Lora, measure
-from .recipe import CONFIG_FILE
+from .recipe import config_file
 
 Log = Callable[[str], None]
 FINETUNE_STEPS = 50
@@ -111,14 +111,15 @@ def finetune_loras(toy, hl: HyperLoRA, study: Heldout, count: int, cfg, steps: i
 def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None,
               identities: int = 128, steps: int = 20, seed: int = 11, finetune_count: int = 32,
               cfgs: tuple[float, ...] = (1.0, 2.0, 4.0, 7.0), edit_cfg: float = 1.0, log: Log | None = None,
-              train_config: str | os.PathLike | None = None) -> StudyResult:
-    """Every measurement above for the toy world in `folder` with the HyperLoRA `hyperlora` (default
-    the world's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty skips the CFG sweep."""
+              train_config: str | os.PathLike | None = None, base: str | None = None) -> StudyResult:
+    """Every measurement above for the toy world in `folder` with its base `base` ("unet", the default, or "dit")
+    and the HyperLoRA `hyperlora` (default the base's own). `finetune_count` 0 skips fine-tuning; `cfgs` empty
+    skips the CFG sweep."""
     from .world_loader import ToyWorld
 
     t0 = time.time()
     log = log or (lambda _m: None)
-    toy = ToyWorld.load(folder, hyperlora)
+    toy = ToyWorld.load(folder, hyperlora, base)
     hl = toy.hyperlora
     judges = Judges.load(folder, toy.judge)
     study = Heldout.make(toy.conditioner, identities)
@@ -176,7 +177,7 @@ def run_study(folder: str | os.PathLike | None = None, hyperlora: str | os.PathL
     if finetune_count:
         from ..train.config import load_config
 
-        cfg = load_config(train_config or files.world_dir(folder) / CONFIG_FILE)
+        cfg = load_config(train_config or files.world_dir(folder) / config_file(toy.base))
         k = min(finetune_count, len(study))
         tuned, seconds = finetune_loras(toy, hl, study, k, cfg, log=log)
         sub = study.head(k)

@@ -18,27 +18,32 @@ from ..model import HyperLoRA
 from . import files
 from .backbone import ToyBackbone, toy_backbone
 from .encoders import AttributeJudge, Conditioner, ToyArcFace
-from .models import LATENT_SIZE
+from .models import LATENT_SIZE, UNET, ToyBase, toy_base
 
 
 @dataclass
 class ToyWorld:
     """Every toy part, loaded the way ComfyUI's loaders hand them out."""
 
-    backbone: ToyBackbone  # UNet (ModelPatcher), caption encoder (comfy.sd.CLIP), VAE (comfy.sd.VAE), CLIP analogue
+    backbone: ToyBackbone  # UNet or DiT (ModelPatcher), caption encoder (comfy.sd.CLIP), VAE (comfy.sd.VAE), CLIP analogue
     hyperlora: HyperLoRA
     conditioner: Conditioner
     judge: AttributeJudge
+    base: ToyBase = UNET
 
     @classmethod
-    def load(cls, folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None) -> ToyWorld:
-        """The world in `folder` (default models/toy) with its HyperLoRA, or the one at `hyperlora`."""
-        backbone = toy_backbone(folder)
+    def load(cls, folder: str | os.PathLike | None = None, hyperlora: str | os.PathLike | None = None,
+             base: str | None = None) -> ToyWorld:
+        """The world in `folder` (default models/toy) with its base `base` ("unet", the default, or "dit":
+        `models.TOY_BASES`) and that base's HyperLoRA, or the one at `hyperlora`."""
+        b = toy_base(base)
+        backbone = toy_backbone(folder, b.name)
         return cls(
             backbone=backbone,
-            hyperlora=HyperLoRA.from_pretrained(hyperlora or files.part_path("hyperlora", folder)).eval(),
+            hyperlora=HyperLoRA.from_pretrained(hyperlora or files.part_path(b.parts["hyperlora"], folder)).eval(),
             conditioner=Conditioner(files.load_module(ToyArcFace(), "arcface", folder), backbone.clip_vision),
             judge=files.load_module(AttributeJudge(), "judge", folder),
+            base=b,
         )
 
     @property
@@ -64,7 +69,8 @@ class ToyWorld:
         (`model`: an already patched UNet instead)."""
         model = model or (apply_lora(self.unet, lora, strength) if lora is not None else self.unet)
         positive, negative = encode_prompt(self.clip, prompt), encode_prompt(self.clip, "")
-        latent = ksample(model, positive, negative, torch.zeros_like(noise), seed, steps=steps, cfg=cfg, noise=noise)
+        latent = ksample(model, positive, negative, torch.zeros_like(noise), seed, steps=steps, cfg=cfg, noise=noise,
+                         scheduler=self.base.profile.scheduler)
         return self.vae.decode(latent).float().clamp(0, 1)
 
     def lora_for(self, clip_tokens: torch.Tensor, id_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
