@@ -105,7 +105,8 @@ def test_gpu_check_flux_part_at_tiny_size(tmp_path, comfyui_path):
     assert figures["flux_merge_within_rounding"] is True and figures["flux_merge_only_targets"] is True
     for photos in (1, 4):
         assert figures[f"flux_generate_{photos}photo_ms"] > 0
-    assert figures["flux_merge_s"] >= 0 and figures["flux_sample_bare_step_ms"] > 0
+    assert figures["flux_switch_to_lora_s"] > 0 and math.isfinite(figures["flux_merge_s"])  # a difference: noise may sign it
+    assert figures["flux_sample_bare_step_ms"] > 0
     assert figures["flux_sample_lora_step_ratio"] > 0
     for batch in (1, 2):
         assert figures[f"flux_train_batch_{batch}_ms"] > 0 and figures[f"flux_train_batch_{batch}_ratio"] > 0
