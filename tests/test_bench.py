@@ -114,7 +114,9 @@ def test_gpu_check_flux_part_at_tiny_size(tmp_path, comfyui_path):
 
 def test_pack_copies_importable_comfy_source_within_the_carry_limit(tmp_path, comfyui_path):
     sys.path.insert(0, str(ROOT))
-    from scripts.pack_gpu import LIMIT, copy_comfy, repository_size
+    from scripts.pack_gpu import LIMIT, RUN_THERE, copy_comfy, repository_size
+
+    assert RUN_THERE in (ROOT / "README.md").read_text()  # the next GPU session's one command, as README gives it
 
     size = copy_comfy(comfyui_path, tmp_path / "ComfyUI")
     copied = tmp_path / "ComfyUI"
