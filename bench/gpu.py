@@ -14,7 +14,10 @@ Parts (`--parts`, default all, in this order):
   hypernetwork and CLIP vision were offloaded to make room (the UNet loaded whole), generate again
   (they reload).
 * `generate`: ID-LoRA generation, 1 and 4 photos, fp16 and bf16 storage: ours vs the per-layer form
-  of the published code; wall time with CUDA synchronised; peak GPU memory above the start.
+  of the published code; wall time with CUDA synchronised; peak GPU memory above the start. Then the
+  same generation five ways side by side (`generation_paths`: built on the device, loaded by ComfyUI,
+  the Generate node's path, right after face analysis with onnxruntime's threads spinning or not) with
+  per-phase times, to pin down the photo path's 113 ms against 32 ms (H200, 2026-11-26).
 * `photo`: the full photo path, per photo: face analysis (onnxruntime, the provider that ran is
   printed), CLIP ViT-L/14-size vision through ComfyUI, generation; 1 and 4 photos.
 * `sample`: SDXL UNet steps at 1024 x 1024 (fp16), bare vs our LoRA merged vs an attn2 patch with 16
@@ -26,11 +29,19 @@ Parts (`--parts`, default all, in this order):
   judge, analogues, VAE and base UNet train here, the HyperLoRA through the trainer; each stage's
   recorded device is checked, so a GPU build of the shipped world will not fail hours in.
 
+* `flux`: FLUX.1-dev size (11.9 B, random bf16 weights, ComfyUI's `Flux` classes through our FLUX
+  profile, its default target set): the basis and hypernetwork sizes the target table implies (K 128,
+  rank 8, the published resampler), ID-LoRA generation (1 and 4 photos, peak memory), Apply's one-off
+  merge (ComfyUI's patcher, checked weight by weight against W + s*alpha/r*up@down), sampler steps merged
+  vs bare at 1024 px (CFG 1), and one `arcface_id` training step against a fixed-LoRA step at 1024 px
+  with gradient checkpointing, batch 1 and 2 (out of memory is reported, not fatal), with the peak
+  memory `train/configs/flux.yaml`'s plan needs. Fewer rounds than the SDXL parts (a FLUX step is slow).
+
 `--tiny` runs the same code on the CPU at tiny sizes in seconds (CI runs it so it cannot rot).
 Each figure is also printed as a `gpu_check_<name>=<value>` line when measured (the last: `failed_parts`);
-`--json FILE` writes them all.
+`--json FILE` writes them all (after every part); `--budget-s N` starts no part after N seconds.
 
-Run: python bench/gpu.py [--tiny] [--parts mm,generate,photo,sample,train,toy] [--json out.json]
+Run: python bench/gpu.py [--tiny] [--parts mm,generate,photo,sample,train,toy,flux] [--json out.json] [--budget-s N]
 On the lent GPU machine: `bash scripts/pack_gpu.sh` here first (README, "Speed on a GPU").
 """
 
@@ -58,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scripts.comfy_env import boot_comfy  # noqa: E402
 
-PARTS = ("mm", "generate", "photo", "sample", "train", "toy")
+PARTS = ("mm", "generate", "photo", "sample", "train", "toy", "flux")
 SIMULATED_CARD_GB = 8
 """The card the `mm` part pretends to be (a common consumer size), through ComfyUI's own reserve: on
 it the SDXL UNet, the fp16 hypernetwork and CLIP vision do not all fit at once."""
@@ -100,6 +111,19 @@ class Sizes:
     @property
     def clip_dim(self) -> int:
         return 32 if self.tiny else 1024
+
+    @property
+    def flux_latent(self) -> int:  # FLUX's VAE: 8x down, 16 channels; 1024 px -> 128 (4,096 image tokens)
+        return 8 if self.tiny else 128
+
+    @property
+    def flux_steps(self) -> int:
+        return 3 if self.tiny else 8
+
+    @property
+    def flux_rounds(self) -> int:
+        """Interleaved rounds of the FLUX sampling and training comparisons (a FLUX-dev step is slow)."""
+        return 3 if self.tiny else 2
 
 
 class Report:
@@ -361,6 +385,8 @@ def part_generate(sizes: Sizes, report: Report) -> None:
         del hl, ref
         release()
     report("speed-up = reference / ours per round; ours includes copying the LoRA to the CPU (what nodes get)")
+    generation_paths(config, sizes, report)
+    release()
 
 
 def measure_generation(hl, ref, dtype, photos: int, sizes: Sizes, report: Report, sync) -> None:
@@ -390,6 +416,112 @@ def measure_generation(hl, ref, dtype, photos: int, sizes: Sizes, report: Report
     stored = {v.dtype for k, v in ours.items() if not k.endswith(".alpha")}
     if stored != {dtype} and dev.type == "cuda":
         report(f"note: the {name} checkpoint gave LoRA weights in {sorted(map(str, stored))}")
+
+
+def generation_paths(config, sizes: Sizes, report: Report, dtype=None) -> None:
+    """The gap between the photo path's generation (113 ms, a ComfyUI-loaded hypernetwork right after face
+    analysis) and generation alone (32 ms) on an H200 (2026-11-26): the same 1-photo generation five ways,
+    side by side in interleaved rounds, with per-phase times. `direct`: built where it runs; `comfy`: built
+    on the CPU and loaded by ComfyUI's model management (as the Loader node leaves it); `node`: what Generate
+    ID LoRA runs (`load_for_use` + inference mode + a progress callback per photo); `after_face`: `direct`
+    timed right after face analysis of a photo (untimed), onnxruntime threads not spinning (the pack's
+    setting); `after_face_spinning`: the same with onnxruntime's default, where every session's threads
+    busy-wait after each run."""
+    import torch
+    from _measure import interleaved
+    from _models import random_hyperlora
+
+    from hyperlora_core.comfy_bridge.model_management import hyperlora_patcher, load_for_use
+    from hyperlora_core.encode import prepare_id
+    from hyperlora_core.face import FaceAnalyzer
+    from hyperlora_core.standins import write_tiny_face_pack
+
+    dev, sync = device_and_sync()
+    dtype = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
+    direct = random_hyperlora(config, device=dev, dtype=dtype)
+    patcher = hyperlora_patcher(random_hyperlora(config, device=dev, dtype=dtype).to("cpu"))
+    clip, ids = random_conditions(1, sizes.clip_dim)
+    photos = photos_for_check(1)
+
+    def node() -> None:  # nodes/generate.py's make_id_lora + nodes/compute.py
+        model = load_for_use(patcher)
+        with torch.inference_mode():
+            model.generate_id_lora(clip, ids, progress=lambda done, total: None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = write_tiny_face_pack(Path(tmp) / "antelopev2")
+        analyzers = {"after_face": FaceAnalyzer.load(pack, providers="auto"),
+                     "after_face_spinning": FaceAnalyzer.load(pack, providers="auto", spinning=True)}
+
+        def timed(fn: Callable[[], object], before: Callable[[], object] | None = None) -> Callable[[], float]:
+            def run() -> float:
+                if before:
+                    before()
+                if sync:
+                    sync()
+                t0 = time.perf_counter()
+                fn()
+                if sync:
+                    sync()
+                return time.perf_counter() - t0
+            return run
+
+        loaded = load_for_use(patcher)
+        same = all(torch.equal(a, b) for a, b in zip(direct.generate_id_lora(clip, ids).values(),
+                                                     loaded.generate_id_lora(clip, ids).values()))
+        configs = {"direct": timed(lambda: direct.generate_id_lora(clip, ids)),
+                   "comfy": timed(lambda: load_for_use(patcher).generate_id_lora(clip, ids)),
+                   "node": timed(node)}
+        for name, analyzer in analyzers.items():
+            configs[name] = timed(lambda: direct.generate_id_lora(clip, ids), partial(prepare_id, photos, analyzer))
+        r = interleaved(configs, sizes.rounds, baseline="direct")
+        phases = {name: generation_phases(direct, clip, ids, sync, sizes.rounds, before)
+                  for name, before in (("direct", None), ("after_face_spinning",
+                                                           partial(prepare_id, photos, analyzers["after_face_spinning"])))}
+    report(f"the same 1-photo generation ({str(dtype).removeprefix('torch.')} basis) five ways, median of {sizes.rounds} "
+           f"interleaved rounds; ratio = path / direct per round; the ComfyUI-loaded model's LoRA equals the direct "
+           f"one bit for bit: {same}")
+    report.figure("generate_path_same_lora", same)
+    for name in configs:
+        ms, ratio = r.stat(name).median * 1e3, r.ratio(name)
+        report(f"  {name:>20}: {ms:8.1f} ms  {ratio.ratio_text():>14}")
+        report.figure(f"generate_path_{name}_ms", round(ms, 2))
+        report.figure(f"generate_path_{name}_ratio", round(ratio.median, 3))
+    for name, times in phases.items():
+        report(f"  phases, {name}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()))
+        for k, v in times.items():
+            report.figure(f"generate_phase_{name}_{k}_ms", round(v * 1e3, 2))
+
+
+def generation_phases(hl, clip, ids, sync, rounds: int, before: Callable[[], object] | None) -> dict[str, float]:
+    """Median seconds of generation's phases: resampler tokens, basis mix, and the LoRA copied to the CPU
+    and checked (`lora_state_dict`, which mixes again, minus the mix)."""
+    import torch
+
+    from hyperlora_core.coefficients import pool_photos
+
+    samples: dict[str, list[float]] = {"tokens": [], "mix": [], "copy_and_check": []}
+    for _ in range(rounds):
+        if before:
+            before()
+        with torch.no_grad():
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+            coeffs = pool_photos(hl.id_tokens(clip, ids).float())
+            if sync:
+                sync()
+            t1 = time.perf_counter()
+            hl.lora_factors(coeffs, "id")
+            if sync:
+                sync()
+            t2 = time.perf_counter()
+            hl.lora_state_dict(coeffs, "id")
+            t3 = time.perf_counter()
+        samples["tokens"].append(t1 - t0)
+        samples["mix"].append(t2 - t1)
+        samples["copy_and_check"].append(max(0.0, (t3 - t2) - (t2 - t1)))
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 # -- part: the photo path -----------------------------------------------------------------------
@@ -596,11 +728,287 @@ def part_toy(sizes: Sizes, report: Report) -> None:
     release()
 
 
+# -- part: FLUX.1-dev size ------------------------------------------------------------------------
+FLUX_TRAIN_BATCHES = (1, 2)
+"""Training batches of the FLUX part; 2 only if it fits (FLUX-dev alone is 22 GiB in bf16)."""
+
+
+def flux_hyper_config(sizes: Sizes, specs):
+    """The published hypernetwork shapes (K 128, rank 8, resampler 1024 x 4, 16 ID tokens) over FLUX's
+    target table, or tiny ones."""
+    import dataclasses
+
+    from _models import hyperlora_config
+
+    from hyperlora_core.comfy_bridge.bases import FLUX
+
+    if sizes.tiny:
+        config = hyperlora_config(specs, dim=32, depth=1, heads=2, basis_size=8, id_tokens=2, clip_dim=sizes.clip_dim)
+    else:
+        config = hyperlora_config(specs)
+    return dataclasses.replace(config, base=FLUX.name)  # its LoRAs say so; Apply refuses them on another base
+
+
+def flux_conditioning(denoiser, batch: int, latent: int, g):  # noqa: ARG001 - train_step's signature
+    """Random FLUX.1-dev conditioning under the profile's keys: T5 context, CLIP-L pooled vector, guidance."""
+    import torch
+
+    from hyperlora_core.comfy_bridge.bases import flux
+
+    cfg = denoiser.model.model_config.unet_config
+    return {"context": torch.randn(batch, flux.T5_TOKENS, cfg["context_in_dim"], generator=g),
+            "pooled": torch.randn(batch, cfg["vec_in_dim"], generator=g),
+            "guidance": torch.full((batch, 1), flux.GUIDANCE)}
+
+
+def part_flux(sizes: Sizes, report: Report) -> None:
+    import torch
+    from _models import random_hyperlora
+
+    from hyperlora_core.comfy_bridge.bases import FLUX
+    from hyperlora_core.comfy_bridge.random_init import init_weights
+
+    dev, sync = device_and_sync()
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    unet_config = FLUX.tiny_config() if sizes.tiny else None
+    report.section(f"FLUX.1-dev{' (tiny)' if sizes.tiny else ''}: ComfyUI's Flux classes through our FLUX profile, "
+                   f"random {str(dtype).removeprefix('torch.')} weights, target set '{FLUX.default_targets}'; "
+                   f"sampling and training at {8 * sizes.flux_latent} px")
+    meta = FLUX.build(unet_config, device="meta")
+    specs = tuple(FLUX.module_specs(meta))
+    transformer = sum(p.numel() for p in meta.model.diffusion_model.parameters())
+    del meta
+    config = flux_hyper_config(sizes, specs)
+    flux_sizes(config, specs, transformer, report)
+    hl = random_hyperlora(config, device=dev, dtype=dtype)
+    lora = flux_generation(hl, sizes, report, sync)
+    del hl
+    release()
+    t0 = time.perf_counter()
+    model = FLUX.build(unet_config, device=dev, dtype=dtype)
+    init_weights(model.model, seed=0, std=0.02)
+    report(f"FLUX transformer built on {dev} in {time.perf_counter() - t0:.1f} s")
+    try:
+        flux_merge_and_sample(model, lora, sizes, report, sync)
+        flux_train(model, config, sizes, report)
+    finally:
+        del model
+        release()
+
+
+def flux_sizes(config, specs, transformer: int, report: Report) -> None:
+    """What the target table implies: layers, basis and hypernetwork parameters and bytes."""
+    from hyperlora_core.model import HyperLoRA
+
+    layers = [x for s in specs for x in s.layers]
+    in_out = sum(x.in_features + x.out_features for x in layers)
+    hl = HyperLoRA(config, device="meta")
+    parts = {name: sum(p.numel() for p in m.parameters()) if m is not None else 0
+             for name, m in (("id_basis", hl.id_basis), ("resampler", hl.resampler), ("id_projector", hl.id_projector))}
+    total = sum(p.numel() for p in hl.parameters())
+    report(f"transformer {transformer / 1e9:.3f} B parameters; {len(specs)} modules, {len(layers)} LoRA layers, "
+           f"sum of in + out {in_out:,}; K {config.basis_size}, rank {config.rank}")
+    report(f"hypernetwork (ID branch): basis {parts['id_basis'] / 1e9:.3f} B ({2 * parts['id_basis'] / 2**30:.2f} GiB in "
+           f"bf16/fp16), resampler {parts['resampler'] / 1e6:.1f} M, ID projector {parts['id_projector'] / 1e6:.1f} M; "
+           f"{total / 1e9:.3f} B in all; training state (fp32 weights + gradients + AdamW) {16 * total / 2**30:.1f} GiB")
+    for name, value in (("transformer_params", transformer), ("layers", len(layers)), ("in_out", in_out),
+                        ("basis_size", config.basis_size), ("rank", config.rank),
+                        ("id_basis_params", parts["id_basis"]),
+                        ("id_basis_gib_bf16", round(2 * parts["id_basis"] / 2**30, 3)),
+                        ("resampler_params", parts["resampler"]), ("projector_params", parts["id_projector"]),
+                        ("hypernetwork_params", total), ("train_state_gib", round(16 * total / 2**30, 2))):
+        report.figure(f"flux_{name}", value)
+
+
+def flux_generation(hl, sizes: Sizes, report: Report, sync) -> dict:
+    """ID-LoRA generation for 1 and 4 photos (wall, CUDA synchronised; peak memory); returns a 1-photo LoRA."""
+    from _measure import interleaved
+
+    conds = {n: random_conditions(n, sizes.clip_dim) for n in (1, 4)}
+    peaks: dict[int, dict] = {}
+    for n, (clip, ids) in conds.items():
+        hl.generate_id_lora(clip, ids)
+        peaks[n] = {}
+        with peak_gpu(peaks[n]):
+            hl.generate_id_lora(clip, ids)
+    r = interleaved({str(n): partial(hl.generate_id_lora, *conds[n]) for n in conds}, sizes.rounds, sync=sync)
+    for n in conds:
+        ms = r.stat(str(n)).median * 1e3
+        report(f"ID-LoRA generation, {n} photo(s): {ms:.1f} ms (median of {sizes.rounds} rounds), peak memory "
+               f"{peaks[n]['peak_mib']:.0f} MiB above the weights")
+        report.figure(f"flux_generate_{n}photo_ms", round(ms, 2))
+        report.figure(f"flux_generate_{n}photo_peak_mib", round(peaks[n]["peak_mib"], 1))
+    return hl.generate_id_lora(*conds[1])
+
+
+def flux_merge_and_sample(model, lora: dict, sizes: Sizes, report: Report, sync) -> None:
+    """Apply's merge (ComfyUI's patcher, when it loads the model) and sampler steps merged vs bare."""
+    import comfy.lora
+    import comfy.model_management as mm
+    import torch
+    from _measure import cpu_clock, interleaved, wall_clock
+    from sampling import sampler_run
+
+    from hyperlora_core.comfy_bridge import apply_lora
+    from hyperlora_core.comfy_bridge.bases import FLUX, flux
+
+    dev, cuda = model.load_device, model.load_device.type == "cuda"
+    patched = apply_lora(model, lora, FLUX.strength)
+
+    def load(m) -> float:
+        if sync:
+            sync()
+        t = time.perf_counter()
+        mm.load_models_gpu([m], force_full_load=True)
+        if sync:
+            sync()
+        return time.perf_counter() - t
+
+    load(model)
+    merges, restores = [], []
+    for _ in range(2):  # a switch between clones: ComfyUI moves the weights off and back, then merges (or not)
+        merges.append(load(patched))
+        restores.append(load(model))
+    load(patched)
+    merge = min(merges) - min(restores)
+    # the merged weights against W + s * (alpha / r) * up @ down from the LoRA, every target; nothing else patched
+    to_model = comfy.lora.model_lora_keys_unet(model.model, {})
+    weights = model.model.state_dict()
+    eps = torch.finfo(weights[next(iter(patched.backup))].dtype).eps
+    worst, largest_delta, within, targets = 0.0, 0.0, True, set()
+    for name in [k for k in lora if k.endswith(".lora_down.weight")]:
+        kohya = name.removesuffix(".lora_down.weight")
+        key = to_model[kohya]
+        targets.add(key)
+        down = lora[name].to(dev, torch.float32)
+        up = lora[f"{kohya}.lora_up.weight"].to(dev, torch.float32)
+        delta = (up @ down) * (FLUX.strength * float(lora[f"{kohya}.alpha"]) / down.shape[0])
+        expected = patched.backup[key].weight.to(dev, torch.float32) + delta
+        err = (weights[key].float() - expected).abs().max().item()
+        worst, largest_delta = max(worst, err), max(largest_delta, delta.abs().max().item())
+        within &= err <= 2 * eps * expected.abs().max().item()  # the storage dtype's rounding (stochastic in bf16)
+    only_targets = set(patched.backup) == targets
+    report(f"Apply's merge (ComfyUI's patcher, when it loads the patched clone): switching bare -> merged "
+           f"{min(merges):.3f} s, merged -> bare {min(restores):.3f} s (best of 2; ComfyUI moves the weights to the "
+           f"offload device and back at each switch), so the merge of {len(targets)} weights ~{merge:.3f} s; "
+           f"merged = W + s*alpha/r*up@down within rounding: {within} (max |error| {worst:.2e}, largest |delta| "
+           f"{largest_delta:.2e}); only the targets patched: {only_targets}")
+    report.figure("flux_switch_to_lora_s", round(min(merges), 3))
+    report.figure("flux_switch_to_bare_s", round(min(restores), 3))
+    report.figure("flux_merge_s", round(merge, 3))
+    report.figure("flux_merge_weights", len(targets))
+    report.figure("flux_merge_within_rounding", within)
+    report.figure("flux_merge_only_targets", only_targets)
+    report.figure("flux_merge_max_abs_err", float(f"{worst:.3e}"))
+
+    unet = model.model.model_config.unet_config
+    g = torch.Generator().manual_seed(4)
+    positive = [[torch.randn(1, flux.T5_TOKENS, unet["context_in_dim"], generator=g),
+                 {"pooled_output": torch.randn(1, unet["vec_in_dim"], generator=g), "guidance": FLUX.guidance}]]
+    latent = torch.zeros(1, FLUX.latent_channels, sizes.flux_latent, sizes.flux_latent)
+    clock = wall_clock if cuda else cpu_clock
+
+    def run(m):
+        return lambda: sampler_run(m, positive, positive, latent, sizes.flux_steps, clock, sync, cfg=FLUX.cfg)[0]
+
+    r = interleaved({"bare": run(model), "lora": run(patched)}, sizes.flux_rounds, baseline="bare")
+    ratio = r.ratio("lora")
+    report(f"sampler step at {8 * sizes.flux_latent} px, CFG {FLUX.cfg} (one batch), euler: bare "
+           f"{r.stat('bare').median * 1e3:.1f} ms, merged LoRA / bare {ratio.ratio_text()} "
+           f"({sizes.flux_steps} steps x {sizes.flux_rounds} interleaved rounds; {'wall' if cuda else 'CPU'} time)")
+    report.figure("flux_sample_bare_step_ms", round(r.stat("bare").median * 1e3, 2))
+    report.figure("flux_sample_lora_step_ratio", round(ratio.median, 4))
+    report.figure("flux_sample_lora_step_ratio_half_iqr", round(ratio.half_spread, 4))
+    report.raw["flux_sample_rounds_s"] = r.times
+    load(model)  # bare weights again for training
+
+
+def flux_train(model, config, sizes: Sizes, report: Report) -> None:
+    """One `arcface_id` step (hypernetwork + FLUX, gradient checkpointing) against a fixed-LoRA step."""
+    import torch
+    import train_step as ts
+    from _models import random_hyperlora
+
+    from hyperlora_core.comfy_bridge.backbone import Backbone
+    from hyperlora_core.comfy_bridge.bases import FLUX
+
+    dev, _ = device_and_sync()
+    cuda = dev.type == "cuda"
+    precision = "bf16" if cuda else "fp32"
+    vision = clip_vision_model(sizes)
+    backbone = Backbone(unet=model, clip=None, vae=None, clip_vision=vision, name="random-flux", profile=FLUX)
+    start = random_hyperlora(config, device=dev, dtype=torch.float32)
+    with torch.no_grad():
+        for p in start.id_basis.up.values():  # the trainer's start: a zero LoRA until the up basis learns
+            p.zero_()
+    state = start.state_dict()
+    rows: list[tuple[int, dict]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = ts.StepBench(backbone, config, ts.fit_config(Path(tmp), precision, True), dev, state)
+        bench.start_state = None
+        del start, state
+        gc.collect()
+        report(f"training step at {8 * sizes.flux_latent} px, {precision}{' autocast' if cuda else ''}, AdamW, gradient "
+               f"checkpointing on: hypernetwork {bench.hyper_parameters / 1e9:.3f} B trainable (fp32), FLUX frozen")
+        try:
+            for b in FLUX_TRAIN_BATCHES:
+                batch = ts.synthetic_batch(bench.denoiser, b, sizes.flux_latent, vision.image_size, dev,
+                                           conditioning=flux_conditioning)
+                try:
+                    m = ts.compare(bench, batch, sizes.flux_rounds)
+                except torch.OutOfMemoryError:
+                    report(f"batch {b}: out of GPU memory ({torch.cuda.get_device_properties(dev).total_memory / 2**30:.0f} "
+                           "GiB card); larger batches skipped")
+                    bench.optimizer.zero_grad(set_to_none=True)
+                    bench.lora_optimizer.zero_grad(set_to_none=True)
+                    bench.state.clear()
+                    del batch
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    break
+                resident = torch.cuda.memory_allocated() if cuda else 0
+                rows.append((b, m))
+                report(f"batch {b}: HyperLoRA step {m['hyper_s'] * 1e3:.0f} ms, fixed-LoRA step {m['lora_s'] * 1e3:.0f} ms, "
+                       f"ratio {m['ratio'].ratio_text()}; peak {'GPU' if cuda else '+RSS'} above the resident "
+                       f"{resident / 2**30:.1f} GiB (FLUX, CLIP vision, hypernetwork and AdamW state): "
+                       f"{m['peak_hyper'] / 2**30:.2f} / {m['peak_lora'] / 2**30:.2f} GiB; peak in all "
+                       f"{(resident + m['peak_hyper']) / 2**30:.1f} GiB")
+                report.figure(f"flux_train_batch_{b}_ms", round(m["hyper_s"] * 1e3, 1))
+                report.figure(f"flux_train_batch_{b}_lora_ms", round(m["lora_s"] * 1e3, 1))
+                report.figure(f"flux_train_batch_{b}_ratio", round(m["ratio"].median, 3))
+                report.figure(f"flux_train_batch_{b}_peak_gib", round(m["peak_hyper"] / 2**30, 2))
+                report.figure(f"flux_train_batch_{b}_lora_peak_gib", round(m["peak_lora"] / 2**30, 2))
+                if cuda:
+                    report.figure(f"flux_train_batch_{b}_resident_gib", round(resident / 2**30, 2))
+                    report.figure(f"flux_train_batch_{b}_peak_total_gib", round((resident + m["peak_hyper"]) / 2**30, 2))
+                report.raw[f"flux_train_batch_{b}_rounds_s"] = m["rounds"]
+        finally:
+            bench.close()
+            del bench
+            release()
+    by_batch = dict(rows)
+    if cuda and 1 in by_batch:
+        one = by_batch[1]
+        line = (f"for train/configs/flux.yaml (measured, {8 * sizes.flux_latent} px, bf16, checkpointing, ID branch only, "
+                f"no Base branch): peak {(one['peak_hyper']) / 2**30:.2f} GiB above the resident state at batch 1")
+        if 2 in by_batch:
+            per_sample = (by_batch[2]["peak_lora"] - one["peak_lora"]) / 2**30
+            transient = (one["peak_hyper"] - one["peak_lora"]) / 2**30
+            line += (f"; activations {per_sample:.2f} GiB per sample (fixed-LoRA peaks, batch 2 - batch 1); "
+                     f"hypernetwork transient {transient:.2f} GiB")
+            report.figure("flux_train_activation_gib_per_sample", round(per_sample, 3))
+            report.figure("flux_train_hypernetwork_transient_gib", round(transient, 2))
+        report(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU (seconds)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--json", type=Path, help="write every gpu_check figure to this file")
+    parser.add_argument("--json", type=Path, help="write every gpu_check figure to this file (after each part)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no part after this many seconds (a lent machine's time limit); later parts are "
+                             "listed as skipped_parts")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
@@ -626,12 +1034,21 @@ def main() -> None:
     report.figure("device", name)
     run: dict[str, Callable[[Sizes, Report], None]] = {
         "mm": part_mm, "generate": part_generate, "photo": part_photo, "sample": part_sample, "train": part_train,
-        "toy": part_toy,
+        "toy": part_toy, "flux": part_flux,
     }
     t0 = time.perf_counter()
-    failed = []
+    failed, skipped = [], []
+
+    def write_json() -> None:
+        if args.json:
+            args.json.write_text(json.dumps({**report.figures, "raw": report.raw}, indent=1))
+
     for part in parts:
         t = time.perf_counter()
+        if args.budget_s is not None and t - t0 > args.budget_s:
+            skipped.append(part)
+            report(f"\nPART {part} SKIPPED: {t - t0:.0f} s spent of the {args.budget_s:.0f} s budget")
+            continue
         try:
             run[part](sizes, report)
         except Exception as err:  # one failing part must not hide the others' figures
@@ -645,11 +1062,12 @@ def main() -> None:
         report(f"({part}: {time.perf_counter() - t:.0f} s{left})")
         if dev.type == "cuda" and gpu_mib() > 256:
             live_cuda_tensors(report)
+        write_json()  # a run stopped by a time limit keeps what it measured
     report.figure("total_s", round(time.perf_counter() - t0, 1))
+    report.figure("skipped_parts", ",".join(skipped) or "none")
     report.figure("failed_parts", ",".join(failed) or "none")
     report(f"\n(total {time.perf_counter() - t0:.0f} s)")
-    if args.json:
-        args.json.write_text(json.dumps({**report.figures, "raw": report.raw}, indent=1))
+    write_json()
     if failed:
         sys.exit(1)
 

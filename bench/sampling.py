@@ -129,8 +129,9 @@ def conditioning(tokens: int, context_dim: int, pooled_dim: int | None = None):
 
 
 def sampler_run(model, positive, negative, latent, steps: int, clock: Callable[[], float],
-                sync: Callable[[], None] | None, seed: int = 0) -> tuple[float, float]:
-    """(median seconds of steps 2..n, seconds from the call to the end of step 1) of one KSampler-path run."""
+                sync: Callable[[], None] | None, seed: int = 0, cfg: float = 5.0) -> tuple[float, float]:
+    """(median seconds of steps 2..n, seconds from the call to the end of step 1) of one KSampler-path run
+    (`cfg` 1: ComfyUI runs the positive batch only, as for FLUX.1-dev)."""
     import comfy.sample
 
     marks: list[float] = []
@@ -142,7 +143,7 @@ def sampler_run(model, positive, negative, latent, steps: int, clock: Callable[[
 
     start = clock()
     noise = comfy.sample.prepare_noise(latent, seed)
-    comfy.sample.sample(model, noise, steps, 5.0, "euler", "normal", positive, negative, latent,
+    comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
                         callback=on_step, disable_pbar=True, seed=seed)
     steps_s = [b - a for a, b in zip(marks, marks[1:])]
     settled = steps_s[len(steps_s) // 4:]  # a GPU's clocks may still be ramping up after loading or patching

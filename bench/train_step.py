@@ -62,29 +62,37 @@ def fit_config(tmp: Path, precision: str, checkpointing: bool):
     return parse_config(yaml.safe_dump(raw), base_dir=tmp)
 
 
-def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, seed: int = 0):
-    """A batch of the trainer's shape with random contents: one photo per identity, an SDXL model's
-    conditioning (context, pooled, the crop numbers of a square image)."""
+def sdxl_conditioning(denoiser, batch: int, latent: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """An SDXL model's random conditioning: context, pooled, the crop numbers of a square image."""
     from hyperlora_core.comfy_bridge.bases import sdxl
+
+    pixels = 8 * latent
+    return {
+        "context": torch.randn(batch, 77, denoiser.context_dim, generator=g),
+        "pooled": torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - sdxl.SIZE_EMBEDDING,
+                              generator=g),
+        "sizes": torch.stack([sdxl.PROFILE.image_conditioning([pixels] * 2, [0, 0], [pixels] * 2)["sizes"]] * batch),
+    }
+
+
+def synthetic_batch(denoiser, batch: int, latent: int, image_size: int, device, seed: int = 0,
+                    conditioning: Callable[..., dict[str, torch.Tensor]] = sdxl_conditioning):
+    """A batch of the trainer's shape with random contents: one photo per identity, the base's latent
+    channels, and `conditioning(denoiser, batch, latent, generator)` (the profile's keys; SDXL's by default)."""
     from hyperlora_core.train.data import Batch
 
     g = torch.Generator().manual_seed(seed)
     zeros = torch.zeros(batch, dtype=torch.bool, device=device)
-    pixels = 8 * latent
+    channels = denoiser.profile.latent_channels
     return Batch(
-        latents=torch.randn(batch, 4, latent, latent, generator=g).to(device),
-        cond={
-            "context": torch.randn(batch, 77, denoiser.context_dim, generator=g).to(device),
-            "pooled": torch.randn(batch, denoiser.model.model_config.unet_config["adm_in_channels"] - sdxl.SIZE_EMBEDDING,
-                                  generator=g).to(device),
-            "sizes": torch.stack([sdxl.PROFILE.image_conditioning([pixels] * 2, [0, 0], [pixels] * 2)["sizes"]] * batch),
-        },
+        latents=torch.randn(batch, channels, latent, latent, generator=g).to(device),
+        cond={k: v.to(device) for k, v in conditioning(denoiser, batch, latent, g).items()},
         face=torch.rand(batch, image_size, image_size, 3, generator=g).to(device),
         base=None,
         arcface=torch.nn.functional.normalize(torch.randn(batch, 512, generator=g), dim=-1).to(device),
         groups=torch.arange(batch, device=device),
         num_groups=batch,
-        noise=torch.randn(batch, 4, latent, latent, generator=g).to(device),
+        noise=torch.randn(batch, channels, latent, latent, generator=g).to(device),
         timesteps=torch.randint(200, 1000, (batch,), generator=g).to(device),
         drop_text=zeros, drop_face=zeros, drop_base=zeros,
         global_index=torch.arange(batch),

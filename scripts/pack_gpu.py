@@ -41,9 +41,13 @@ SKIP_DIRS = {"tests", "tests-unit", "comfy_api_nodes", "models", "input", "outpu
              "temp", ".git", ".github", "__pycache__", ".ci", "script_examples"}
 """Parts of a ComfyUI checkout that importing `comfy` as a library never reads."""
 
+GPU_PARTS = "flux,generate,photo,train"
+"""What one lent-machine call of at most ~8 minutes runs (README, "Speed on a GPU"): FLUX first (never
+measured), then the generation gap and the SDXL training step; `mm` and `sample` were measured on 2026-11-26."""
 RUN_THERE = (
     "python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && "
-    "PYTHONPATH=/tmp/site COMFYUI_PATH=$PWD/.gpu/ComfyUI PYTHONUNBUFFERED=1 python3 bench/gpu.py --json $OUT/gpu.json"
+    "PYTHONPATH=/tmp/site COMFYUI_PATH=$PWD/.gpu/ComfyUI PYTHONUNBUFFERED=1 timeout 470 python3 bench/gpu.py "
+    f"--parts {GPU_PARTS} --budget-s 330 --json $OUT/gpu.json 2>&1 | tee $OUT/gpu.log | grep -v -i warn | tail -c 11000"
 )
 
 
@@ -124,7 +128,7 @@ def main() -> None:
         print(f"  {wheel.name}")
     if total > LIMIT:
         raise SystemExit("error: more than a device call carries; remove untracked files or large artifacts first.")
-    print("carry: .whl .gpu")
+    print("carry: .whl .gpu (device call: timeout_s 500)")
     print(f"run there (in the repository root): {RUN_THERE}")
 
 

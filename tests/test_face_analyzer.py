@@ -74,6 +74,44 @@ def test_loads_only_the_three_models_once(pack_root, monkeypatch):
     assert created == []
 
 
+def _spinning(options) -> list[str | None]:
+    """The spinning entries of one session's options (None: onnxruntime's default, spinning on)."""
+    from hyperlora_core.face.analyzer import SPINNING_KEYS
+
+    out = []
+    for key in SPINNING_KEYS:
+        try:
+            out.append(options.get_session_config_entry(key) if options is not None else None)
+        except RuntimeError:  # the entry was never set
+            out.append(None)
+    return out
+
+
+def test_onnx_threads_do_not_spin_after_a_run_and_results_are_unchanged(pack_root, monkeypatch):
+    """onnxruntime's default threads busy-wait after each run, one per core for each session: after face
+    analysis they starved what ComfyUI's process ran next (CLIP vision, the hypernetwork's kernel launches)."""
+    made = []
+    original = onnxruntime.InferenceSession.__init__
+
+    def recording(self, *args, **kwargs):
+        made.append(kwargs.get("sess_options", args[1] if len(args) > 1 else None))
+        original(self, *args, **kwargs)
+
+    bgr = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+
+    def analyse(an: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
+        face = an.detect(bgr).faces[0]
+        return an.landmarks(bgr, face), an.embedding(bgr, face)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", recording)
+    quiet = analyse(FaceAnalyzer.load("antelopev2", roots=[pack_root], providers="cpu"))
+    assert made and all(_spinning(o) == ["0", "0"] for o in made), [_spinning(o) for o in made]
+    made.clear()
+    spinning = analyse(FaceAnalyzer.load("antelopev2", roots=[pack_root], providers="cpu", spinning=True))
+    assert made and all(_spinning(o) == [None, None] for o in made)
+    assert all(np.array_equal(a, b) for a, b in zip(quiet, spinning))  # how threads wait changes no number
+
+
 def test_detects_the_bright_square(analyzer, detector_inputs):
     img = square()
     det = analyzer.detect(img[:, :, ::-1].copy())

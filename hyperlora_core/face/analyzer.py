@@ -148,6 +148,23 @@ def resolve_providers(choice: str = "auto") -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_works() else ["CPUExecutionProvider"]
 
 
+SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def session_options(spinning: bool = False) -> Any:
+    """onnxruntime session options for the face models: thread spinning off unless asked for.
+
+    Results are the same either way (spinning only decides how idle threads wait). insightface >= 1.0
+    passes these to every session it creates; 0.7.3 ignores them (its sessions keep the default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if not spinning:
+        for key in SPINNING_KEYS:
+            options.add_session_config_entry(key, "0")
+    return options
+
+
 def select_face(faces: Sequence[DetectedFace], face_index: int | None, photo_number: int = 1) -> DetectedFace:
     """The largest face (`None`), or the `face_index`-th counting from the left (0 = leftmost)."""
     if not faces:
@@ -198,8 +215,14 @@ class FaceAnalyzer:
         roots: Sequence[str | os.PathLike] = (),
         providers: str = "auto",
         det_thresh: float = 0.5,
+        spinning: bool = False,
     ) -> FaceAnalyzer:
-        """Check `<root>/models/<pack>/` (or a folder path), then load its three models once."""
+        """Check `<root>/models/<pack>/` (or a folder path), then load its three models once.
+
+        `spinning`: onnxruntime's default, where every intra-op thread of every session busy-waits for
+        more work after each run. Off here: those threads (one per core, per session) kept every core
+        busy after face analysis and starved what runs next in ComfyUI's process (CLIP vision, the
+        hypernetwork's kernel launches); see `session_options`."""
         folder = find_pack(pack, roots)
         for model_file in sorted(folder.glob("*.onnx")):
             try:
@@ -222,6 +245,7 @@ class FaceAnalyzer:
                 root=str(folder.parent.parent),
                 allowed_modules=list(REQUIRED_TASKS),
                 providers=chosen,
+                sess_options=session_options(spinning),
             )
         except AssertionError:  # insightface's only check: no detector among the files
             others = [t for t in REQUIRED_TASKS if t != "detection"]
