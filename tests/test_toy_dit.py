@@ -17,6 +17,7 @@ import torch
 from fixtures.bases import patched_weights
 from fixtures.nodes_env import model_folder, output_folder, run_node
 from fixtures.pack import load_pack
+from fixtures.toy import assert_hook_sampler_equals_ksampler
 
 from hyperlora_core import HyperLoRAError
 from hyperlora_core.comfy_bridge import unet_lora_key_map
@@ -100,31 +101,9 @@ def test_the_hook_sampler_gives_the_ksampler_images_on_the_dit(built):
     toy = ToyWorld.load(built[0], base="dit")  # its own copy: the random weights stay in this test
     init_weights(toy.unet.model.diffusion_model, seed=0, std=0.1)
     from hyperlora_core.standins import random_hyperlora
-    from hyperlora_core.toy.measure import (
-        BASE,
-        ID,
-        Condition,
-        Heldout,
-        HookedSampler,
-        base_loras,
-        id_loras,
-        ksampler_images,
-        lora_sets,
-    )
 
     world = dataclasses.replace(toy, hyperlora=random_hyperlora(toy.hyperlora.config, seed=4).eval())
-    held = Heldout.make(world.conditioner, count=4)
-    steps = 8
-    edit = Condition("edit", (ID(1), BASE(0.7)), held.edit_captions, 2.0)
-    plain = Condition("plain")
-    with HookedSampler(world, len(held), steps=steps) as sampler:
-        one, base = id_loras(world.hyperlora, held, 1), base_loras(world.hyperlora, held)
-        batched = {"edit": sampler.sample(lora_sets([(one, 1.0), (base, 0.7)]), held.edit_captions, cfg=2.0),
-                   "plain": sampler.sample(None)}
-    for c in (edit, plain):
-        diff = ((batched[c.name] - ksampler_images(world, held, c, steps=steps)) * 255).round().abs()
-        assert diff.max() <= 8 and diff.mean() < 0.05, (c.name, diff.max().item(), diff.mean().item())
-    assert not np.allclose(batched["edit"].numpy(), batched["plain"].numpy(), atol=0.05)
+    assert_hook_sampler_equals_ksampler(world, identities=4, steps=8)
 
 
 @pytest.fixture(scope="module")

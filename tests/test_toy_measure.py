@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.toy import assert_hook_sampler_equals_ksampler
 
 from hyperlora_core.toy import world
 
@@ -117,26 +118,4 @@ def test_batched_sampler_gives_the_ksampler_images_with_base_caption_and_cfg(toy
     """ID-LoRA + Base-LoRA from one photo at two strengths, an editing caption and CFG 2, and the bare model: the
     batch equals Apply (both LoRAs) -> KSampler -> VAEDecode per identity (`ksampler_images`, which builds the
     LoRA files the Generate nodes make)."""
-    from hyperlora_core.toy.measure import (
-        BASE,
-        ID,
-        Condition,
-        Heldout,
-        HookedSampler,
-        base_loras,
-        id_loras,
-        ksampler_images,
-        lora_sets,
-    )
-
-    held = Heldout.make(toy.conditioner, count=6)
-    edit = Condition("edit", (ID(1), BASE(0.7)), held.edit_captions, 2.0)
-    plain = Condition("plain")
-    with HookedSampler(toy, len(held)) as sampler:
-        one, base = id_loras(toy.hyperlora, held, 1), base_loras(toy.hyperlora, held)
-        batched = {"edit": sampler.sample(lora_sets([(one, 1.0), (base, 0.7)]), held.edit_captions, cfg=2.0),
-                   "plain": sampler.sample(None)}
-    for c in (edit, plain):
-        diff = ((batched[c.name] - ksampler_images(toy, held, c)) * 255).round().abs()
-        assert diff.max() <= 8 and diff.mean() < 0.05, (c.name, diff.max().item(), diff.mean().item())
-    assert not np.allclose(batched["edit"].numpy(), batched["plain"].numpy(), atol=0.05)
+    assert_hook_sampler_equals_ksampler(toy, identities=6)
