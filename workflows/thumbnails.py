@@ -193,7 +193,6 @@ def pictures() -> dict[str, Callable[[], Image.Image]]:
     return {
         "hyperlora_toy_world": toy_picture,
         "hyperlora_toy_world_edit": toy_edit_picture,
-        "hyperlora_toy_world_dit": lambda: toy_picture(base="dit"),
         "hyperlora_t2i_one_photo": lambda: diagram("One photo", [("photo", face)], lora, ("portrait", person),
                                                    "one photo -> a LoRA -> that person, any prompt"),
         "hyperlora_t2i_several_photos": lambda: diagram(
